@@ -1,0 +1,41 @@
+"""edgefit: make deep neural networks fit edge devices.
+
+>>> import edgefit
+>>> from edgefit.zoo import create
+>>> p = edgefit.profile(create("alexnet"), input_shape=(1, 3, 224, 224))
+>>> p.totals.params_without_bias
+60954656
+
+Attributes are imported lazily so that `import edgefit` stays fast.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "profile": ("edgefit.metrics", "profile"),
+    "Profile": ("edgefit.metrics", "Profile"),
+    "trace": ("edgefit.trace", "trace"),
+    "estimate": ("edgefit.hardware", "estimate"),
+    "get_device": ("edgefit.hardware", "get_device"),
+    "load_compressed": ("edgefit.compress", "load_compressed"),
+    "EdgefitError": ("edgefit.errors", "EdgefitError"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module_name), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'edgefit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

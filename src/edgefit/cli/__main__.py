@@ -1,0 +1,5 @@
+import sys
+
+from edgefit.cli.main import main
+
+sys.exit(main())

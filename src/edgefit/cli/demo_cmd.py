@@ -1,0 +1,36 @@
+"""`edgefit demo`: the main job on built-in defaults, one section per capability.
+
+Each capability contributes a function ``demo_section(echo) -> None`` in its
+command module; the demo runs them in order.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from edgefit.cli.main import app
+
+SECTIONS = (
+    ("edgefit.cli.profile_cmd", "Profile: exact efficiency metrics"),
+    ("edgefit.cli.hardware_cmd", "Hardware: roofline, energy and memory fit"),
+    ("edgefit.cli.compress_cmd", "Deep Compression on the digits LeNet-300-100"),
+)
+
+
+@app.command()
+def demo(
+    only: str = typer.Option("", help="Run one section: profile, hardware or compress."),
+) -> None:
+    """Run edgefit's main jobs on zoo models and bundled data."""
+    for module_name, title in SECTIONS:
+        short = module_name.rsplit(".", 1)[1].removesuffix("_cmd")
+        if only and only != short:
+            continue
+        module = importlib.import_module(module_name)
+        section = getattr(module, "demo_section", None)
+        if section is None:
+            continue
+        typer.echo(f"\n=== {title} ===\n")
+        section(typer.echo)

@@ -1,0 +1,93 @@
+"""The `edgefit` command: a thin typer app.
+
+Each command module (`profile_cmd`, `hardware_cmd`, `compress_cmd`) registers its
+commands on `app`; commands parse options, call the library and print. Any
+`EdgefitError` becomes one line on stderr and exit code 2 (`--debug` shows the
+traceback instead).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="edgefit",
+    help="Make deep neural networks fit edge devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_STATE = {"debug": False}
+
+# Command modules; each registers its commands on `app` when imported.
+COMMAND_MODULES = (
+    "edgefit.cli.profile_cmd",
+    "edgefit.cli.hardware_cmd",
+    "edgefit.cli.compress_cmd",
+    "edgefit.cli.demo_cmd",
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+) -> None:
+    _STATE["debug"] = debug
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one error line to stderr; return the exit to raise (code 2)."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def _load_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency, not an absent module
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `edgefit` script."""
+    from edgefit.errors import EdgefitError
+
+    _load_commands()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        app(args=argv, standalone_mode=False)
+    except EdgefitError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return 2
+        if debug:
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

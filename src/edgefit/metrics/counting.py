@@ -1,0 +1,339 @@
+"""From a `Trace` to a `Profile`: apply the formulas, group per layer, add up.
+
+A row is everything one module's own forward ran: the ops of a leaf module,
+or the functional calls a parent makes between its children (a residual add,
+an attention matmul). Rows keep the order of their first op.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import warnings
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from edgefit.errors import ConfigError
+from edgefit.metrics.formulas import _FORMULAS, Cost
+from edgefit.metrics.profile import LayerStats, Profile, Totals
+from edgefit.trace.tracer import Trace, TensorSpec, trace
+
+
+class UncountedOpsWarning(UserWarning):
+    """Some traced ops have no cost formula; see ``Profile.uncounted``."""
+
+
+# Attributes of cost-bearing ops worth keeping for lookup tables, by op.
+_ATTRS = {
+    "convolution": ("stride", "padding", "dilation", "transposed", "output_padding", "groups"),
+    "max_pool2d_with_indices": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+    "avg_pool2d": ("kernel_size", "stride", "padding", "ceil_mode"),
+}
+_CONV_ARG_POS = {"stride": 3, "padding": 4, "dilation": 5, "transposed": 6, "output_padding": 7, "groups": 8}
+_POOL_ARG_POS = {"kernel_size": 1, "stride": 2, "padding": 3, "dilation": 4, "ceil_mode": 5}
+_AVG_ARG_POS = {"kernel_size": 1, "stride": 2, "padding": 3, "ceil_mode": 4}
+
+
+def _attributes(op) -> dict:
+    if op.name == "convolution":
+        d = {k: _plain(op.args[i]) for k, i in _CONV_ARG_POS.items() if i < len(op.args)}
+        d["kernel_size"] = list(op.args[1].shape[2:])
+        return d
+    if op.name == "max_pool2d_with_indices":
+        return {k: _plain(op.args[i]) for k, i in _POOL_ARG_POS.items() if i < len(op.args)}
+    if op.name == "avg_pool2d":
+        return {k: _plain(op.args[i]) for k, i in _AVG_ARG_POS.items() if i < len(op.args)}
+    return {}
+
+
+def _plain(v):
+    if isinstance(v, (list, tuple)):
+        return [int(x) for x in v]
+    if isinstance(v, bool):
+        return v
+    return int(v) if isinstance(v, int) else v
+
+
+def _is_bias(name: str) -> bool:
+    return name.rsplit(".", 1)[-1].endswith("bias")
+
+
+def _bits_resolver(bits: int | Mapping[str, int]):
+    if isinstance(bits, bool) or not isinstance(bits, (int, Mapping)):
+        raise ConfigError(f"bits must be an integer or a mapping of layer patterns to integers, got {bits!r}")
+    if isinstance(bits, int):
+        _check_bits(bits)
+        return lambda name: bits
+    patterns = list(bits.items())
+    for pattern, b in patterns:
+        _check_bits(b, pattern)
+    default = bits.get("default", 32)
+
+    def resolve(name: str) -> int:
+        for pattern, b in patterns:
+            if pattern != "default" and fnmatch.fnmatchcase(name, pattern):
+                return b
+        return default
+
+    return resolve
+
+
+def _check_bits(b, where: str = "") -> None:
+    if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 64:
+        at = f" for {where!r}" if where else ""
+        raise ConfigError(f"bit width{at} must be an integer from 1 to 64, got {b!r}")
+
+
+class _Row:
+    __slots__ = (
+        "name", "kind", "ops", "first", "macs", "other", "activations", "params", "params_nb",
+        "inputs", "produced", "peak", "out_shape", "attrs", "computes",
+    )
+
+    def __init__(self, name: str, kind: str, first: int):
+        self.name, self.kind, self.first = name, kind, first
+        self.ops: list[str] = []
+        self.macs = self.other = self.activations = self.params = self.params_nb = self.peak = 0
+        self.inputs: dict[int, tuple[int, tuple[int, ...]]] = {}  # value -> (elements, shape)
+        self.produced: dict[int, int] = {}  # value -> elements
+        self.out_shape: tuple[int, ...] | None = None
+        self.attrs: dict = {}
+        self.computes = False
+
+
+def build_profile(
+    tr: Trace,
+    *,
+    bits: int | Mapping[str, int] = 32,
+    activation_bits: int | None = None,
+    model_label: str | None = None,
+) -> Profile:
+    """Count a `Trace` into a `Profile` (see `edgefit.metrics.profile` for conventions)."""
+    bits_of = _bits_resolver(bits)
+    default_bits = bits if isinstance(bits, int) else int(bits.get("default", 32))
+    act_bits = default_bits if activation_bits is None else activation_bits
+    _check_bits(act_bits, "activations")
+
+    rows: dict[str, _Row] = {}
+    producer_row: dict[int, str] = {}  # value -> row that wrote it
+    consumers: dict[int, set[str]] = {}
+    param_row: dict[str, str] = {}
+    uncounted: dict[str, int] = {}
+    formulas = _FORMULAS
+    n_counted = 0
+
+    for op in tr.ops:
+        row = rows.get(op.module)
+        if row is None:
+            info = tr.modules.get(op.module)
+            row = rows[op.module] = _Row(op.module, info.kind if info else "?", op.index)
+        row.ops.append(op.name)
+        formula = formulas.get(op.name)
+        if formula is None:
+            uncounted[op.name] = uncounted.get(op.name, 0) + 1
+            cost = Cost()
+        else:
+            n_counted += 1
+            cost = formula(op)
+        row.macs += cost.macs
+        row.other += cost.other_ops
+        in_elems = 0
+        seen: set[int] = set()
+        for spec in op.inputs:
+            if spec.role == "activation":
+                if spec.value not in seen:
+                    seen.add(spec.value)
+                    in_elems += spec.numel
+                if producer_row.get(spec.value, None) != op.module:
+                    prev = row.inputs.get(spec.value)
+                    if prev is None or prev[0] < spec.numel:
+                        row.inputs[spec.value] = (spec.numel, spec.shape)
+                consumers.setdefault(spec.value, set()).add(op.module)
+            elif spec.role == "param" and spec.source not in param_row:
+                param_row[spec.source] = op.module
+        if cost.computes:
+            row.computes = True
+            out_elems = sum(o.numel for o in op.outputs[:1])
+            row.activations += out_elems
+            row.peak = max(row.peak, in_elems + out_elems)
+            attrs = _attributes(op)
+            if attrs:
+                row.attrs = attrs
+        if not op.view:
+            for o in op.outputs:
+                if o.role == "activation" and o.value not in producer_row:
+                    producer_row[o.value] = op.module
+                    row.produced[o.value] = o.numel
+        if op.outputs and op.name not in ("empty", "empty_like"):
+            row.out_shape = op.outputs[0].shape
+
+    # Rows of pooling modules that ran as plain reductions (AdaptiveAvgPool2d(1) -> mean).
+    for row in rows.values():
+        if not row.computes and "Pool" in row.kind:
+            row.computes = True
+            row.activations = sum(row.produced.values())
+            row.peak = sum(e for e, _ in row.inputs.values()) + row.activations
+
+    out_values = {s.value for s in tr.outputs if s.role == "activation"}
+    # Parameters: attributed to the first row that used them; shared tensors once.
+    params_by_row: dict[str, list[str]] = {}
+    for pname, rname in param_row.items():
+        params_by_row.setdefault(rname, []).append(pname)
+
+    layers = []
+    total_bits = 0.0
+    for row in sorted(rows.values(), key=lambda r: r.first):
+        names = params_by_row.get(row.name, [])
+        p = sum(tr.params[n][0] for n in names)
+        p_nb = sum(tr.params[n][0] for n in names if not _is_bias(n))
+        b = bits_of(row.name)
+        weight_bytes = p * b / 8
+        total_bits += p * b
+        in_elems = sum(e for e, _ in row.inputs.values())
+        out_elems = sum(
+            e for v, e in row.produced.items() if v in out_values or any(c != row.name for c in consumers.get(v, ()))
+        )
+        moved = weight_bytes + (in_elems + out_elems) * act_bits / 8
+        layers.append(
+            LayerStats(
+                name=row.name,
+                kind=row.kind,
+                ops=tuple(dict.fromkeys(row.ops)),
+                calls=tr.modules[row.name].calls if row.name in tr.modules else 1,
+                input_shapes=tuple(shape for _, shape in row.inputs.values()),
+                output_shape=row.out_shape,
+                params=p,
+                params_without_bias=p_nb,
+                macs=row.macs,
+                flops=2 * row.macs,
+                other_ops=row.other,
+                activations=row.activations,
+                input_elements=in_elems,
+                output_elements=out_elems,
+                peak_activations=row.peak,
+                weight_bytes=weight_bytes,
+                bytes_moved=moved,
+                bits=b,
+                attributes=row.attrs,
+            )
+        )
+
+    unused = [n for n in tr.params if n not in param_row]
+    unused_count = sum(tr.params[n][0] for n in unused)
+    for n in unused:
+        total_bits += tr.params[n][0] * bits_of(tr.param_owner.get(n, ""))
+
+    input_elems = sum(s.numel for s in tr.inputs)
+    peak_row = max(layers, key=lambda r: r.peak_activations, default=None)
+    live, live_at, live_bytes = _peak_live(tr)
+    live_layer = tr.ops[live_at].module if 0 <= live_at < len(tr.ops) else ""
+    totals = Totals(
+        params=sum(n for n, _ in tr.params.values()),
+        params_without_bias=sum(n for k, (n, _) in tr.params.items() if not _is_bias(k)),
+        macs=sum(r.macs for r in layers),
+        flops=2 * sum(r.macs for r in layers),
+        other_ops=sum(r.other_ops for r in layers),
+        activations=input_elems + sum(r.activations for r in layers),
+        input_activations=input_elems,
+        peak_activations=peak_row.peak_activations if peak_row else 0,
+        peak_activations_layer=peak_row.name if peak_row else "",
+        peak_live_activations=live,
+        peak_live_layer=live_layer,
+        peak_live_bytes=live * act_bits / 8,
+        model_size_bytes=total_bits / 8,
+        bytes_moved=sum(r.bytes_moved for r in layers),
+        unused_params=unused_count,
+    )
+    n_ops = len(tr.ops)
+    if uncounted:
+        listed = ", ".join(f"{k} x{v}" for k, v in sorted(uncounted.items()))
+        warnings.warn(
+            f"edgefit: no cost formula for {sum(uncounted.values())} of {n_ops} ops ({listed}); "
+            "they are listed in Profile.uncounted and not counted",
+            UncountedOpsWarning,
+            stacklevel=3,
+        )
+    return Profile(
+        model=model_label or tr.model_name,
+        input_shapes=tuple(s.shape for s in tr.inputs),
+        bits=default_bits,
+        activation_bits=act_bits,
+        layers=tuple(layers),
+        totals=totals,
+        uncounted=dict(sorted(uncounted.items())),
+        coverage=n_counted / n_ops if n_ops else 1.0,
+    )
+
+
+def _peak_live(tr: Trace) -> tuple[int, int, int]:
+    """Most activation elements alive at once, the op index where it happens.
+
+    A storage is alive from the op that first writes it to the last op that
+    reads it (model outputs: to the end; inputs: from the start).
+    """
+    span: dict[int, list[int]] = {}
+    size: dict[int, int] = {}
+    for v in tr.values.values():
+        s = span.get(v.storage)
+        start = max(v.producer, 0)
+        if s is None:
+            span[v.storage] = [start, v.last_use]
+            size[v.storage] = v.numel
+        else:
+            s[0] = min(s[0], start)
+            s[1] = max(s[1], v.last_use)
+            size[v.storage] = max(size[v.storage], v.numel)
+    n = len(tr.ops) + 1
+    delta = [0] * (n + 1)
+    for key, (a, b) in span.items():
+        b = min(b, n - 1)
+        delta[a] += size[key]
+        delta[b + 1] -= size[key]
+    best = best_at = cur = 0
+    for i in range(n):
+        cur += delta[i]
+        if cur > best:
+            best, best_at = cur, i
+    return best, min(best_at, len(tr.ops) - 1), best
+
+
+def profile(
+    model: nn.Module,
+    example_inputs: Sequence | torch.Tensor | None = None,
+    *,
+    input_shape: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    input_dtype: torch.dtype | str = torch.float32,
+    bits: int | Mapping[str, int] = 32,
+    activation_bits: int | None = None,
+    mode: str | None = "eval",
+    name: str | None = None,
+) -> Profile:
+    """Exact efficiency metrics of ``model`` without running it on data.
+
+    Traces one forward pass on the meta device (weights are never read or
+    copied; a model built on the meta device works too) and counts it.
+
+    Args:
+        model: any ``nn.Module``. It is left unchanged.
+        example_inputs: forward arguments; only shapes and dtypes are used.
+        input_shape: instead of ``example_inputs``: one shape or a list of shapes.
+        input_dtype: dtype of inputs made from ``input_shape`` (``torch.long``
+            for token ids).
+        bits: weight bit width, or a mapping of layer-name patterns
+            (``fnmatch``, e.g. ``"features.*"``) to bit widths with an optional
+            ``"default"`` (32 if absent).
+        activation_bits: activation bit width (default: the weight default).
+        mode: ``"eval"`` (default), ``"train"``, or ``None`` for the model's own flags.
+        name: a label for the model in reports.
+
+    Returns:
+        A `Profile`.
+
+    >>> import torch.nn as nn
+    >>> p = profile(nn.Linear(4, 3), input_shape=(2, 4))
+    >>> p.totals.macs, p.totals.flops, p.totals.params
+    (24, 48, 15)
+    """
+    tr = trace(model, example_inputs, input_shape=input_shape, input_dtype=input_dtype, mode=mode)
+    return build_profile(tr, bits=bits, activation_bits=activation_bits, model_label=name)
