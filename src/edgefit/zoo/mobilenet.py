@@ -84,7 +84,7 @@ def mobilenet_v1(
     """MobileNet v1 with width multiplier ``alpha`` and input ``resolution``.
 
     1.0 MobileNet-224: 4,231,976 parameters (BN included), 568.7M MACs (paper: 4.2M,
-    569M). 0.50 MobileNet-160: 1,342,536 parameters, 76.0M MACs (paper: 1.32M, 76M);
+    569M). 0.50 MobileNet-160: 1,331,592 parameters, 76.5M MACs (paper: 1.32M, 76M);
     the paper's parameter counts leave out the BN scale and shift. ``resolution`` does
     not change the weights, only the example input (``rho = resolution / 224``).
 
