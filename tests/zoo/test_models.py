@@ -40,7 +40,7 @@ def vgg16() -> int:
 def resnet(groups: int, width_per_group: int) -> int:
     total = conv(3, 64, 7, bias=False) + bn(64)
     c_in = 64
-    for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True)):
+    for planes, blocks in zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True):
         width = planes * width_per_group // 64 * groups
         out = 4 * planes
         for j in range(blocks):
