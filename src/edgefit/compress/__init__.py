@@ -1,1 +1,41 @@
-"""edgefit.compress."""
+"""Deep Compression: pruning, trained quantization and Huffman coding (Han et
+al., ICLR 2016), the ``.efz`` file, and the per-stage report.
+
+>>> from edgefit.compress import load_compressed, save_compressed
+>>> from edgefit.compress.prune import prune_, MagnitudeConfig
+>>> from edgefit.compress.quantize import quantize_, KMeansConfig
+"""
+
+from __future__ import annotations
+
+_LAZY = {
+    "load_compressed": ("edgefit.compress.file", "load_compressed"),
+    "save_compressed": ("edgefit.compress.file", "save_compressed"),
+    "inspect_compressed": ("edgefit.compress.file", "inspect_compressed"),
+    "SaveResult": ("edgefit.compress.file", "SaveResult"),
+    "DeepCompressionConfig": ("edgefit.compress.pipeline", "DeepCompressionConfig"),
+    "deep_compress": ("edgefit.compress.pipeline", "deep_compress"),
+    "CompressionReport": ("edgefit.compress.report", "CompressionReport"),
+    "prune_": ("edgefit.compress.prune", "prune_"),
+    "quantize_": ("edgefit.compress.quantize", "quantize_"),
+    "MagnitudeConfig": ("edgefit.compress.prune", "MagnitudeConfig"),
+    "KMeansConfig": ("edgefit.compress.quantize", "KMeansConfig"),
+    "LinearQuantConfig": ("edgefit.compress.quantize", "LinearQuantConfig"),
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module_name), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'edgefit.compress' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
