@@ -331,7 +331,7 @@ def norm_cost(op: OpRecord) -> Cost:
     return Cost(0, 8 * op.args[0].numel, False)
 
 
-@register_formula("_softmax", "_log_softmax", "_safe_softmax")
+@register_formula("_softmax", "_log_softmax", "_safe_softmax", "softmax", "log_softmax", "special_softmax")
 def softmax_cost(op: OpRecord) -> Cost:
     """Softmax: max, subtract, exp, sum, divide: 5 per element."""
     return Cost(0, 5 * _out_numel(op), False)

@@ -83,24 +83,42 @@ def _inplace(args, kwargs):
     return args[0]
 
 
-@_rule(aten.pow.Tensor_Scalar, *_ops(["add", "sub", "mul", "div", "rsub"], ("Scalar",)))
+@_rule(aten.pow.Tensor_Scalar, *_ops(["add", "sub", "mul", "rsub"], ("Scalar",)))
 def _tensor_scalar(args, kwargs):
     x = args[0]
     return _empty(x.shape, torch.result_type(x, args[1]))
 
 
-def _dtype_of(a, b):
-    return torch.result_type(a, b)
+@_rule(aten.div.Scalar)
+def _div_scalar(args, kwargs):
+    x = args[0]
+    return _empty(x.shape, _dtype_of(x, args[1], true_divide=True))
 
 
-@_rule(*_ops(["add", "sub", "mul", "div", "maximum", "minimum", "rsub"], ("Tensor",)), aten.maximum.default, aten.minimum.default)
+def _dtype_of(a, b, true_divide=False):
+    dtype = torch.result_type(a, b)
+    if true_divide and not dtype.is_floating_point and not dtype.is_complex:
+        return torch.get_default_dtype()
+    return dtype
+
+
+@_rule(aten.div.Tensor)
+def _div(args, kwargs):
+    return _binary_impl(args, kwargs, True)
+
+
+@_rule(*_ops(["add", "sub", "mul", "maximum", "minimum", "rsub"], ("Tensor",)), aten.maximum.default, aten.minimum.default)
 def _binary(args, kwargs):
+    return _binary_impl(args, kwargs, False)
+
+
+def _binary_impl(args, kwargs, true_divide):
     a, b = args[0], args[1]
     if not isinstance(b, torch.Tensor):
-        return _empty(a.shape, torch.result_type(a, b))
+        return _empty(a.shape, _dtype_of(a, b, true_divide))
     if not isinstance(a, torch.Tensor):
-        return _empty(b.shape, torch.result_type(a, b))
-    return _empty(_broadcast(a.shape, b.shape), _dtype_of(a, b))
+        return _empty(b.shape, _dtype_of(a, b, true_divide))
+    return _empty(_broadcast(a.shape, b.shape), _dtype_of(a, b, true_divide))
 
 
 @_rule(*_ops(["add_", "sub_", "mul_", "div_"], ("Tensor", "Scalar")))
@@ -136,13 +154,12 @@ def _masked_fill_(args, kwargs):
     return args[0]
 
 
-@_rule(aten._native_batch_norm_legit_no_training.default)
-def _bn_eval(args, kwargs):
-    x = args[0]
-    return _empty(x.shape, x.dtype), _empty((0,), x.dtype), _empty((0,), x.dtype)
-
-
-@_rule(aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats, aten.native_batch_norm.default)
+@_rule(
+    aten._native_batch_norm_legit_no_training.default,
+    aten._native_batch_norm_legit.default,
+    aten._native_batch_norm_legit.no_stats,
+    aten.native_batch_norm.default,
+)
 def _bn_train(args, kwargs):
     x = args[0]
     c = x.shape[1] if x.dim() > 1 else 0

@@ -146,6 +146,13 @@ def _storage_key(t: torch.Tensor) -> int:
 class _Recorder(TorchDispatchMode):
     """Records every aten op; see the module docstring."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps __torch_dispatch__ in a dynamo-disable decorator whose first
+        # call imports torch._dynamo (1.5 s or more). Nothing is compiled inside a
+        # trace, so the wrapper is not needed.
+        return False
+
     def __init__(self, names: dict[int, str], weights: dict[int, tuple[str, str]]):
         super().__init__()
         self.names = names  # id(module) -> path
@@ -364,11 +371,15 @@ def make_inputs(
     """
     if input_shape is None:
         raise InputShapeError("an input shape is needed (e.g. 1,3,224,224)")
-    shapes = [input_shape] if all(isinstance(d, int) for d in input_shape) else list(input_shape)
+    try:
+        flat = all(not isinstance(d, (list, tuple)) for d in input_shape)
+    except TypeError:
+        raise InputShapeError(f"input shape {input_shape!r} must be a list of integers") from None
+    shapes = [input_shape] if flat else list(input_shape)
     dtype = getattr(torch, input_dtype) if isinstance(input_dtype, str) else input_dtype
     out = []
     for shape in shapes:
-        shape = tuple(shape)
+        shape = tuple(shape) if isinstance(shape, (list, tuple, torch.Size)) else (shape,)
         if not shape or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
             raise InputShapeError(f"input shape {shape} must be a non-empty list of integers")
         bad = [d for d in shape if d <= 0]
@@ -427,10 +438,10 @@ def trace(
                 meta_inputs.append(x)
         handles = [
             nn.modules.module.register_module_forward_pre_hook(rec.pre_hook),
-            nn.modules.module.register_module_forward_hook(rec.post_hook, always_call=True),
+            nn.modules.module.register_module_forward_hook(rec.post_hook),
         ]
         try:
-            with torch.no_grad(), rec:
+            with torch.inference_mode(False), torch.no_grad(), rec:
                 out = model(*meta_inputs)
         except _OpFailed as exc:
             raise _explain(exc, rec, model) from None

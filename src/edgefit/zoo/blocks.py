@@ -124,22 +124,26 @@ class Bottleneck(nn.Module):
     Args:
         in_channels: input channels.
         planes: bottleneck base channels; the block outputs ``planes * 4``.
-        stride: stride of the 3x3 conv.
+        stride: stride of the block (on the 3x3 conv, or on the first 1x1 with
+            ``stride_in_1x1``: the original ResNet v1, as the lectures count it).
         groups: groups of the 3x3 conv (cardinality).
         base_width: width per group; 64 for ResNet.
+        stride_in_1x1: put the stride on the first 1x1 conv (ResNet v1).
     """
 
     expansion = 4
 
     def __init__(
-        self, in_channels: int, planes: int, stride: int = 1, groups: int = 1, base_width: int = 64
+        self, in_channels: int, planes: int, stride: int = 1, groups: int = 1, base_width: int = 64,
+        stride_in_1x1: bool = False,
     ) -> None:
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
         out = planes * self.expansion
-        self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
+        s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = nn.Conv2d(in_channels, width, 1, s1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
+        self.conv2 = nn.Conv2d(width, width, 3, s3, 1, groups=groups, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, out, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out)

@@ -18,7 +18,7 @@ class ResNet(nn.Module):
 
     def __init__(
         self, layers: tuple[int, int, int, int], *, groups: int = 1, width_per_group: int = 64,
-        num_classes: int = 1000,
+        num_classes: int = 1000, stride_in_1x1: bool = False,
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
@@ -30,7 +30,9 @@ class ResNet(nn.Module):
             stride = 1 if i == 0 else 2
             stage = []
             for j in range(blocks):
-                stage.append(Bottleneck(in_ch, planes, stride if j == 0 else 1, groups, width_per_group))
+                stage.append(
+                    Bottleneck(in_ch, planes, stride if j == 0 else 1, groups, width_per_group, stride_in_1x1)
+                )
                 in_ch = planes * Bottleneck.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*stage))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -49,18 +51,20 @@ class ResNet(nn.Module):
     paper="He et al., Deep Residual Learning for Image Recognition, CVPR 2016",
     description="ResNet-50 v1.5: 25,557,032 parameters, ~4.09G MACs",
 )
-def resnet50(*, num_classes: int = 1000, device=None) -> nn.Module:
+def resnet50(*, num_classes: int = 1000, stride_in_1x1: bool = False, device=None) -> nn.Module:
     """ResNet-50 (3, 4, 6, 3 bottlenecks) at 3x224x224: 25,557,032 parameters.
 
-    The slides print 25.5M weights / 3.9G MACs (stride on the first 1x1, v1); this
-    torchvision v1.5 layout has ~4.09G MACs.
+    The default is torchvision's v1.5 layout (stride on the 3x3): ~4.09G MACs.
+    ``stride_in_1x1=True`` gives the original v1 that the lectures count:
+    3.86G MACs in the convs + 2M in the fc = 3.9G.
 
     Args:
         num_classes: outputs.
+        stride_in_1x1: stride on the first 1x1 of each downsampling block (v1).
         device: build on this device.
     """
     with on_device(device):
-        return ResNet((3, 4, 6, 3), num_classes=num_classes)
+        return ResNet((3, 4, 6, 3), num_classes=num_classes, stride_in_1x1=stride_in_1x1)
 
 
 @register_model(

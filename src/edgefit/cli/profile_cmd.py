@@ -1,0 +1,216 @@
+"""`edgefit profile` and `edgefit zoo`."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+import typer
+
+from edgefit.cli.main import app
+from edgefit.errors import ConfigError, InputShapeError
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+def parse_shape(text: str) -> tuple[tuple[int, ...], ...]:
+    """'1,3,224,224' or '1x3x224x224'; several inputs separated by ';'.
+
+    Raises:
+        InputShapeError: not a list of positive integers.
+    """
+    shapes = []
+    for part in text.split(";"):
+        dims = [d for d in re.split(r"[,x\u00d7 ]+", part.strip()) if d]
+        try:
+            shape = tuple(int(d) for d in dims)
+        except ValueError:
+            raise InputShapeError(f"input shape {text!r} must be integers separated by commas, e.g. 1,3,224,224") from None
+        if not shape:
+            raise InputShapeError(f"input shape {text!r} is empty; expected e.g. 1,3,224,224")
+        if any(d <= 0 for d in shape):
+            raise InputShapeError(f"input shape {text!r} has a dimension <= 0; every dimension must be positive")
+        shapes.append(shape)
+    return tuple(shapes)
+
+
+def parse_bits(text: str) -> int | dict[str, int]:
+    """'8', or per-layer patterns 'features.*=8,classifier.*=4,default=32'."""
+    text = text.strip()
+    try:
+        if "=" not in text:
+            return int(text)
+        out = {}
+        for item in text.split(","):
+            pattern, _, value = item.partition("=")
+            out[pattern.strip()] = int(value)
+        return out
+    except ValueError:
+        raise ConfigError(f"--bits {text!r}: expected an integer or pattern=bits pairs like 'features.*=8,default=32'") from None
+
+
+def parse_options(items: list[str]) -> dict:
+    """['alpha=0.5', 'attention=mha'] -> {'alpha': 0.5, 'attention': 'mha'}."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option {item!r}: expected KEY=VALUE")
+        out[key.strip()] = _literal(value.strip())
+    return out
+
+
+def _literal(v: str):
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def load_model(spec: str, options: list[str] | None = None, input_shape: str | None = None):
+    """Resolve MODEL and its example input shapes and dtype for a command."""
+    from edgefit.zoo import resolve_model
+
+    resolved = resolve_model(spec, **parse_options(options or []))
+    if input_shape:
+        shapes = parse_shape(input_shape)
+    elif resolved.input_shape is not None:
+        shapes = (tuple(resolved.input_shape),)
+    else:
+        raise InputShapeError(f"{spec}: the input shape is unknown; give it with --input-shape, e.g. 1,3,224,224")
+    return resolved, shapes
+
+
+def write_or_print(text: str, output: str | None) -> None:
+    if output:
+        from edgefit._io import atomic_write
+
+        atomic_write(output, text if text.endswith("\n") else text + "\n")
+        typer.echo(f"wrote {output}", err=True)
+    else:
+        typer.echo(text)
+
+
+@app.command()
+def profile(
+    model: str = typer.Argument(..., help="zoo:NAME, path/to/file.py:callable or package.module:callable"),
+    input_shape: str = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,224,224; several inputs separated by ';'"),
+    input_dtype: str = typer.Option(None, "--input-dtype", help="float32 (default) or int64 for token ids"),
+    bits: str = typer.Option("32", "--bits", "-b", help="weight bit width, or per-layer 'pattern=bits,...,default=32'"),
+    activation_bits: int = typer.Option(None, "--activation-bits", help="activation bit width (default: --bits)"),
+    fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, json, csv or markdown"),
+    output: str = typer.Option(None, "--output", "-o", help="write to FILE (atomically) instead of stdout"),
+    device: str = typer.Option(None, "--device", "-d", help="add roofline, time and energy on a device (name or YAML file)"),
+    all_layers: bool = typer.Option(False, "--all-layers", help="also show rows with no params, MACs or activations"),
+    option: list[str] = typer.Option([], "--option", help="builder option KEY=VALUE (repeatable), e.g. alpha=0.5"),
+) -> None:
+    """Exact params, size, MACs, FLOPs and activations per layer, without running the model."""
+    import warnings
+
+    from edgefit.metrics import UncountedOpsWarning
+    from edgefit.metrics import profile as run_profile
+
+    resolved, shapes = load_model(model, option, input_shape)
+    dtype = input_dtype or resolved.input_dtype or "float32"
+    if dtype not in ("float32", "float16", "bfloat16", "int64", "int32"):
+        raise ConfigError(f"--input-dtype {dtype!r}: expected float32, float16, bfloat16, int64 or int32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UncountedOpsWarning)  # the report lists them
+        prof = run_profile(
+            resolved.model,
+            input_shape=list(shapes),
+            input_dtype=dtype,
+            bits=parse_bits(bits),
+            activation_bits=activation_bits,
+            name=resolved.name,
+        )
+    est = None
+    if device:
+        from edgefit.hardware import estimate, get_device
+
+        est = estimate(prof, get_device(device))
+    if fmt is Format.json:
+        import json
+
+        data = prof.to_dict()
+        if est is not None:
+            ed = est.to_dict()
+            data["device"] = ed.get("device")
+            for row, extra in zip(data["layers"], ed["layers"]):
+                row.update({k: v for k, v in extra.items() if k != "name"})
+            data["totals"].update(ed["totals"])
+        text = json.dumps(data, indent=2, default=str)
+    elif fmt is Format.csv:
+        text = prof.to_csv() if est is None else __import__("edgefit.report.table", fromlist=["x"]).profile_csv(prof, est)
+    elif fmt is Format.markdown:
+        text = prof.to_markdown(all_layers=all_layers, estimate=est)
+    else:
+        text = prof.table(all_layers=all_layers, estimate=est)
+    write_or_print(text, output)
+
+
+def zoo_rows():
+    """(name, family, input shape, params, MACs) for every zoo model, built on meta."""
+    import warnings
+
+    from edgefit.metrics import profile as run_profile
+    from edgefit.zoo import create, get_spec, list_models
+
+    rows = []
+    for name in list_models():
+        spec = get_spec(name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = run_profile(create(name, device="meta"), input_shape=spec.input_shape, input_dtype=spec.input_dtype)
+        rows.append((name, spec.family, spec.input_shape, p.totals.params, p.totals.macs, p.totals.activations))
+    return rows
+
+
+@app.command()
+def zoo(
+    fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, json or markdown"),
+) -> None:
+    """List the zoo models with their parameters and MACs at their canonical input."""
+    from edgefit.report.table import human
+
+    rows = zoo_rows()
+    if fmt is Format.json:
+        import json
+
+        typer.echo(json.dumps([
+            {"name": n, "family": f, "input_shape": list(s), "params": p, "macs": m, "activations": a}
+            for n, f, s, p, m, a in rows
+        ], indent=2))
+        return
+    header = ("model", "family", "input", "params", "MACs", "activations")
+    body = [(n, f, "x".join(map(str, s)), human(p), human(m), human(a)) for n, f, s, p, m, a in rows]
+    if fmt is Format.markdown:
+        typer.echo("| " + " | ".join(header) + " |\n|---|---|---|---:|---:|---:|")
+        for r in body:
+            typer.echo("| " + " | ".join(r) + " |")
+        return
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    for r in [header, *body]:
+        typer.echo("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+
+
+def demo_section(echo) -> None:
+    """The AlexNet table as the lectures show it, then a line per zoo model."""
+    from edgefit.metrics import profile as run_profile
+    from edgefit.report.table import human
+    from edgefit.zoo import create
+
+    p = run_profile(create("alexnet", device="meta"), input_shape=(1, 3, 224, 224), name="alexnet")
+    echo(p.table())
+    echo("\nEvery zoo model at its canonical input (weights never allocated: built on meta):")
+    for name, family, shape, params, macs, acts in zoo_rows():
+        echo(f"  {name:24s} {'x'.join(map(str, shape)):>14s}  {human(params):>7s} params  {human(macs):>7s} MACs  {human(acts):>7s} activations")

@@ -1,0 +1,168 @@
+"""Closed-form MAC counts over randomized layer shapes (1 MAC = 2 FLOPs, bias not a MAC)."""
+
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import edgefit
+from edgefit.errors import RegistryError
+from edgefit.metrics import formula_for, register_formula
+
+RNG = random.Random(1234)
+
+
+def conv_out(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def conv_cases(n_dims, count=12):
+    cases = []
+    for _ in range(count):
+        groups = RNG.choice([1, 1, 2, 4])
+        cin = groups * RNG.randint(1, 6)
+        cout = groups * RNG.randint(1, 6)
+        k = RNG.choice([1, 3, 5])
+        s = RNG.choice([1, 2])
+        p = RNG.choice([0, 1, 2])
+        d = RNG.choice([1, 1, 2])
+        size = RNG.randint(9, 20)
+        batch = RNG.randint(1, 3)
+        cases.append((n_dims, batch, cin, cout, k, s, p, d, groups, size))
+    return cases
+
+
+@pytest.mark.parametrize("case", conv_cases(1) + conv_cases(2) + conv_cases(3, 6))
+def test_conv_macs_closed_form(case):
+    n, batch, cin, cout, k, s, p, d, g, size = case
+    conv = [nn.Conv1d, nn.Conv2d, nn.Conv3d][n - 1](cin, cout, k, stride=s, padding=p, dilation=d, groups=g)
+    prof = edgefit.profile(conv, input_shape=(batch, cin) + (size,) * n)
+    out = conv_out(size, k, s, p, d)
+    expected = batch * cout * out**n * (cin // g) * k**n
+    assert prof.totals.macs == expected
+    assert prof.totals.flops == 2 * expected
+    assert prof.totals.other_ops == batch * cout * out**n  # the bias adds
+    assert prof.totals.params == cout * cin // g * k**n + cout
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_transposed_conv_macs(seed):
+    r = random.Random(seed)
+    g = r.choice([1, 2])
+    cin, cout = g * r.randint(1, 5), g * r.randint(1, 5)
+    k, s, p, op = r.choice([2, 3, 4]), r.choice([1, 2]), r.choice([0, 1]), 0
+    size = r.randint(4, 10)
+    conv = nn.ConvTranspose2d(cin, cout, k, stride=s, padding=p, output_padding=op, groups=g, bias=False)
+    prof = edgefit.profile(conv, input_shape=(1, cin, size, size))
+    # every input element is scattered through C_out/groups x k x k weights
+    assert prof.totals.macs == cin * size * size * (cout // g) * k * k
+    out = (size - 1) * s - 2 * p + (k - 1) + op + 1
+    assert prof.layers[0].output_shape == (1, cout, out, out)
+
+
+def test_depthwise_and_pointwise():
+    dw = nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False)
+    pw = nn.Conv2d(32, 64, 1, bias=False)
+    assert edgefit.profile(dw, input_shape=(1, 32, 56, 56)).totals.macs == 32 * 56 * 56 * 3 * 3
+    assert edgefit.profile(pw, input_shape=(1, 32, 56, 56)).totals.macs == 64 * 56 * 56 * 32
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_linear_matmul_bmm_einsum(seed):
+    r = random.Random(seed)
+    # K >= 2: with a size-1 contraction torch rewrites einsum as an elementwise
+    # mul, which edgefit then counts in other_ops, not in MACs.
+    b, m, n = (r.randint(1, 7) for _ in range(3))
+    k = r.randint(2, 7)
+    lin = nn.Linear(k, n)
+    assert edgefit.profile(lin, input_shape=(b, m, k)).totals.macs == b * m * k * n
+
+    class Fn(nn.Module):
+        def forward(self, x, y):
+            return x @ y, torch.matmul(x, y), torch.bmm(x, y), torch.einsum("bmk,bkn->bmn", x, y)
+
+    prof = edgefit.profile(Fn(), input_shape=[(b, m, k), (b, k, n)])
+    assert prof.totals.macs == 4 * b * m * k * n
+    assert prof.layers[0].name == ""  # functional calls of the root's own forward
+
+
+def test_functional_calls_attributed_to_calling_module():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(8, 16))
+            self.fc = nn.Linear(8, 8, bias=False)
+
+        def forward(self, x):
+            return self.fc(F.linear(x, self.w)) + x[..., :8]
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = Block()
+
+        def forward(self, x):
+            return self.block(x)
+
+    prof = edgefit.profile(Net(), input_shape=(2, 16))
+    block = prof.layer("block")
+    assert block.macs == 2 * 16 * 8 and block.params == 8 * 16
+    assert prof.layer("block.fc").macs == 2 * 8 * 8
+    assert prof.totals.macs == 2 * 16 * 8 + 2 * 8 * 8
+
+
+def test_formula_registry_rejects_duplicates_and_explains_misses():
+    with pytest.raises(RegistryError):
+        register_formula("convolution")(lambda op: None)
+    with pytest.raises(RegistryError, match="convolution"):
+        formula_for("convolutoin")
+
+
+def test_uncounted_ops_are_listed_not_zero():
+    class Odd(nn.Module):
+        def forward(self, x):
+            return torch.special.bessel_j0(x) + 1
+
+    with pytest.warns(edgefit.metrics.UncountedOpsWarning, match="special_bessel_j0"):
+        prof = edgefit.profile(Odd(), input_shape=(3, 4))
+    assert prof.uncounted == {"special_bessel_j0": 1}
+    assert prof.coverage == pytest.approx(1 / 2)
+    assert "special_bessel_j0" in prof.table()
+    assert prof.to_dict()["uncounted"] == {"special_bessel_j0": 1}
+
+
+def test_other_ops_conventions():
+    x = (2, 8, 6, 6)
+    bn = nn.BatchNorm2d(8).eval()
+    assert edgefit.profile(bn, input_shape=x).totals.other_ops == 2 * math.prod(x)
+    assert edgefit.profile(nn.ReLU(), input_shape=x).totals.other_ops == math.prod(x)
+    assert edgefit.profile(nn.Softmax(-1), input_shape=x).totals.other_ops == 5 * math.prod(x)
+    assert edgefit.profile(nn.LayerNorm(6), input_shape=x).totals.other_ops == 8 * math.prod(x)
+    pool = edgefit.profile(nn.MaxPool2d(2), input_shape=x)
+    assert pool.totals.other_ops == 2 * 8 * 3 * 3 * 4 and pool.totals.activations == math.prod(x) + 2 * 8 * 3 * 3
+    gap = edgefit.profile(nn.AdaptiveAvgPool2d(1), input_shape=x)
+    assert gap.totals.other_ops == math.prod(x) and gap.layers[0].activations == 16
+    for p in (bn, nn.ReLU()):
+        assert edgefit.profile(p, input_shape=x).totals.macs == 0
+
+
+def test_per_layer_bit_widths():
+    net = nn.Sequential(nn.Linear(10, 20, bias=False), nn.ReLU(), nn.Linear(20, 5, bias=False))
+    p = edgefit.profile(net, input_shape=(1, 10), bits={"0": 8, "default": 4})
+    assert p.layer("0").weight_bytes == 200 and p.layer("2").weight_bytes == 50
+    assert p.totals.model_size_bytes == 250
+    p5 = edgefit.profile(net, input_shape=(1, 10), bits=5)
+    assert p5.totals.model_size_bytes == 300 * 5 / 8
+    # bytes moved = weights + input + output at the activation bit width
+    assert p5.layer("0").bytes_moved == 200 * 5 / 8 + (10 + 20) * 5 / 8
+    assert p5.layer("0").intensity == pytest.approx(2 * 200 / p5.layer("0").bytes_moved)
+
+
+def test_bad_bits():
+    with pytest.raises(edgefit.EdgefitError):
+        edgefit.profile(nn.Linear(2, 2), input_shape=(1, 2), bits=0)
+    with pytest.raises(edgefit.EdgefitError):
+        edgefit.profile(nn.Linear(2, 2), input_shape=(1, 2), bits={"x": 99})

@@ -1,0 +1,87 @@
+"""Every shape rule agrees with torch's own meta kernel (shape and dtype)."""
+
+import pytest
+import torch
+
+from edgefit.trace.shapes import SHAPE_RULES
+
+aten = torch.ops.aten
+
+
+def m(*shape, dtype=torch.float32):
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+x4 = m(2, 8, 9, 9)
+c = m(8)
+CASES = [
+    (aten.relu.default, (x4,)),
+    (aten.gelu.default, (m(3, 5),)),
+    (aten.hardtanh.default, (x4, 0.0, 6.0)),
+    (aten.add.Tensor, (m(3, 1, 5), m(4, 5))),
+    (aten.mul.Tensor, (m(2, 3), m(3, dtype=torch.float16))),
+    (aten.mul.Tensor, (m(2, 3, dtype=torch.int64), m(dtype=torch.float32))),
+    (aten.div.Tensor, (m(2, 3, dtype=torch.int64), m(2, 3, dtype=torch.int64))),
+    (aten.mul.Scalar, (m(2, 3, dtype=torch.int64), 2.5)),
+    (aten.div.Scalar, (m(2, 3, dtype=torch.int64), 2)),
+    (aten.pow.Tensor_Scalar, (m(4, 4), 2)),
+    (aten.where.self, (m(4, 1, dtype=torch.bool), m(4, 5), m(5))),
+    (aten.masked_fill.Scalar, (m(2, 4, 4), m(4, 4, dtype=torch.bool), 0.0)),
+    (aten.eq.Scalar, (m(3, 3), 1)),
+    (aten._native_batch_norm_legit_no_training.default, (x4, c, c, c, c, 0.1, 1e-5)),
+    (aten.native_layer_norm.default, (m(2, 5, 16), [16], m(16), m(16), 1e-5)),
+    (aten._softmax.default, (m(2, 7), -1, False)),
+    (aten._safe_softmax.default, (m(2, 3, 7), -1)),
+    (aten.mean.dim, (m(2, 3, 7), [-1], True)),
+    (aten.mean.dim, (m(2, 3, 7), [1, 2])),
+    (aten.sum.dim_IntList, (m(2, 3, dtype=torch.int32), [0])),
+    (aten.addmm.default, (m(6), m(4, 5), m(5, 6))),
+    (aten.mm.default, (m(4, 5), m(5, 6))),
+    (aten.bmm.default, (m(3, 4, 5), m(3, 5, 6))),
+    (aten.baddbmm.default, (m(3, 4, 6), m(3, 4, 5), m(3, 5, 6))),
+    (aten.cat.default, ([m(2, 3), m(2, 5)], 1)),
+    (aten.stack.default, ([m(2, 3), m(2, 3)], -1)),
+    (aten.max_pool2d_with_indices.default, (x4, [3, 3], [2, 2], [1, 1])),
+    (aten.max_pool2d_with_indices.default, (x4, [3, 3], [2, 2], [0, 0], [1, 1], True)),
+    (aten.avg_pool2d.default, (x4, [2, 2], [2, 2])),
+    (aten.convolution.default, (x4, m(16, 4, 3, 3), None, [2, 2], [1, 1], [1, 1], False, [0, 0], 2)),
+    (aten.convolution.default, (x4, m(8, 4, 3, 3), None, [2, 2], [1, 1], [1, 1], True, [1, 1], 2)),
+    (aten.convolution.default, (m(1, 4, 20), m(6, 4, 5), None, [1], [2], [2], False, [0], 1)),
+    (aten.embedding.default, (m(10, 4), m(2, 3, dtype=torch.long))),
+    (aten._adaptive_avg_pool2d.default, (x4, [1, 1])),
+    (aten.native_dropout.default, (m(3, 4), 0.5, True)),
+]
+
+
+def _flat(out):
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+@pytest.mark.parametrize("op,args", CASES, ids=lambda v: str(v) if not isinstance(v, tuple) else "")
+def test_rule_matches_meta_kernel(op, args):
+    assert op in SHAPE_RULES
+    ours = _flat(SHAPE_RULES[op](args, {}))
+    theirs = _flat(op(*args))
+    assert [(t.shape, t.dtype) for t in ours] == [(t.shape, t.dtype) for t in theirs]
+
+
+def test_inplace_rules_return_their_input():
+    x = m(2, 3)
+    assert SHAPE_RULES[aten.relu_.default]((x,), {}) is x
+    assert SHAPE_RULES[aten.add_.Tensor]((x, m(3)), {}) is x
+
+
+@pytest.mark.parametrize(
+    "op,args",
+    [
+        (aten.add.Tensor, (m(3, 4), m(5))),
+        (aten.mm.default, (m(2, 3), m(4, 5))),
+        (aten.convolution.default, (m(1, 3, 8, 8), m(4, 5, 3, 3), None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)),
+        (aten.cat.default, ([m(2, 3), m(3, 5)], 1)),
+    ],
+)
+def test_rules_reject_what_the_kernels_reject(op, args):
+    with pytest.raises(RuntimeError):
+        SHAPE_RULES[op](args, {})
+    with pytest.raises(RuntimeError):
+        op(*args)

@@ -1,0 +1,171 @@
+"""The tracer: no weights touched, nothing left behind, attribution, liveness, errors."""
+
+import pytest
+import torch
+from torch import nn
+
+import edgefit
+from edgefit.errors import InputShapeError, TraceError
+from edgefit.trace import trace
+from edgefit.zoo import create
+
+
+def snapshot(model):
+    return (
+        {k: (v.data_ptr(), v.device, v.dtype, v.clone()) for k, v in model.state_dict(keep_vars=True).items()},
+        [(m._forward_hooks.copy(), m._forward_pre_hooks.copy(), m.training) for m in model.modules()],
+        [id(p) for p in model.parameters()],
+    )
+
+
+def test_profiling_leaves_the_model_unchanged():
+    model = create("mobilenet_v2", width_mult=0.5)
+    model.train()
+    before = snapshot(model)
+    global_hooks = (dict(nn.modules.module._global_forward_hooks), dict(nn.modules.module._global_forward_pre_hooks))
+    edgefit.profile(model, input_shape=(1, 3, 64, 64))
+    after = snapshot(model)
+    assert before[1] == after[1] and before[2] == after[2]
+    for k, (ptr, dev, dtype, val) in before[0].items():
+        ptr2, dev2, dtype2, val2 = after[0][k]
+        assert (ptr, dev, dtype) == (ptr2, dev2, dtype2)
+        assert torch.equal(val, val2)
+    assert global_hooks == (dict(nn.modules.module._global_forward_hooks), dict(nn.modules.module._global_forward_pre_hooks))
+    assert all(m.training for m in model.modules())
+
+
+def test_model_unchanged_even_when_forward_raises():
+    class Bad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            self.fc(x)
+            raise RuntimeError("boom")
+
+    model = Bad()
+    w = model.fc.weight
+    with pytest.raises(TraceError, match="boom"):
+        edgefit.profile(model, input_shape=(1, 4))
+    assert model.fc.weight is w and w.device.type == "cpu"
+    assert not nn.modules.module._global_forward_hooks
+
+
+def test_meta_model_and_cpu_model_count_the_same():
+    cpu = edgefit.profile(create("resnet50"), input_shape=(1, 3, 64, 64))
+    meta = edgefit.profile(create("resnet50", device="meta"), input_shape=(1, 3, 64, 64))
+    real_input = edgefit.profile(create("resnet50"), (torch.randn(1, 3, 64, 64),))
+    assert cpu.totals == meta.totals == real_input.totals
+
+
+def test_shared_module_counted_once():
+    shared = nn.Linear(8, 8)
+
+    class Parent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = shared
+
+        def forward(self, x):
+            return self.fc(x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = Parent(), Parent()
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+    p = edgefit.profile(Net(), input_shape=(1, 8))
+    assert p.totals.params == 8 * 8 + 8  # once, though two parents hold it
+    row = p.layer("a.fc")
+    assert row.calls == 2 and row.params == 72
+    assert p.totals.macs == 2 * 64  # it runs twice: the work is done twice
+
+
+def test_tied_weights_counted_once():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(100, 16)
+            self.head = nn.Linear(16, 100, bias=False)
+            self.head.weight = self.emb.weight
+
+        def forward(self, ids):
+            return self.head(self.emb(ids))
+
+    p = edgefit.profile(Tied(), input_shape=(1, 5), input_dtype=torch.long)
+    assert p.totals.params == 1600
+    assert p.layer("emb").params == 1600 and p.layer("head").params == 0
+    assert p.totals.macs == 5 * 16 * 100
+
+
+def test_peak_live_sees_residual_branches():
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+            self.b = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+
+        def forward(self, x):
+            return x + self.b(self.a(x))
+
+    p = edgefit.profile(Res(), input_shape=(1, 4, 8, 8))
+    n = 4 * 8 * 8
+    # at conv b: x (held for the add), a's output, b's output are alive together
+    assert p.totals.peak_live_activations == 3 * n
+    assert p.totals.peak_activations == 2 * n  # the lectures' per-layer definition
+
+
+def test_inplace_ops_do_not_double_count_live_memory():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.ReLU(inplace=True))
+    p = edgefit.profile(net, input_shape=(1, 3, 10, 10))
+    assert p.totals.peak_live_activations == 3 * 100 + 8 * 64
+
+
+def test_trace_records_module_paths_and_shapes():
+    tr = trace(create("alexnet", device="meta"), input_shape=(1, 3, 224, 224))
+    conv = next(op for op in tr.ops if op.name == "convolution")
+    assert conv.module == "features.0"
+    assert conv.outputs[0].shape == (1, 96, 55, 55)
+    assert [s.role for s in conv.inputs] == ["activation", "param", "param"]
+    assert conv.inputs[1].source == "features.0.weight"
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 0, 224), (1, -3, 224, 224), (), (1, 3.5)])
+def test_bad_shapes(shape):
+    with pytest.raises(InputShapeError):
+        edgefit.profile(create("alexnet", device="meta"), input_shape=shape)
+
+
+def test_input_that_does_not_fit_names_the_layer():
+    with pytest.raises(InputShapeError, match=r"features\.0.*3 channels"):
+        edgefit.profile(create("alexnet", device="meta"), input_shape=(1, 4, 224, 224))
+    with pytest.raises(InputShapeError, match="features.12"):
+        edgefit.profile(create("alexnet", device="meta"), input_shape=(1, 3, 32, 32))
+
+
+def test_data_dependent_model_is_a_clear_error():
+    class DataDependent(nn.Module):
+        def forward(self, x):
+            return x[: int(x.sum().item())]
+
+    with pytest.raises(TraceError, match="tensor values"):
+        edgefit.profile(DataDependent(), input_shape=(4,))
+
+
+def test_not_a_module():
+    with pytest.raises(TraceError, match="nn.Module"):
+        edgefit.profile(lambda x: x, input_shape=(1,))
+
+
+def test_constants_built_in_forward_on_cpu_are_moved_to_meta():
+    class Masked(nn.Module):
+        def forward(self, x):
+            mask = torch.ones(x.shape[-1], x.shape[-1]).tril()
+            return (x @ x.transpose(-1, -2)) * mask
+
+    p = edgefit.profile(Masked(), input_shape=(2, 6, 6))
+    assert p.totals.macs == 2 * 6 * 6 * 6
