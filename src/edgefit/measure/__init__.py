@@ -1,1 +1,37 @@
-"""edgefit.measure."""
+"""edgefit.measure: real latency and throughput on the host, host calibration, latency lookup tables."""
+
+from __future__ import annotations
+
+from edgefit.measure.calibrate import cache_dir, calibrate_host, host_device
+from edgefit.measure.latency import (
+    LatencyStats,
+    ThroughputPoint,
+    measure_latency,
+    random_inputs,
+    throughput_sweep,
+    time_callable,
+)
+from edgefit.measure.lut import (
+    LatencyTable,
+    LayerPrediction,
+    Prediction,
+    layer_key,
+    predict_latency,
+)
+
+__all__ = [
+    "LatencyStats",
+    "LatencyTable",
+    "LayerPrediction",
+    "Prediction",
+    "ThroughputPoint",
+    "cache_dir",
+    "calibrate_host",
+    "host_device",
+    "layer_key",
+    "measure_latency",
+    "predict_latency",
+    "random_inputs",
+    "throughput_sweep",
+    "time_callable",
+]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import statistics
 import time
 from collections.abc import Callable
@@ -37,8 +36,14 @@ def host_fingerprint() -> str:
     import torch
 
     return "|".join(
-        [platform.node(), platform.machine(), platform.processor() or "", str(os.cpu_count()),
-         torch.__version__, f"threads={torch.get_num_threads()}"]
+        [
+            platform.node(),
+            platform.machine(),
+            platform.processor() or "",
+            str(os.cpu_count()),
+            torch.__version__,
+            f"threads={torch.get_num_threads()}",
+        ]
     )
 
 
@@ -55,7 +60,9 @@ def _median_seconds(fn: Callable[[], object], *, repeats: int, budget_s: float) 
     return statistics.median(samples)
 
 
-def measure_gemm(precision: str, *, n: int = 512, repeats: int = 7, budget_s: float = 0.6) -> float | None:
+def measure_gemm(
+    precision: str, *, n: int = 512, repeats: int = 7, budget_s: float = 0.6
+) -> float | None:
     """Sustained GEMM op/s (2 n^3 per n x n product) at ``precision``, or ``None`` if torch can't."""
     import torch
 
@@ -67,7 +74,9 @@ def measure_gemm(precision: str, *, n: int = 512, repeats: int = 7, budget_s: fl
             b = torch.randint(-128, 127, (n, n), dtype=torch.int8)
             fn = lambda: torch._int_mm(a, b)  # noqa: E731
         else:
-            dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+            dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
+                precision
+            ]
             a = torch.randn(n, n).to(dtype)
             b = torch.randn(n, n).to(dtype)
             fn = lambda: torch.mm(a, b)  # noqa: E731
@@ -110,7 +119,9 @@ def _largest_cache_bytes() -> tuple[float, str]:
 
 def _physical_memory_bytes() -> tuple[float, str]:
     try:
-        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")), "measured: physical memory (sysconf)"
+        return float(
+            os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        ), "measured: physical memory (sysconf)"
     except (ValueError, OSError, AttributeError):
         return 8.0 * 1024**3, "assumed: 8 GB (physical memory not readable on this OS)"
 
@@ -132,7 +143,6 @@ def calibrate_host(*, quick: bool = False) -> dict:
     bandwidth = measure_bandwidth(megabytes=32 if quick else 64, repeats=repeats)
     cache, cache_source = _largest_cache_bytes()
     ram, ram_source = _physical_memory_bytes()
-    disk = float(shutil.disk_usage(cache_dir() if cache_dir().exists() else Path.home()).free)
     return {
         "name": "host",
         "display_name": f"this host ({platform.machine()}, {os.cpu_count()} CPUs, {threads} threads)",
@@ -140,11 +150,17 @@ def calibrate_host(*, quick: bool = False) -> dict:
         "description": "This machine, measured by micro-benchmarks (sustained rates, not datasheet peaks).",
         "measured": True,
         "peak_ops_per_s": peaks,
-        "bandwidth_bytes_per_s": {"value": bandwidth, "source": "measured: median 64 MB tensor copy (read + write)"},
+        "bandwidth_bytes_per_s": {
+            "value": bandwidth,
+            "source": "measured: median 64 MB tensor copy (read + write)",
+        },
         "sram_bytes": {"value": cache, "source": cache_source},
         "activation_ram_bytes": {"value": ram, "source": ram_source},
         "activation_memory": "RAM",
-        "weight_storage_bytes": {"value": ram, "source": ram_source + " (weights are loaded into RAM)"},
+        "weight_storage_bytes": {
+            "value": ram,
+            "source": ram_source + " (weights are loaded into RAM)",
+        },
         "weight_storage": "RAM",
         "weights_share_activation_ram": True,
         "energy": {"table": "45nm", "weight_level": "dram", "activation_level": "dram"},
@@ -167,5 +183,8 @@ def host_device(*, refresh: bool = False):
             data = None
     if data is None:
         data = calibrate_host()
-        atomic_write(path, json.dumps({"version": _CACHE_VERSION, "fingerprint": key, "device": data}, indent=2))
+        atomic_write(
+            path,
+            json.dumps({"version": _CACHE_VERSION, "fingerprint": key, "device": data}, indent=2),
+        )
     return device_from_dict(data, where=f"host calibration ({path})", path=str(path))

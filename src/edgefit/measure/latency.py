@@ -1,0 +1,164 @@
+"""Real latency and throughput on the host.
+
+Latency is the median (and p90, nearest rank) of ``runs`` timed forward passes
+after ``warmup`` untimed ones, in eval mode under ``torch.inference_mode``.
+Throughput over a batch-size sweep shows the trade-off of reference/001: larger
+batches raise items per second and the latency of each batch.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from edgefit.errors import ConfigError
+
+Timer = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Timings of one workload, in seconds per call.
+
+    Attributes:
+        median_s: median over the runs.
+        p90_s: 90th percentile (nearest rank).
+        mean_s, min_s: the mean and the fastest run.
+        runs: how many timed runs.
+        samples: every timed run.
+    """
+
+    median_s: float
+    p90_s: float
+    mean_s: float
+    min_s: float
+    runs: int
+    samples: tuple[float, ...]
+
+    @classmethod
+    def from_samples(cls, samples: Sequence[float]) -> LatencyStats:
+        if not samples:
+            raise ConfigError("no timing samples")
+        ordered = sorted(samples)
+        rank = max(1, math.ceil(0.9 * len(ordered)))
+        return cls(
+            median_s=statistics.median(ordered),
+            p90_s=ordered[rank - 1],
+            mean_s=statistics.fmean(ordered),
+            min_s=ordered[0],
+            runs=len(ordered),
+            samples=tuple(samples),
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "median_s": self.median_s,
+            "p90_s": self.p90_s,
+            "mean_s": self.mean_s,
+            "min_s": self.min_s,
+            "runs": self.runs,
+        }
+
+
+def time_callable(
+    fn: Callable[[], object],
+    *,
+    warmup: int = 3,
+    runs: int = 20,
+    timer: Timer = time.perf_counter,
+    min_sample_s: float = 0.0,
+    on_step: Callable[[], None] | None = None,
+) -> LatencyStats:
+    """Time ``fn``: ``warmup`` untimed calls, then ``runs`` samples.
+
+    With ``min_sample_s`` > 0, each sample loops ``fn`` enough times to last about
+    that long (the per-call time is the loop time divided by the count), which
+    keeps timer resolution and call jitter out of microsecond-scale layers.
+    """
+    if warmup < 0 or runs < 1:
+        raise ConfigError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
+    for _ in range(warmup):
+        fn()
+    inner = 1
+    if min_sample_s > 0:
+        t0 = timer()
+        fn()
+        first = timer() - t0
+        inner = 1 if first <= 0 else max(1, min(1000, int(min_sample_s / first)))
+    samples = []
+    for _ in range(runs):
+        t0 = timer()
+        for _ in range(inner):
+            fn()
+        samples.append((timer() - t0) / inner)
+        if on_step is not None:
+            on_step()
+    return LatencyStats.from_samples(samples)
+
+
+def random_inputs(shapes: Sequence[Sequence[int]], dtype: str = "float32", *, vocab: int = 100):
+    """Random example tensors of ``shapes`` (token ids in [0, vocab) for ``int64``)."""
+    import torch
+
+    if dtype == "int64":
+        return tuple(torch.randint(0, vocab, tuple(s)) for s in shapes)
+    return tuple(torch.randn(*s, dtype=getattr(torch, dtype)) for s in shapes)
+
+
+def measure_latency(
+    model,
+    example_inputs: Sequence,
+    *,
+    warmup: int = 5,
+    runs: int = 30,
+    timer: Timer = time.perf_counter,
+    on_step: Callable[[], None] | None = None,
+) -> LatencyStats:
+    """End-to-end latency of ``model(*example_inputs)`` on the host (eval mode, no grad)."""
+    import torch
+
+    model.eval()
+    with torch.inference_mode():
+        return time_callable(
+            lambda: model(*example_inputs), warmup=warmup, runs=runs, timer=timer, on_step=on_step
+        )
+
+
+@dataclass(frozen=True)
+class ThroughputPoint:
+    """One batch size of a sweep: latency of the batch and items per second."""
+
+    batch: int
+    latency: LatencyStats
+
+    @property
+    def items_per_s(self) -> float:
+        return self.batch / self.latency.median_s if self.latency.median_s > 0 else math.inf
+
+
+def throughput_sweep(
+    model,
+    input_shape: Sequence[int],
+    batch_sizes: Sequence[int] = (1, 2, 4, 8, 16),
+    *,
+    input_dtype: str = "float32",
+    warmup: int = 2,
+    runs: int = 10,
+    timer: Timer = time.perf_counter,
+    on_step: Callable[[], None] | None = None,
+) -> list[ThroughputPoint]:
+    """Latency and throughput at each batch size (the first dimension of ``input_shape`` is replaced)."""
+    points = []
+    for batch in batch_sizes:
+        if int(batch) < 1:
+            raise ConfigError(f"batch sizes must be >= 1, got {batch}")
+        shape = (int(batch), *tuple(input_shape)[1:])
+        inputs = random_inputs([shape], input_dtype)
+        stats = measure_latency(
+            model, inputs, warmup=warmup, runs=runs, timer=timer, on_step=on_step
+        )
+        points.append(ThroughputPoint(int(batch), stats))
+    return points
