@@ -119,4 +119,4 @@ def test_unpredicted_functional_rows():
         table=LatencyTable(timer=FakeTimer(), runs=1, warmup=0, min_sample_s=0),
         measure=False,
     )
-    assert pred.unpredicted == ("(root)",) and "softmax" in pred.layers[0].reason
+    assert pred.unpredicted == ("(root)",) and "softmax" in pred.layers[-1].reason
