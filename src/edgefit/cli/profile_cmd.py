@@ -145,7 +145,7 @@ def profile(
         if est is not None:
             ed = est.to_dict()
             data["device"] = ed.get("device")
-            for row, extra in zip(data["layers"], ed["layers"]):
+            for row, extra in zip(data["layers"], ed["layers"], strict=True):
                 row.update({k: v for k, v in extra.items() if k != "name"})
             data["totals"].update(ed["totals"])
         text = json.dumps(data, indent=2, default=str)
@@ -200,7 +200,7 @@ def zoo(
         return
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     for r in [header, *body]:
-        typer.echo("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        typer.echo("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
 
 
 def demo_section(echo) -> None:
@@ -212,5 +212,5 @@ def demo_section(echo) -> None:
     p = run_profile(create("alexnet", device="meta"), input_shape=(1, 3, 224, 224), name="alexnet")
     echo(p.table())
     echo("\nEvery zoo model at its canonical input (weights never allocated: built on meta):")
-    for name, family, shape, params, macs, acts in zoo_rows():
+    for name, _family, shape, params, macs, acts in zoo_rows():
         echo(f"  {name:24s} {'x'.join(map(str, shape)):>14s}  {human(params):>7s} params  {human(macs):>7s} MACs  {human(acts):>7s} activations")

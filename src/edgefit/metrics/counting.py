@@ -17,7 +17,7 @@ from torch import nn
 from edgefit.errors import ConfigError
 from edgefit.metrics.formulas import _FORMULAS, Cost
 from edgefit.metrics.profile import LayerStats, Profile, Totals
-from edgefit.trace.tracer import Trace, TensorSpec, trace
+from edgefit.trace.tracer import Trace, trace
 
 
 class UncountedOpsWarning(UserWarning):

@@ -220,7 +220,7 @@ def native_mha_cost(op: OpRecord) -> Cost:
     S x E x E each for k and v), attention over all heads (L x S x 2E) and the
     output projection (L x E x E), per batch element.
     """
-    q, k, v = op.args[0], op.args[1], op.args[2]
+    q, k = op.args[0], op.args[1]
     embed_dim = op.args[3]
     batch = _prod(q.shape[:-2])
     L, S, E = q.shape[-2], k.shape[-2], embed_dim

@@ -119,7 +119,7 @@ def profile_table(profile, *, all_layers: bool = False, estimate=None) -> str:
     left = {0, 1, 2, 7} if estimate is not None else {0, 1, 2}
 
     def fmt(cells):
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     rule = "-" * len(fmt(headers))
     out = [f"{profile.model}: input {', '.join('x'.join(map(str, s)) for s in profile.input_shapes)}", fmt(headers), rule]
