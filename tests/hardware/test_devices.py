@@ -12,8 +12,19 @@ BUILTIN = [n for n in list_devices() if n != "host"]
 
 
 def test_required_devices_present():
-    for name in ("a100", "jetson_nano", "jetson_orin_nano", "edgetpu", "apple_m1_ane", "hexagon_npu",
-                 "raspberry_pi_4", "raspberry_pi_5", "stm32f746", "eyeriss", "host"):
+    for name in (
+        "a100",
+        "jetson_nano",
+        "jetson_orin_nano",
+        "edgetpu",
+        "apple_m1_ane",
+        "hexagon_npu",
+        "raspberry_pi_4",
+        "raspberry_pi_5",
+        "stm32f746",
+        "eyeriss",
+        "host",
+    ):
         assert name in list_devices()
 
 
@@ -21,8 +32,16 @@ def test_required_devices_present():
 def test_every_number_has_a_source(name):
     dev = get_device(name)
     keys = [f"peak_ops_per_s.{p}" for p in dev.peak_ops_per_s]
-    keys += ["bandwidth_bytes_per_s", "sram_bytes", "activation_ram_bytes", "weight_storage_bytes", "power_watts"]
-    keys += [f"energy.mac_pj.{p}" for p in dev.energy.mac_pj] + [f"energy.access_pj.{k}" for k in dev.energy.access_pj]
+    keys += [
+        "bandwidth_bytes_per_s",
+        "sram_bytes",
+        "activation_ram_bytes",
+        "weight_storage_bytes",
+        "power_watts",
+    ]
+    keys += [f"energy.mac_pj.{p}" for p in dev.energy.mac_pj] + [
+        f"energy.access_pj.{k}" for k in dev.energy.access_pj
+    ]
     for key in keys:
         assert dev.source(key), f"{name}: {key} has no source"
     assert dev.power_watts and dev.ridge_point(dev.precisions[0]) > 0
@@ -32,7 +51,9 @@ def test_stm32_numbers():
     d = get_device("stm32f746")
     assert d.sram_bytes == 320 * 1024 and d.weight_storage_bytes == 1024 * 1024
     assert d.peak_ops_per_s["fp32"] == 432e6
-    assert get_device("STM32F746") is d and get_device("jetson-orin-nano").name == "jetson_orin_nano"
+    assert (
+        get_device("STM32F746") is d and get_device("jetson-orin-nano").name == "jetson_orin_nano"
+    )
 
 
 def test_unknown_device_suggests():
@@ -62,12 +83,21 @@ def test_user_file_loads(tmp_path):
     [
         (lambda d: d.pop("bandwidth_bytes_per_s"), "missing field bandwidth_bytes_per_s"),
         (lambda d: d["sram_bytes"].pop("source"), "sram_bytes has no source"),
-        (lambda d: d["sram_bytes"].update(value=-5), "sram_bytes must be a positive number, got -5"),
+        (
+            lambda d: d["sram_bytes"].update(value=-5),
+            "sram_bytes must be a positive number, got -5",
+        ),
         (lambda d: d["sram_bytes"].update(value="lots"), "sram_bytes must be a number, got 'lots'"),
         (lambda d: d.update(sram_byte=d.pop("sram_bytes")), "missing field sram_bytes"),
         (lambda d: d.update(bandwith=1), "unknown field 'bandwith'"),
-        (lambda d: d["peak_ops_per_s"].update(fp64={"value": 1, "source": "x"}), "unknown precision 'fp64'"),
-        (lambda d: d["energy"].update(weight_level="hbm"), "weight_level 'hbm' is not a memory level"),
+        (
+            lambda d: d["peak_ops_per_s"].update(fp64={"value": 1, "source": "x"}),
+            "unknown precision 'fp64'",
+        ),
+        (
+            lambda d: d["energy"].update(weight_level="hbm"),
+            "weight_level 'hbm' is not a memory level",
+        ),
         (lambda d: d["energy"].update(table="7nm"), "unknown energy table '7nm'"),
         (lambda d: d.update(power_watts=3), "power_watts must be a mapping"),
     ],

@@ -47,11 +47,14 @@ def test_explicit_precision():
 
 def test_fit_message_activations_stm32():
     fit = check_memory_fit(
-        get_device("stm32f746"), weight_bytes=200 * 1024, activation_bytes=1.2 * 1024 * 1024, peak_layer="features.0"
+        get_device("stm32f746"),
+        weight_bytes=200 * 1024,
+        activation_bytes=1.2 * 1024 * 1024,
+        peak_layer="features.0",
     )
     assert not fit.fits and fit.weights_fit and not fit.activations_fit
     assert fit.message == (
-        "does not fit: peak activations need 1.2 MB, STM32F746 (Cortex-M7, 216 MHz) has 320 KB of SRAM "
+        "does not fit: peak activations need 1.2 MB, STM32F746 has 320 KB of SRAM "
         "(at layer features.0)"
     )
 
@@ -59,21 +62,32 @@ def test_fit_message_activations_stm32():
 def test_fit_message_weights_and_fits():
     dev = get_device("stm32f746")
     fit = check_memory_fit(dev, weight_bytes=2 * 1024 * 1024, activation_bytes=1000)
-    assert fit.message == "does not fit: weights need 2 MB, STM32F746 (Cortex-M7, 216 MHz) has 1 MB of flash"
+    assert (
+        fit.message
+        == "does not fit: weights need 2 MB, STM32F746 has 1 MB of flash"
+    )
     fit = check_memory_fit(dev, weight_bytes=512 * 1024, activation_bytes=100 * 1024)
-    assert fit.fits and fit.message == "fits: weights 512 KB of 1 MB flash, peak activations 100 KB of 320 KB SRAM"
+    assert (
+        fit.fits
+        and fit.message
+        == "fits: weights 512 KB of 1 MB flash, peak activations 100 KB of 320 KB SRAM"
+    )
 
 
 def test_fit_shared_memory():
     dev = get_device("edgetpu")
-    fit = check_memory_fit(dev, weight_bytes=6 * 1024**2, activation_bytes=3 * 1024**2, peak_layer="x")
+    fit = check_memory_fit(
+        dev, weight_bytes=6 * 1024**2, activation_bytes=3 * 1024**2, peak_layer="x"
+    )
     assert not fit.fits and "weights plus peak activations need 9 MB" in fit.message
 
 
 def test_estimate_totals_fit_from_profile():
     prof = make_profile(
         [make_layer("a", macs=10, weight_bytes=40, act_bytes=40)],
-        model_size_bytes=40, peak_live_bytes=1.2 * 1024**2, peak_live_layer="features.0",
+        model_size_bytes=40,
+        peak_live_bytes=1.2 * 1024**2,
+        peak_live_layer="features.0",
     )
     est = estimate(prof, "stm32f746")
     assert est.totals.fits is False
@@ -84,6 +98,8 @@ def test_estimate_totals_fit_from_profile():
     assert set(d["totals"]) >= {"seconds", "joules", "fits", "fit_message"}
 
 
-@pytest.mark.parametrize("n,text", [(320 * 1024, "320 KB"), (1024**2, "1 MB"), (1.5 * 1024**3, "1.5 GB"), (10, "10 B")])
+@pytest.mark.parametrize(
+    "n,text", [(320 * 1024, "320 KB"), (1024**2, "1 MB"), (1.5 * 1024**3, "1.5 GB"), (10, "10 B")]
+)
 def test_format_bytes(n, text):
     assert format_bytes(n) == text

@@ -46,7 +46,10 @@ def test_op1_exact_digits():
 
 
 def test_insights_of_the_slide():
-    t = {op: roofline(f * 1e6, b * 1e6, peak_ops_per_s=PEAK, bandwidth_bytes_per_s=BW).seconds for op, f, b, *_ in SLIDE}
+    t = {
+        op: roofline(f * 1e6, b * 1e6, peak_ops_per_s=PEAK, bandwidth_bytes_per_s=BW).seconds
+        for op, f, b, *_ in SLIDE
+    }
     assert t["op1"] == pytest.approx(t["op3"])  # fewer FLOPs, no speedup when memory-bound
     assert t["op4"] > t["op6"]  # fewer bytes help op4 -> op6 only through FLOPs: compute-bound
     assert t["op2"] < t["op1"] / 10
@@ -55,7 +58,9 @@ def test_insights_of_the_slide():
 def slide_device(**over):
     src = {"source": "reference/001 roofline example"}
     data = {
-        "name": "slide", "display_name": "Slide GPU", "kind": "gpu",
+        "name": "slide",
+        "display_name": "Slide GPU",
+        "kind": "gpu",
         "peak_ops_per_s": {"fp32": {"value": PEAK, **src}},
         "bandwidth_bytes_per_s": {"value": BW, **src},
         "sram_bytes": {"value": 1024, **src},

@@ -2,7 +2,7 @@
 
 >>> from edgefit.hardware import get_device, roofline
 >>> get_device("stm32f746").display_name
-'STM32F746 (Cortex-M7, 216 MHz)'
+'STM32F746'
 >>> round(roofline(57.8e6, 24.5e6, peak_ops_per_s=4608e9, bandwidth_bytes_per_s=96e9).seconds * 1e6)
 255
 """

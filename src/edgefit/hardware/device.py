@@ -87,7 +87,11 @@ class EnergyTable:
     name: str = "custom"
 
     def __post_init__(self) -> None:
-        for group, table in (("mac_pj", self.mac_pj), ("add_pj", self.add_pj), ("access_pj", self.access_pj)):
+        for group, table in (
+            ("mac_pj", self.mac_pj),
+            ("add_pj", self.add_pj),
+            ("access_pj", self.access_pj),
+        ):
             if not table:
                 raise DeviceError(f"energy.{group} is empty")
             for key, value in table.items():
@@ -162,7 +166,12 @@ class Device:
                     f"device {self.name!r}: energy table has no mac_pj for {precision} "
                     f"(it has {', '.join(self.energy.mac_pj)})"
                 )
-        for attr in ("bandwidth_bytes_per_s", "sram_bytes", "activation_ram_bytes", "weight_storage_bytes"):
+        for attr in (
+            "bandwidth_bytes_per_s",
+            "sram_bytes",
+            "activation_ram_bytes",
+            "weight_storage_bytes",
+        ):
             _check_positive(f"device {self.name!r}: {attr}", getattr(self, attr))
         if self.power_watts is not None:
             _check_positive(f"device {self.name!r}: power_watts", self.power_watts)
@@ -213,7 +222,12 @@ class Device:
 
 
 def _check_positive(what: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise DeviceError(f"{what} must be a positive number, got {value!r}")
 
 
@@ -223,10 +237,14 @@ def _check_positive(what: str, value: Any) -> None:
 def _number(where: str, entry: Any, sources: dict[str, str], key: str) -> float:
     """Read ``{value, source}``; both are required."""
     if not isinstance(entry, dict):
-        raise DeviceError(f"{where}: {key} must be a mapping {{value: ..., source: ...}}, got {entry!r}")
+        raise DeviceError(
+            f"{where}: {key} must be a mapping {{value: ..., source: ...}}, got {entry!r}"
+        )
     unknown = set(entry) - {"value", "source"}
     if unknown:
-        raise DeviceError(f"{where}: {key} has unknown keys {sorted(unknown)} (expected value, source)")
+        raise DeviceError(
+            f"{where}: {key} has unknown keys {sorted(unknown)} (expected value, source)"
+        )
     if "value" not in entry:
         raise DeviceError(f"{where}: {key} has no value")
     source = entry.get("source")
@@ -264,7 +282,9 @@ def _read_yaml(path: Path) -> dict:
     except yaml.YAMLError as exc:
         raise DeviceError(f"device file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise DeviceError(f"device file {path} must hold a mapping of fields, got {type(data).__name__}")
+        raise DeviceError(
+            f"device file {path} must hold a mapping of fields, got {type(data).__name__}"
+        )
     return data
 
 
@@ -273,12 +293,17 @@ def energy_preset(name: str) -> tuple[dict, dict, dict, dict]:
     """A shared energy table ``devices/_energy_<name>.yaml``: (mac_pj, add_pj, access_pj, sources)."""
     path = _devices_dir() / f"_energy_{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem.removeprefix("_energy_") for p in _devices_dir().glob("_energy_*.yaml"))
+        known = sorted(
+            p.stem.removeprefix("_energy_") for p in _devices_dir().glob("_energy_*.yaml")
+        )
         raise DeviceError(f"unknown energy table {name!r} (known: {', '.join(known)})")
     data = _read_yaml(path)
     sources: dict[str, str] = {}
     where = f"energy table {path.name}"
-    tables = tuple(_numbers(where, data.get(k), sources, f"energy.{k}") for k in ("mac_pj", "add_pj", "access_pj"))
+    tables = tuple(
+        _numbers(where, data.get(k), sources, f"energy.{k}")
+        for k in ("mac_pj", "add_pj", "access_pj")
+    )
     return (*tables, sources)
 
 
@@ -287,10 +312,14 @@ def _energy(where: str, entry: Any, sources: dict[str, str]) -> EnergyTable:
         raise DeviceError(f"{where}: energy must be a mapping, got {entry!r}")
     unknown = set(entry) - set(_ENERGY_KEYS)
     if unknown:
-        raise DeviceError(f"{where}: energy has unknown keys {sorted(unknown)} (known: {', '.join(_ENERGY_KEYS)})")
+        raise DeviceError(
+            f"{where}: energy has unknown keys {sorted(unknown)} (known: {', '.join(_ENERGY_KEYS)})"
+        )
     for key in ("weight_level", "activation_level"):
         if not isinstance(entry.get(key), str):
-            raise DeviceError(f"{where}: energy.{key} is missing (a memory level such as sram or dram)")
+            raise DeviceError(
+                f"{where}: energy.{key} is missing (a memory level such as sram or dram)"
+            )
     tables: dict[str, dict[str, float]] = {}
     name = "custom"
     if "table" in entry:
@@ -303,9 +332,14 @@ def _energy(where: str, entry: Any, sources: dict[str, str]) -> EnergyTable:
         sources.update(preset_sources)
     for key in ("mac_pj", "add_pj", "access_pj"):
         if key in entry:
-            tables[key] = {**tables.get(key, {}), **_numbers(where, entry[key], sources, f"energy.{key}")}
+            tables[key] = {
+                **tables.get(key, {}),
+                **_numbers(where, entry[key], sources, f"energy.{key}"),
+            }
         elif key not in tables:
-            raise DeviceError(f"{where}: energy.{key} is missing (or name a shared table with energy.table)")
+            raise DeviceError(
+                f"{where}: energy.{key} is missing (or name a shared table with energy.table)"
+            )
     try:
         return EnergyTable(
             mac_pj=tables["mac_pj"],
@@ -323,7 +357,9 @@ def device_from_dict(data: dict, *, where: str = "device", path: str | None = No
     """Build a `Device` from the parsed contents of a device file; raises `DeviceError`."""
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
-        raise DeviceError(f"{where}: missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        raise DeviceError(
+            f"{where}: missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+        )
     unknown = [k for k in data if k not in _REQUIRED and k not in _OPTIONAL]
     if unknown:
         hint = close_names(unknown[0], _REQUIRED + _OPTIONAL)
@@ -332,12 +368,23 @@ def device_from_dict(data: dict, *, where: str = "device", path: str | None = No
     peak = _numbers(where, data["peak_ops_per_s"], sources, "peak_ops_per_s")
     bad = [p for p in peak if p not in PRECISION_BITS]
     if bad:
-        raise DeviceError(f"{where}: unknown precision {bad[0]!r} in peak_ops_per_s (known: {', '.join(PRECISION_BITS)})")
+        raise DeviceError(
+            f"{where}: unknown precision {bad[0]!r} in peak_ops_per_s (known: {', '.join(PRECISION_BITS)})"
+        )
     values = {
         key: _number(where, data[key], sources, key)
-        for key in ("bandwidth_bytes_per_s", "sram_bytes", "activation_ram_bytes", "weight_storage_bytes")
+        for key in (
+            "bandwidth_bytes_per_s",
+            "sram_bytes",
+            "activation_ram_bytes",
+            "weight_storage_bytes",
+        )
     }
-    power = _number(where, data["power_watts"], sources, "power_watts") if "power_watts" in data else None
+    power = (
+        _number(where, data["power_watts"], sources, "power_watts")
+        if "power_watts" in data
+        else None
+    )
     for key in ("name", "display_name", "kind"):
         if not isinstance(data[key], str) or not data[key].strip():
             raise DeviceError(f"{where}: {key} must be a non-empty string")
@@ -408,4 +455,6 @@ def get_device(name_or_path: str | os.PathLike | Device) -> Device:
         return host_device()
     if key in _builtin_paths():
         return _builtin(key)
-    raise DeviceError(f"unknown device {text!r}.{close_names(key, list_devices())} Known: {', '.join(list_devices())}")
+    raise DeviceError(
+        f"unknown device {text!r}.{close_names(key, list_devices())} Known: {', '.join(list_devices())}"
+    )

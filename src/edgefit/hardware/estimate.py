@@ -48,7 +48,9 @@ class RooflinePoint:
     seconds: float
 
 
-def roofline(ops: float, bytes_moved: float, *, peak_ops_per_s: float, bandwidth_bytes_per_s: float) -> RooflinePoint:
+def roofline(
+    ops: float, bytes_moved: float, *, peak_ops_per_s: float, bandwidth_bytes_per_s: float
+) -> RooflinePoint:
     """Place one operation under the roof (reference/001).
 
     >>> p = roofline(57.8e6, 24.5e6, peak_ops_per_s=4608e9, bandwidth_bytes_per_s=96e9)
@@ -220,7 +222,8 @@ class Estimate:
             raise ConfigError(f"batch must be >= 1, got {batch}")
         peak, bw = self.peak_ops_per_s, self.device.bandwidth_bytes_per_s
         seconds = sum(
-            max(batch * row.ops / peak, (row.weight_bytes + batch * row.activation_bytes) / bw) for row in self.layers
+            max(batch * row.ops / peak, (row.weight_bytes + batch * row.activation_bytes) / bw)
+            for row in self.layers
         )
         return batch / seconds if seconds > 0 else math.inf
 
@@ -265,7 +268,9 @@ def _choose_precision(profile, device: Device, precision: str | None) -> tuple[s
     notes: list[str] = []
     if precision is not None:
         if precision not in PRECISION_BITS:
-            raise ConfigError(f"unknown precision {precision!r} (known: {', '.join(PRECISION_BITS)})")
+            raise ConfigError(
+                f"unknown precision {precision!r} (known: {', '.join(PRECISION_BITS)})"
+            )
         device.peak(precision)  # raises DeviceError naming what the device runs
         return precision, notes
     wanted = precision_for_bits(profile.activation_bits)
@@ -344,7 +349,10 @@ def _saturation(est_layers, peak: float, bw: float) -> tuple[int, float]:
     asymptote = 1.0 / per_item
     batch = 1
     while batch < 65536:
-        seconds = sum(max(batch * r.ops / peak, (r.weight_bytes + batch * r.activation_bytes) / bw) for r in est_layers)
+        seconds = sum(
+            max(batch * r.ops / peak, (r.weight_bytes + batch * r.activation_bytes) / bw)
+            for r in est_layers
+        )
         if batch / seconds >= 0.95 * asymptote:
             break
         batch *= 2
@@ -422,7 +430,9 @@ def estimate(profile, device: Device | str, precision: str | None = None) -> Est
         )
 
     t = profile.totals
-    model_weight_bytes = t.model_size_bytes * (min(bits, profile.bits) / profile.bits if profile.bits else 1.0)
+    model_weight_bytes = t.model_size_bytes * (
+        min(bits, profile.bits) / profile.bits if profile.bits else 1.0
+    )
     fit = check_memory_fit(
         device,
         weight_bytes=model_weight_bytes,

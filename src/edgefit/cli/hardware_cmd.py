@@ -1,0 +1,407 @@
+"""`edgefit devices`, `roofline`, `bench` and `predict`: hardware models and real measurement."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from edgefit.cli.main import app
+from edgefit.errors import ConfigError
+
+
+def _si(value: float, unit: str) -> str:
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def _time(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.3g} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} us"
+
+
+def _energy(joules: float) -> str:
+    if joules >= 1:
+        return f"{joules:.3g} J"
+    if joules >= 1e-3:
+        return f"{joules * 1e3:.3g} mJ"
+    return f"{joules * 1e6:.3g} uJ"
+
+
+def _parse_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"{what} {text!r}: expected integers separated by commas, e.g. 1,2,4,8"
+        ) from None
+    if not values or any(v < 1 for v in values):
+        raise ConfigError(f"{what} {text!r}: expected positive integers, e.g. 1,2,4,8")
+    return values
+
+
+def _profile(
+    model: str, input_shape: str | None, bits: int, activation_bits: int | None, option: list[str]
+):
+    import warnings
+
+    from edgefit.cli.profile_cmd import load_model
+    from edgefit.metrics import UncountedOpsWarning
+    from edgefit.metrics import profile as run_profile
+
+    resolved, shapes = load_model(model, option, input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UncountedOpsWarning)
+        prof = run_profile(
+            resolved.model,
+            input_shape=list(shapes),
+            input_dtype=resolved.input_dtype or "float32",
+            bits=bits,
+            activation_bits=activation_bits,
+            name=resolved.name,
+        )
+    return resolved, shapes, prof
+
+
+def estimate_summary(est) -> list[str]:
+    """A few lines: latency by both models, energy and its data share, bounds, saturation, fit."""
+    t = est.totals
+    dev = est.device
+    lines = [
+        f"{est.model} on {dev.display_name} at {est.precision}: peak {_si(est.peak_ops_per_s, 'op/s')}, "
+        f"bandwidth {_si(dev.bandwidth_bytes_per_s, 'B/s')}, ridge {est.ridge_point:.3g} op/B",
+        f"  latency (roofline):               {_time(t.seconds)}  "
+        f"({t.memory_bound_layers} memory-bound, {t.compute_bound_layers} compute-bound layers)",
+        f"  latency (T_compute + T_data):     {_time(t.serial_seconds)}  "
+        f"(= {_time(t.compute_seconds)} + {_time(t.data_seconds)})",
+        f"  energy (45 nm-style model):       {_energy(t.joules)}, {t.data_share:.0%} spent moving data",
+        f"  throughput saturates at batch {t.saturation_batch}: {t.max_throughput_per_s:.3g} inferences/s",
+        f"  memory: {t.fit_message}",
+    ]
+    lines += [f"  note: {n}" for n in est.notes]
+    return lines
+
+
+def estimate_table(est, *, top: int | None = None) -> str:
+    rows = list(est.layers)
+    if top:
+        rows = sorted(rows, key=lambda r: r.seconds, reverse=True)[:top]
+    header = ("layer", "kind", "op/B", "bound", "attainable", "time", "energy", "data%")
+    body = [
+        (
+            r.name or "(root)",
+            r.kind,
+            "inf" if r.intensity == float("inf") else f"{r.intensity:.3g}",
+            r.bound,
+            _si(r.attainable_ops_per_s, "op/s"),
+            _time(r.seconds),
+            _energy(r.joules),
+            f"{r.data_share:.0%}",
+        )
+        for r in rows
+    ]
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)
+    ]
+    fmt = lambda cells: "  ".join(
+        c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+    )  # noqa: E731
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)])
+
+
+@app.command()
+def devices(
+    as_json: bool = typer.Option(
+        False, "--json", help="print every number with its source as JSON"
+    ),
+    measure_host: bool = typer.Option(
+        False, "--measure-host", help="also measure (or load) the host now"
+    ),
+) -> None:
+    """List the built-in devices: peak compute per precision, bandwidth, memory, power."""
+    from edgefit.hardware import format_bytes, get_device, list_devices
+
+    names = [n for n in list_devices() if n != "host" or measure_host]
+    devs = [get_device(n) for n in names]
+    if as_json:
+        typer.echo(json.dumps([d.to_dict() for d in devs], indent=2))
+        return
+    header = (
+        "name",
+        "device",
+        "peak (per precision)",
+        "bandwidth",
+        "SRAM",
+        "act. RAM",
+        "weights",
+        "power",
+    )
+    body = []
+    for d in devs:
+        peaks = ", ".join(f"{p} {_si(d.peak_ops_per_s[p], 'op/s')}" for p in d.precisions)
+        body.append(
+            (
+                d.name,
+                d.display_name,
+                peaks,
+                _si(d.bandwidth_bytes_per_s, "B/s"),
+                format_bytes(d.sram_bytes),
+                format_bytes(d.activation_ram_bytes),
+                format_bytes(d.weight_storage_bytes),
+                f"{d.power_watts:g} W" if d.power_watts else "-",
+            )
+        )
+    if not measure_host:
+        body.append(("host", "this machine (measured on first use)", "-", "-", "-", "-", "-", "-"))
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for b in body:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(b, widths)))
+    typer.echo("\nEvery number has a source: edgefit devices --json, or docs/hardware.md.")
+
+
+@app.command()
+def roofline(
+    model: str = typer.Argument(
+        ..., help="zoo:NAME, path/to/file.py:callable or package.module:callable"
+    ),
+    device: str = typer.Option("host", "--device", "-d", help="device name or YAML file"),
+    precision: str = typer.Option(
+        None, "--precision", "-p", help="fp32, fp16, bf16, int16 or int8 (default: from --bits)"
+    ),
+    input_shape: str = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,224,224"),
+    bits: int = typer.Option(32, "--bits", "-b", help="weight bit width"),
+    activation_bits: int = typer.Option(
+        None, "--activation-bits", help="activation bit width (default: --bits)"
+    ),
+    plot: str = typer.Option(
+        None, "--plot", help="write the roofline with every layer to FILE.png"
+    ),
+    bars: str = typer.Option(
+        None, "--bars", help="write per-layer time and energy bars to FILE.png"
+    ),
+    top: int = typer.Option(
+        0, "--top", help="show only the N slowest layers in the table (0: all)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the estimate as JSON"),
+    option: list[str] = typer.Option([], "--option", help="builder option KEY=VALUE (repeatable)"),
+) -> None:
+    """Per-layer roofline, latency and energy of MODEL on a device, and whether it fits."""
+    from edgefit.hardware import estimate, get_device
+
+    _, _, prof = _profile(model, input_shape, bits, activation_bits, option)
+    est = estimate(prof, get_device(device), precision=precision)
+    if plot or bars:
+        from edgefit.report.plots import plot_layer_bars, plot_roofline
+
+        if plot:
+            plot_roofline(est, plot)
+        if bars:
+            plot_layer_bars(est, bars)
+    if as_json:
+        typer.echo(json.dumps(est.to_dict(), indent=2, default=str))
+        return
+    typer.echo(estimate_table(est, top=top or None))
+    typer.echo("")
+    for line in estimate_summary(est):
+        typer.echo(line)
+    for path in (plot, bars):
+        if path:
+            typer.echo(f"wrote {path}")
+
+
+@app.command()
+def bench(
+    model: str = typer.Argument(
+        ..., help="zoo:NAME, path/to/file.py:callable or package.module:callable"
+    ),
+    runs: int = typer.Option(30, "--runs", "-n", help="timed runs (median and p90 reported)"),
+    warmup: int = typer.Option(5, "--warmup", help="untimed runs first"),
+    batch_sizes: str = typer.Option(
+        "1,2,4,8", "--batch-sizes", help="throughput sweep, e.g. 1,2,4,8,16"
+    ),
+    sweep_runs: int = typer.Option(5, "--sweep-runs", help="timed runs per batch size"),
+    input_shape: str = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,224,224"),
+    threads: int = typer.Option(0, "--threads", help="torch threads (0: torch's default)"),
+    as_json: bool = typer.Option(False, "--json", help="print results as JSON"),
+    option: list[str] = typer.Option([], "--option", help="builder option KEY=VALUE (repeatable)"),
+) -> None:
+    """Measure MODEL's latency (median, p90) and throughput over batch sizes on this host, beside the estimate."""
+    import torch
+    from rich.progress import Progress
+
+    from edgefit.hardware import estimate, get_device
+    from edgefit.measure import measure_latency, random_inputs, throughput_sweep
+
+    if runs < 1 or warmup < 0 or sweep_runs < 1:
+        raise ConfigError("--runs and --sweep-runs must be >= 1 and --warmup >= 0")
+    batches = _parse_ints(batch_sizes, "--batch-sizes")
+    if threads:
+        torch.set_num_threads(threads)
+    resolved, shapes, prof = _profile(model, input_shape, 32, None, option)
+    net = resolved.model
+    if any(p.is_meta for p in net.parameters()):
+        raise ConfigError(
+            f"{model}: the model has no real weights (built on meta); cannot measure it"
+        )
+    inputs = random_inputs(shapes, resolved.input_dtype or "float32")
+    est = estimate(prof, get_device("host"))
+    with Progress(transient=True, disable=as_json) as progress:
+        task = progress.add_task("latency", total=runs)
+        lat = measure_latency(
+            net, inputs, warmup=warmup, runs=runs, on_step=lambda: progress.advance(task)
+        )
+        sweep = []
+        if len(shapes) == 1:
+            task2 = progress.add_task("batch sweep", total=len(batches) * sweep_runs)
+            sweep = throughput_sweep(
+                net,
+                shapes[0],
+                batches,
+                input_dtype=resolved.input_dtype or "float32",
+                warmup=1,
+                runs=sweep_runs,
+                on_step=lambda: progress.advance(task2),
+            )
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "model": prof.model,
+                    "latency": lat.to_dict(),
+                    "throughput": [
+                        {"batch": p.batch, **p.latency.to_dict(), "items_per_s": p.items_per_s}
+                        for p in sweep
+                    ],
+                    "estimate": {
+                        "seconds": est.totals.seconds,
+                        "serial_seconds": est.totals.serial_seconds,
+                        "throughput_per_s": {str(b): est.throughput(b) for b in batches},
+                    },
+                },
+                indent=2,
+            )
+        )
+        return
+    typer.echo(f"{prof.model} on {est.device.display_name}, {torch.get_num_threads()} threads")
+    typer.echo(
+        f"  measured latency: median {_time(lat.median_s)}, p90 {_time(lat.p90_s)} over {lat.runs} runs ({warmup} warm-up)"
+    )
+    typer.echo(
+        f"  estimated:        roofline {_time(est.totals.seconds)}, T_compute + T_data {_time(est.totals.serial_seconds)}"
+    )
+    typer.echo(f"  measured / roofline estimate: {lat.median_s / est.totals.seconds:.2f}x")
+    if sweep:
+        typer.echo("\n  batch  latency (median)  throughput (items/s)  estimated (items/s)")
+        for p in sweep:
+            typer.echo(
+                f"  {p.batch:5d}  {_time(p.latency.median_s):>16}  {p.items_per_s:20.1f}  {est.throughput(p.batch):19.1f}"
+            )
+        typer.echo(
+            "  (bigger batches: more items per second, but each batch waits longer: latency vs throughput)"
+        )
+
+
+@app.command()
+def predict(
+    model: str = typer.Argument(
+        ..., help="zoo:NAME, path/to/file.py:callable or package.module:callable"
+    ),
+    device: str = typer.Option(
+        "host", "--device", "-d", help="only 'host': the lookup table is measured here"
+    ),
+    runs: int = typer.Option(20, "--runs", "-n", help="timed end-to-end runs for the comparison"),
+    input_shape: str = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,224,224"),
+    threads: int = typer.Option(0, "--threads", help="torch threads (0: torch's default)"),
+    layers: bool = typer.Option(False, "--layers", help="also print each layer's predicted time"),
+    as_json: bool = typer.Option(False, "--json", help="print results as JSON"),
+    option: list[str] = typer.Option([], "--option", help="builder option KEY=VALUE (repeatable)"),
+) -> None:
+    """Predict MODEL's latency from a per-layer lookup table (NetAdapt) and compare with a measurement."""
+    import torch
+
+    from edgefit.hardware import estimate, get_device
+    from edgefit.measure import LatencyTable, predict_latency
+
+    if device.strip().lower() != "host":
+        raise ConfigError(
+            f"predict measures layers on this machine; use --device host (got {device!r})"
+        )
+    if threads:
+        torch.set_num_threads(threads)
+    resolved, shapes, prof = _profile(model, input_shape, 32, None, option)
+    if any(p.is_meta for p in resolved.model.parameters()):
+        raise ConfigError(
+            f"{model}: the model has no real weights (built on meta); cannot measure it"
+        )
+    table = LatencyTable()
+    pred = predict_latency(
+        resolved.model, prof, input_dtype=resolved.input_dtype or "float32", table=table, runs=runs
+    )
+    est = estimate(prof, get_device("host"))
+    if as_json:
+        d = pred.to_dict()
+        d["roofline_s"] = est.totals.seconds
+        typer.echo(json.dumps(d, indent=2))
+        return
+    if layers:
+        for r in pred.layers:
+            typer.echo(
+                f"  {r.name or '(root)':40s} {r.kind:20s} {_time(r.seconds) if r.seconds is not None else 'unpredicted: ' + r.reason}"
+            )
+    m = pred.measured.median_s
+    typer.echo(f"{prof.model} on this host ({torch.get_num_threads()} threads)")
+    typer.echo(f"  predicted (lookup table): {_time(pred.seconds)}   error {pred.error:+.1%}")
+    typer.echo(
+        f"  roofline estimate:        {_time(est.totals.seconds)}   error {(est.totals.seconds - m) / m:+.1%}"
+    )
+    typer.echo(f"  measured (median of {pred.measured.runs}):  {_time(m)}")
+    typer.echo(
+        f"  table: {pred.measured_configs} new layer configurations measured, {pred.cached_configs} reused ({table.path})"
+    )
+    if pred.unpredicted:
+        typer.echo(
+            f"  unpredicted rows ({len(pred.unpredicted)}): {', '.join(pred.unpredicted[:8])}"
+        )
+
+
+def demo_section(echo) -> None:
+    """Roofline and energy of MobileNetV2 on STM32F746 and Jetson Orin Nano, with the fit verdict."""
+    import warnings
+
+    from edgefit.hardware import estimate, get_device
+    from edgefit.metrics import UncountedOpsWarning
+    from edgefit.metrics import profile as run_profile
+    from edgefit.zoo import create, get_spec
+
+    name = "mobilenet_v2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UncountedOpsWarning)
+        prof = run_profile(
+            create(name, device="meta"), input_shape=get_spec(name).input_shape, name=name
+        )
+        prof8 = run_profile(
+            create(name, device="meta"), input_shape=get_spec(name).input_shape, bits=8, name=name
+        )
+    for dev_name, p in (
+        ("stm32f746", prof8),
+        ("jetson_orin_nano", prof),
+        ("jetson_orin_nano", prof8),
+    ):
+        est = estimate(p, get_device(dev_name))
+        for line in estimate_summary(est):
+            echo(line)
+        slowest = sorted(est.layers, key=lambda r: r.seconds, reverse=True)[:3]
+        echo(
+            "  slowest layers: "
+            + ", ".join(f"{r.name} ({r.bound}, {_time(r.seconds)})" for r in slowest)
+        )
+        echo("")
+    echo(
+        "Pictures: edgefit roofline zoo:mobilenet_v2 --device jetson_orin_nano --plot roofline.png --bars layers.png"
+    )
