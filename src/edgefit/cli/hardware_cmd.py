@@ -108,9 +108,13 @@ def estimate_table(est, *, top: int | None = None) -> str:
     widths = [
         max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)
     ]
-    fmt = lambda cells: "  ".join(
-        c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
-    )  # noqa: E731
+
+    def fmt(cells) -> str:
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)])
 
 
@@ -159,9 +163,9 @@ def devices(
     if not measure_host:
         body.append(("host", "this machine (measured on first use)", "-", "-", "-", "-", "-", "-"))
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-    typer.echo("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     for b in body:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(b, widths)))
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)))
     typer.echo("\nEvery number has a source: edgefit devices --json, or docs/hardware.md.")
 
 
