@@ -5,6 +5,7 @@ per-layer sensitivity scan.
 >>> from edgefit.compress.prune import prune_, MagnitudeConfig
 """
 
+from edgefit.compress.prune.cleanup import remove_dead_connections_
 from edgefit.compress.prune.magnitude import (
     MagnitudeConfig,
     magnitude_mask,
@@ -37,6 +38,7 @@ __all__ = [
     "prune_",
     "prune_gradually_",
     "prune_neurons_",
+    "remove_dead_connections_",
     "sensitivity_scan",
     "sparsity",
 ]

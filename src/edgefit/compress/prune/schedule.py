@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from edgefit.compress._layers import check_each, check_fraction, per_layer, select_layers
-from edgefit.compress.prune.magnitude import MagnitudeConfig, prune_
+from edgefit.compress.prune.cleanup import remove_dead_connections_
+from edgefit.compress.prune.magnitude import MagnitudeConfig, masks_from_zeros, prune_
 from edgefit.errors import ConfigError
 
 _KINDS = ("agp", "linear")
@@ -36,6 +37,8 @@ class GradualConfig:
         initial: sparsity of the first step's starting point.
         kind: ``"agp"`` (cubic, Zhu & Gupta 2017) or ``"linear"``.
         final_epochs: extra retraining epochs after the last step.
+        cleanup: after each step, zero connections of dead neurons and fold
+            constant neurons into the next bias (:func:`remove_dead_connections_`).
     """
 
     sparsity: float | Mapping[str, float]
@@ -44,6 +47,7 @@ class GradualConfig:
     initial: float = 0.0
     kind: str = "agp"
     final_epochs: int = 0
+    cleanup: bool = True
 
     def __post_init__(self) -> None:
         check_each(self.sparsity, check_fraction, "sparsity")
@@ -102,6 +106,9 @@ def prune_gradually_(
     for step in range(1, config.steps + 1):
         targets = {n: config.at(step, float(s)) for n, s in finals.items()}
         result.masks = prune_(model, MagnitudeConfig(sparsity=targets))
+        if config.cleanup:
+            remove_dead_connections_(model)
+            result.masks = masks_from_zeros(model, tuple(targets))
         epochs = config.epochs_per_step + (config.final_epochs if step == config.steps else 0)
         train(model, data, replace(tc, epochs=epochs, seed=tc.seed + step), masks=result.masks)
         acc = evaluate(model, data)
