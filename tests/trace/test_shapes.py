@@ -17,6 +17,9 @@ c = m(8)
 CASES = [
     (aten.relu.default, (x4,)),
     (aten.gelu.default, (m(3, 5),)),
+    (aten.tril.default, (m(7, 7),)),
+    (aten.triu.default, (m(2, 7, 7), 1)),
+    (aten.logical_not.default, (m(3, dtype=torch.bool),)),
     (aten.hardtanh.default, (x4, 0.0, 6.0)),
     (aten.add.Tensor, (m(3, 1, 5), m(4, 5))),
     (aten.mul.Tensor, (m(2, 3), m(3, dtype=torch.float16))),

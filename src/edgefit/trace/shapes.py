@@ -68,7 +68,8 @@ def _ops(names, overloads=("default",)):
 _UNARY = [
     "relu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "hardtanh", "leaky_relu",
     "elu", "neg", "exp", "rsqrt", "sqrt", "abs", "reciprocal", "log", "sin", "cos", "erf", "mish",
-    "softplus", "relu6", "clamp_min", "clamp_max", "clamp",
+    "softplus", "relu6", "clamp_min", "clamp_max", "clamp", "tril", "triu", "sign", "floor", "ceil",
+    "round", "square", "log1p", "expm1", "exp2", "logical_not", "bitwise_not",
 ]
 
 
