@@ -1,0 +1,248 @@
+"""How well do edgefit's latency predictors match measured latency on this host?
+
+Two predictors against end-to-end measurements:
+
+* the NetAdapt-style lookup table (`edgefit.measure.predict_latency`): each distinct
+  layer configuration measured once, a model predicted as the sum of its layers;
+* the pure roofline estimate on the measured ``host`` device (`edgefit.hardware.estimate`).
+
+Workloads: every zoo CNN at its canonical input (``--reduce`` lists models run at
+a smaller resolution to save time), and ``--layers`` random conv / linear layer
+configurations, each predicted from the table and measured again independently.
+
+Reports the share of predictions within +-10% of the measurement for each
+predictor and writes ``benchmarks/results/latency_prediction.md`` atomically.
+
+    .venv/bin/python benchmarks/latency_prediction.py            # ~5-10 min on 2 cores
+    .venv/bin/python benchmarks/latency_prediction.py --quick    # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgefit._io import atomic_write
+from edgefit.hardware import estimate, get_device
+from edgefit.measure import LatencyTable, predict_latency, time_callable
+from edgefit.metrics import UncountedOpsWarning
+from edgefit.metrics import profile as run_profile
+from edgefit.zoo import create, get_spec
+
+CNNS = (
+    "lenet5",
+    "alexnet",
+    "vgg16",
+    "squeezenet1_0",
+    "googlenet",
+    "resnet50",
+    "resnext50_32x4d",
+    "densenet121",
+    "mobilenet_v1",
+    "mobilenet_v2",
+    "shufflenet_v1",
+)
+RESULTS = Path(__file__).resolve().parent / "results" / "latency_prediction.md"
+
+
+def random_layer(rng: random.Random):
+    """A random conv (plain, strided, depthwise or grouped) or linear layer and its input shape."""
+    if rng.random() < 0.25:
+        fin, fout = (
+            rng.choice([64, 128, 256, 512, 1024, 2048]),
+            rng.choice([10, 64, 256, 1000, 1024, 4096]),
+        )
+        batch = rng.choice([1, 1, 4, 16])
+        return nn.Linear(fin, fout), (batch, fin), f"Linear({fin}->{fout}) batch {batch}"
+    cin = rng.choice([16, 24, 32, 64, 96, 128, 256])
+    hw = rng.choice([7, 14, 28, 56])
+    k = rng.choice([1, 3, 3, 5])
+    stride = rng.choice([1, 1, 2])
+    kind = rng.choice(["plain", "plain", "depthwise", "grouped"])
+    if kind == "depthwise":
+        cout, groups = cin, cin
+    elif kind == "grouped":
+        groups = rng.choice([2, 4, 8])
+        cout = cin * rng.choice([1, 2])
+    else:
+        cout, groups = rng.choice([16, 32, 64, 128, 256]), 1
+    conv = nn.Conv2d(
+        cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=rng.random() < 0.5
+    )
+    return conv, (1, cin, hw, hw), f"Conv2d({cin}->{cout}, k{k}, s{stride}, g{groups}) {hw}x{hw}"
+
+
+def within(pred: float, meas: float, tol: float = 0.10) -> bool:
+    return abs(pred - meas) <= tol * meas
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--layers", type=int, default=100, help="random layer configurations")
+    ap.add_argument("--runs", type=int, default=15, help="end-to-end runs per model (median)")
+    ap.add_argument(
+        "--reduce", default="", help="comma-separated models to run at 112x112 instead of 224x224"
+    )
+    ap.add_argument("--models", default=",".join(CNNS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: robust to other jobs on a shared machine; 0: torch default)",
+    )
+    ap.add_argument("--quick", action="store_true", help="3 models, 20 layers, 5 runs")
+    ap.add_argument("--output", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.layers, args.runs, args.models = 20, 5, "lenet5,alexnet,mobilenet_v2"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = [m for m in args.models.split(",") if m]
+    reduced = {m for m in args.reduce.split(",") if m}
+    warnings.simplefilter("ignore", UncountedOpsWarning)
+    torch.manual_seed(args.seed)
+    t_start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["EDGEFIT_CACHE_DIR"] = tmp  # a fresh table and host calibration: nothing stale
+        host = get_device("host")
+        table = LatencyTable(Path(tmp) / "lut.sqlite")
+        model_rows = []
+        for name in models:
+            shape = get_spec(name).input_shape
+            if name in reduced:
+                shape = (*shape[:2], 112, 112)
+            model = create(name).eval()
+            prof = run_profile(model, input_shape=shape, name=name)
+            pred = predict_latency(model, prof, table=table, runs=args.runs, warmup=3)
+            roof = estimate(prof, host).totals.seconds
+            meas = pred.measured.median_s
+            model_rows.append(
+                (
+                    name,
+                    shape,
+                    pred.seconds,
+                    roof,
+                    meas,
+                    len(pred.unpredicted),
+                    pred.measured_configs,
+                )
+            )
+            print(
+                f"{name:16s} {shape} lut {pred.seconds * 1e3:8.2f} ms  roofline {roof * 1e3:8.2f} ms  "
+                f"measured {meas * 1e3:8.2f} ms  lut err {(pred.seconds - meas) / meas:+.1%}",
+                flush=True,
+            )
+
+        rng = random.Random(args.seed)
+        layer_rows = []
+        for i in range(args.layers):
+            layer, shape, label = random_layer(rng)
+            layer.eval()
+            prof = run_profile(layer, input_shape=shape, name=label)
+            pred = predict_latency(layer, prof, table=table, measure=False)
+            x = torch.randn(*shape)
+            with torch.inference_mode():
+                meas = time_callable(
+                    lambda layer=layer, x=x: layer(x), warmup=3, runs=15, min_sample_s=2e-3
+                ).median_s
+            roof = estimate(prof, host).totals.seconds
+            layer_rows.append((label, pred.seconds, roof, meas))
+            if i % 20 == 0:
+                print(
+                    f"layer {i:3d} {label:40s} lut {pred.seconds * 1e6:9.1f} us  measured {meas * 1e6:9.1f} us",
+                    flush=True,
+                )
+    elapsed = time.time() - t_start
+
+    def share(rows, idx_pred, idx_meas):
+        return (
+            sum(within(r[idx_pred], r[idx_meas]) for r in rows) / len(rows)
+            if rows
+            else float("nan")
+        )
+
+    def med_abs_err(rows, idx_pred, idx_meas):
+        return (
+            statistics.median(abs(r[idx_pred] - r[idx_meas]) / r[idx_meas] for r in rows)
+            if rows
+            else float("nan")
+        )
+
+    lut_models, roof_models = share(model_rows, 2, 4), share(model_rows, 3, 4)
+    lut_layers, roof_layers = share(layer_rows, 1, 3), share(layer_rows, 2, 3)
+    all_rows_lut = [(r[2], r[4]) for r in model_rows] + [(r[1], r[3]) for r in layer_rows]
+    all_rows_roof = [(r[3], r[4]) for r in model_rows] + [(r[2], r[3]) for r in layer_rows]
+    lut_all = sum(within(p, m) for p, m in all_rows_lut) / len(all_rows_lut)
+    roof_all = sum(within(p, m) for p, m in all_rows_roof) / len(all_rows_roof)
+    lines = [
+        "# Latency prediction on the host: lookup table vs roofline",
+        "",
+        f"Generated by `benchmarks/latency_prediction.py` in {elapsed:.0f} s on {platform.machine()} with "
+        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"Python {sys.version.split()[0]}. Host calibration: "
+        + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in host.peak_ops_per_s.items())
+        + f", {host.bandwidth_bytes_per_s / 1e9:.1f} GB/s streaming bandwidth.",
+        "",
+        "Measured = median of end-to-end runs (models: "
+        f"{args.runs} runs after 3 warm-up; layers: 15 samples of >= 2 ms loops, timed independently of the "
+        "table entry). The machine is shared with other jobs, so some spread is noise.",
+        "",
+        "## Share of predictions within +-10% of the measurement",
+        "",
+        "| workload | n | lookup table | roofline (host) | lookup table median abs. error | roofline median abs. error |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| zoo CNNs | {len(model_rows)} | {lut_models:.0%} | {roof_models:.0%} | "
+        f"{med_abs_err(model_rows, 2, 4):.1%} | {med_abs_err(model_rows, 3, 4):.1%} |",
+        f"| random conv/linear layers | {len(layer_rows)} | {lut_layers:.0%} | {roof_layers:.0%} | "
+        f"{med_abs_err(layer_rows, 1, 3):.1%} | {med_abs_err(layer_rows, 2, 3):.1%} |",
+        f"| all | {len(all_rows_lut)} | {lut_all:.0%} | {roof_all:.0%} | | |",
+        "",
+        "## Zoo CNNs",
+        "",
+        "| model | input | lookup table (ms) | roofline (ms) | measured (ms) | table error | roofline error | new table entries | unpredicted rows |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, shape, lut, roof, meas, unpred, new in model_rows:
+        note = " (reduced)" if name in reduced else ""
+        lines.append(
+            f"| {name} | {'x'.join(map(str, shape))}{note} | {lut * 1e3:.2f} | {roof * 1e3:.2f} | {meas * 1e3:.2f} | "
+            f"{(lut - meas) / meas:+.1%} | {(roof - meas) / meas:+.1%} | {new} | {unpred} |"
+        )
+    lines += [
+        "",
+        "## Random layers (first 20 of the run)",
+        "",
+        "| layer | lookup table (us) | roofline (us) | measured (us) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, lut, roof, meas in layer_rows[:20]:
+        lines.append(f"| {label} | {lut * 1e6:.1f} | {roof * 1e6:.1f} | {meas * 1e6:.1f} |")
+    lines += [
+        "",
+        "The roofline uses the host's *measured* sustained GEMM rate and copy bandwidth, so it is "
+        "already calibrated; it still misses per-layer efficiency (small or depthwise convolutions run "
+        "far below the GEMM rate, framework overhead per call), which the lookup table captures by measuring.",
+        "",
+    ]
+    atomic_write(args.output, "\n".join(lines))
+    print("\n".join(lines[8:17]))
+    print(f"wrote {args.output} in {elapsed:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
