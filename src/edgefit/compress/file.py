@@ -43,6 +43,12 @@ class SaveResult:
         return self.file_bytes - sum(n for _, n, _ in self.entries.values())
 
 
+def _is_quantized(module: nn.Module, enc: EncodedTensor) -> bool:
+    if hasattr(module, "edgefit_kmeans") or hasattr(module, "edgefit_linear"):
+        return True
+    return enc.segments[0].size // 4 <= 256  # a codebook of at most 8-bit codes
+
+
 def _pick(value, name: str):
     if isinstance(value, Mapping):
         return value.get(name)
@@ -83,6 +89,13 @@ def encode_model(
                 if enc is None or enc.nbytes >= a.nbytes:
                     enc = encode_tensor(key, a, "raw")
                     skipped[key] = "dense and not quantized; stored uncompressed"
+            if enc.encoding in ("huff", "fixed") and not _is_quantized(m, enc):
+                # Many distinct values (pruned, not quantized): a codebook would be as large as the
+                # values themselves; keep whichever lossless form is smaller.
+                alt = encode_tensor(key, a, "sparse", index_bits=ib)
+                if alt.nbytes < enc.nbytes:
+                    enc = alt
+                    skipped[key] = "not quantized; stored as sparse fp32 (smaller than a codebook)"
             if enc.encoding != "raw" and enc.nbytes >= a.nbytes:
                 enc = encode_tensor(key, a, "raw")
                 skipped[key] = "encoding would be larger than the raw tensor; stored uncompressed"

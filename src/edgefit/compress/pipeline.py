@@ -21,7 +21,12 @@ from torch import nn
 
 from edgefit.compress._layers import check_each, check_fraction, check_int_range
 from edgefit.compress.prune.schedule import GradualConfig, prune_gradually_
-from edgefit.compress.quantize.kmeans import KMEANS_BITS, KMeansConfig, finetune_centroids_, kmeans_quantize_
+from edgefit.compress.quantize.kmeans import (
+    KMEANS_BITS,
+    KMeansConfig,
+    finetune_centroids_,
+    kmeans_quantize_,
+)
 from edgefit.errors import ConfigError
 
 _INITS = ("linear", "density", "random")

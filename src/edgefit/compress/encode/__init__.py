@@ -13,7 +13,12 @@ from edgefit.compress.encode.container import (
     read_efz,
     write_efz,
 )
-from edgefit.compress.encode.huffman import code_lengths, huffman_bits, huffman_decode, huffman_encode
+from edgefit.compress.encode.huffman import (
+    code_lengths,
+    huffman_bits,
+    huffman_decode,
+    huffman_encode,
+)
 from edgefit.compress.encode.sparse import (
     CSR,
     RelativeIndex,

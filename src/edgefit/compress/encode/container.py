@@ -49,7 +49,12 @@ import numpy as np
 
 from edgefit._io import atomic_write_with
 from edgefit.compress.encode.bits import pack_fixed, unpack_fixed
-from edgefit.compress.encode.huffman import code_lengths, huffman_bits, huffman_decode, huffman_encode
+from edgefit.compress.encode.huffman import (
+    code_lengths,
+    huffman_bits,
+    huffman_decode,
+    huffman_encode,
+)
 from edgefit.compress.encode.sparse import relative_decode, relative_encode
 from edgefit.errors import ChecksumError, CompressedFileError, ConfigError, FormatVersionError
 

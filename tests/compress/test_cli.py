@@ -1,0 +1,72 @@
+import json
+
+import pytest
+
+from edgefit.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    p = tmp_path_factory.mktemp("w") / "dense.safetensors"
+    assert main(["train", "lenet_300_100_digits", "--epochs", "3", "--output", str(p), "--quiet"]) == 0
+    return p
+
+
+def test_train_writes_weights(weights, capsys):
+    assert weights.is_file()
+
+
+@pytest.mark.slow
+def test_compress_inspect_and_report_formats(tmp_path, weights, capsys):
+    out = tmp_path / "m.efz"
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"prune_steps": 1, "prune_epochs": 1, "prune_final_epochs": 0, "finetune_epochs": 1}))
+    rc = main(["compress", "zoo:lenet_300_100_digits", "--weights", str(weights), "--prune",
+               "classifier.0=0.9,classifier.2=0.9,classifier.4=0.5", "--bits", "4", "--config", str(recipe),
+               "--output", str(out), "--format", "json", "--report", str(tmp_path / "r.md")])
+    assert rc == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["file_bytes"]["P+Q+H"] == out.stat().st_size
+    assert rep["exact"] is True and rep["ratio"]["P+Q+H"] > rep["ratio"]["P"]
+    assert main(["inspect", str(out)]) == 0
+    assert "checksums OK" in capsys.readouterr().out
+    assert main(["inspect", str(out), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "lenet_300_100_digits"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prune", "1.5"], "prune"),
+        (["--prune", "classifier.9=0.5"], "classifier.9"),
+        (["--bits", "0"], "bits"),
+        (["--bits", "17"], "bits"),
+        (["--prune", "a=b"], "layer=value"),
+        (["--dataset", "nope"], "unknown dataset"),
+    ],
+)
+def test_compress_bad_input_exit_2(tmp_path, weights, capsys, args, message):
+    rc = main(["compress", "lenet_300_100_digits", "--weights", str(weights), "--output", str(tmp_path / "x.efz"),
+               "--prune-steps", "1", "--prune-epochs", "0", "--finetune-epochs", "0", *args])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+def test_weights_do_not_match_model(tmp_path, weights, capsys):
+    rc = main(["compress", "lenet5_digits", "--weights", str(weights), "--output", str(tmp_path / "x.efz")])
+    assert rc == 2 and "does not match" in capsys.readouterr().err
+
+
+def test_inspect_bad_files(tmp_path, capsys):
+    bad = tmp_path / "bad.efz"
+    bad.write_bytes(b"\x01\x02")
+    assert main(["inspect", str(bad)]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path / "missing.efz")]) == 2
+
+
+def test_bad_recipe(tmp_path, weights, capsys):
+    r = tmp_path / "r.yaml"
+    r.write_text("prune: 0.5\nwhat: 1\n")
+    rc = main(["compress", "lenet_300_100_digits", "--weights", str(weights), "--config", str(r), "--output", str(tmp_path / "x.efz")])
+    assert rc == 2 and "unknown recipe keys" in capsys.readouterr().err
