@@ -121,7 +121,7 @@ def layer_bars_figure(est, *, top: int | None = None):
     ax_e.bar(
         idx,
         acts,
-        bottom=[c + w for c, w in zip(comp, wts)],
+        bottom=[c + w for c, w in zip(comp, wts, strict=True)],
         color="tab:purple",
         label="activations",
     )
