@@ -8,6 +8,7 @@ import typer
 
 from edgefit.cli.main import app
 from edgefit.errors import ConfigError
+from edgefit.report.table import human_joules, human_seconds
 
 
 def _si(value: float, unit: str) -> str:
@@ -17,20 +18,8 @@ def _si(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
-def _time(seconds: float) -> str:
-    if seconds >= 1:
-        return f"{seconds:.3g} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds * 1e6:.3g} us"
-
-
-def _energy(joules: float) -> str:
-    if joules >= 1:
-        return f"{joules:.3g} J"
-    if joules >= 1e-3:
-        return f"{joules * 1e3:.3g} mJ"
-    return f"{joules * 1e6:.3g} uJ"
+_time = human_seconds
+_energy = human_joules
 
 
 def _parse_ints(text: str, what: str) -> list[int]:
