@@ -79,7 +79,7 @@ def train(
     lr: float = typer.Option(1e-3, help="Adam learning rate"),
     batch_size: int = typer.Option(64, help="mini-batch size"),
     seed: int = typer.Option(0, help="seed for the initial weights and the batch order"),
-    threads: int = typer.Option(2, help="torch CPU threads"),
+    threads: int = typer.Option(1, help="torch CPU threads (1 is fastest for small models)"),
     output: Path = typer.Option(..., "--output", "-o", help="weights file to write (.safetensors)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:

@@ -68,7 +68,7 @@ class DeepCompressionConfig:
     finetune_lr: float = 1e-4
     batch_size: int = 64
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
 
     def __post_init__(self) -> None:
         check_each(self.prune, check_fraction, "prune")

@@ -6,7 +6,7 @@ values 0..16 are scaled to [0, 1] and shaped ``(N, 1, 8, 8)``.
 
 The split is fixed and documented: a stratified split with
 ``sklearn.model_selection.train_test_split(test_size=360, random_state=0,
-stratify=y)``, giving 1,437 training and 360 test images (36 per class in the
+stratify=y)``, giving 1,437 training and 360 test images (35 to 37 per class in the
 test set). It never changes between runs or machines.
 """
 
