@@ -70,3 +70,14 @@ def test_bad_recipe(tmp_path, weights, capsys):
     r.write_text("prune: 0.5\nwhat: 1\n")
     rc = main(["compress", "lenet_300_100_digits", "--weights", str(weights), "--config", str(r), "--output", str(tmp_path / "x.efz")])
     assert rc == 2 and "unknown recipe keys" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_section_runs_the_whole_pipeline():
+    lines = []
+    from edgefit.cli.compress_cmd import demo_section
+
+    demo_section(lines.append)
+    text = "\n".join(lines)
+    assert "loaded weights bit-exact: yes" in text
+    assert "rebuilt the model from the zoo" in text
