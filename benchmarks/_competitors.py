@@ -241,7 +241,7 @@ def version(tool: str) -> str:
 
 def available(tool: str) -> str | None:
     """``None`` when ``tool`` can be used, else why not (one line)."""
-    dist, module, _ = TOOLS[tool]
+    _dist, module, _ = TOOLS[tool]
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     try:
         with _quiet():
@@ -260,5 +260,4 @@ def available(tool: str) -> str | None:
             from ptflops import aten_engine  # noqa: F401
         except Exception:  # noqa: BLE001
             return f"aten backend needs ptflops >= 0.7.3 (have {getattr(ptflops, '__version__', '?')})"
-    del dist
     return None

@@ -256,8 +256,6 @@ def _peak_rss_bytes() -> int:
 def worker(tool: str, case_name: str, repeat: int, out_path: str) -> None:
     """Runs in a fresh process; writes one JSON record to ``out_path``."""
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    import importlib
-
     import torch  # noqa: F401 - common to every tool, not timed
 
     sys.path.insert(0, str(HERE))
@@ -304,7 +302,6 @@ def worker(tool: str, case_name: str, repeat: int, out_path: str) -> None:
                 break
         rec["times_s"] = times
         rec["median_s"] = statistics.median(times) if times else None
-    del importlib
     return dump()
 
 
