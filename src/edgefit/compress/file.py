@@ -96,6 +96,11 @@ def encode_model(
                 if alt.nbytes < enc.nbytes:
                     enc = alt
                     skipped[key] = "not quantized; stored as sparse fp32 (smaller than a codebook)"
+            if enc.encoding == "huff":
+                # Tiny layers: the Huffman tables can cost more than they save.
+                alt = encode_tensor(key, a, "fixed", index_bits=ib)
+                if alt.nbytes < enc.nbytes:
+                    enc = alt
             if enc.encoding != "raw" and enc.nbytes >= a.nbytes:
                 enc = encode_tensor(key, a, "raw")
                 skipped[key] = "encoding would be larger than the raw tensor; stored uncompressed"

@@ -270,9 +270,13 @@ def build_report(
             b, ib, _, _, wbits, ibits, _ = f
             hwb, hib = wbits / max(nnz, 1), ibits / max(nnz, 1)
         else:
-            b, ib, hwb, hib = (f[0], f[1], float(f[0]), float(f[1])) if enc == "fixed" else (32, f[0], 32.0, float(f[0]))
+            # fixed (Huffman did not pay off) or sparse: fixed widths, fillers included in the index cost
+            b, ib = (f[0], f[1]) if enc == "fixed" else (32, f[0])
+            n_index = f[3] if enc == "fixed" else f[2]
+            hwb, hib = float(b), ib * n_index / max(nnz, 1)
+        ib_fixed = fixed[2][1] if fixed[0] == "fixed" else ib
         row = LayerRow(key.removesuffix(".weight"), list(w.shape), numel, nnz / numel, st.bits if st else fixed[2][0]
-                       if fixed[0] == "fixed" else b, ib, hwb, hib, numel * 4,
+                       if fixed[0] == "fixed" else b, ib_fixed, hwb, hib, numel * 4,
                        csr_encode(w.detach().numpy()).nbytes(),
                        {s: saves[s].entries[key][1] for s in STAGES})
         rows.append(row)
