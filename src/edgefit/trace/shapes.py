@@ -391,3 +391,30 @@ def _embedding(args, kwargs):
 def _adaptive_avg_pool2d(args, kwargs):
     x, size = args[0], args[1]
     return _empty(tuple(x.shape[:-2]) + tuple(size), x.dtype)
+
+
+def _arange(start, end, step, kwargs):
+    dtype = kwargs.get("dtype")
+    if dtype is None:
+        is_int = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end, step))
+        dtype = torch.int64 if is_int else torch.get_default_dtype()
+    if step == 0:
+        raise RuntimeError("step must be nonzero")
+    length = max(0, math.ceil((end - start) / step))
+    return _empty((length,), dtype)
+
+
+# torch's meta arange is a Python reference whose first call imports sympy (~0.4 s).
+@_rule(aten.arange.default)
+def _arange_end(args, kwargs):
+    return _arange(0, args[0], 1, kwargs)
+
+
+@_rule(aten.arange.start)
+def _arange_start(args, kwargs):
+    return _arange(args[0], args[1], 1, kwargs)
+
+
+@_rule(aten.arange.start_step)
+def _arange_start_step(args, kwargs):
+    return _arange(args[0], args[1], args[2], kwargs)
