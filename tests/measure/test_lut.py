@@ -120,3 +120,88 @@ def test_unpredicted_functional_rows():
         measure=False,
     )
     assert pred.unpredicted == ("(root)",) and "softmax" in pred.layers[-1].reason
+
+
+def test_copies_for_rotation_footprint():
+    from edgefit.measure.lut import MAX_COPIES, copies_for
+
+    assert copies_for(1 << 20, 16 << 20) == 16
+    assert copies_for(32 << 20, 16 << 20) == 1  # already larger than the caches to flush
+    assert copies_for(1, 16 << 20) == MAX_COPIES
+    assert copies_for(1 << 20, 0) == 1  # rotation off
+
+
+def test_rotation_cycles_copies_on_rewritten_inputs():
+    from edgefit.measure.lut import Rotation, time_prepared
+
+    seen = []
+    x = torch.arange(4.0)
+
+    def make(i):
+        return lambda t: seen.append((i, t.clone()))
+
+    rot = Rotation(make, lambda: (x.clone(),), copies=3)
+    stats = time_prepared(rot, warmup=0, runs=2, timer=FakeTimer(0.5))
+    # 3 warm calls at build, then at least 2 visits of each copy, in turn.
+    order = [i for i, _ in seen]
+    assert order[:3] == [0, 1, 2] and order[3:] == [1, 2, 0, 1, 2, 0]
+    assert all(torch.equal(t, x) for _, t in seen)  # rewriting in place keeps the values
+    assert stats.runs == 6 and stats.median_s == 0.5
+
+
+def test_big_working_set_rotates_weight_copies(tmp_path):
+    """A model larger than rotate_bytes is looked up under the rotated method, with weight copies."""
+    model = Net()
+    table = LatencyTable(
+        tmp_path / "lut.sqlite",
+        warmup=0,
+        runs=1,
+        timer=FakeTimer(0.001),
+        min_sample_s=0,
+        rotate_bytes=4096,
+    )
+    pred = predict_latency(model, input_shape=(1, 3, 8, 8), table=table, measure=False)
+    with sqlite3.connect(tmp_path / "lut.sqlite") as db:
+        methods = {json.loads(k)["method"] for (k,) in db.execute("SELECT key FROM latency")}
+    assert methods == {"rotated-v2"}
+    assert pred.unpredicted == () and len(table) == 4
+    # The same model with the default 16 MiB budget fits: timed hot, under other keys.
+    hot = LatencyTable(
+        tmp_path / "lut.sqlite", warmup=0, runs=1, timer=FakeTimer(0.001), min_sample_s=0
+    )
+    pred_hot = predict_latency(model, input_shape=(1, 3, 8, 8), table=hot, measure=False)
+    assert hot.measured == 4 and any("timed hot" in n for n in pred_hot.notes)
+
+
+def test_cat_rows_are_predicted():
+    class Cat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return torch.cat([self.a(x), self.b(x)], 1)
+
+    pred = predict_latency(
+        Cat(),
+        input_shape=(1, 3, 8, 8),
+        table=LatencyTable(timer=FakeTimer(), runs=1, warmup=0, min_sample_s=0),
+        measure=False,
+    )
+    assert pred.unpredicted == ()
+
+
+def test_default_timer_follows_threads():
+    import time as _time
+
+    from edgefit.measure import cpu_timer, default_timer, steady_allocator
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert default_timer() is cpu_timer
+        torch.set_num_threads(2)
+        assert default_timer() is _time.perf_counter
+    finally:
+        torch.set_num_threads(before)
+    assert isinstance(steady_allocator(), bool) and steady_allocator() == steady_allocator()

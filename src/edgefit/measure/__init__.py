@@ -6,8 +6,11 @@ from edgefit.measure.calibrate import cache_dir, calibrate_host, host_device
 from edgefit.measure.latency import (
     LatencyStats,
     ThroughputPoint,
+    cpu_timer,
+    default_timer,
     measure_latency,
     random_inputs,
+    steady_allocator,
     throughput_sweep,
     time_callable,
 )
@@ -27,11 +30,14 @@ __all__ = [
     "ThroughputPoint",
     "cache_dir",
     "calibrate_host",
+    "cpu_timer",
+    "default_timer",
     "host_device",
     "layer_key",
     "measure_latency",
     "predict_latency",
     "random_inputs",
+    "steady_allocator",
     "throughput_sweep",
     "time_callable",
 ]

@@ -2,22 +2,37 @@
 
 Every profile row becomes a *layer configuration*: its kind, input shapes,
 attributes (stride, padding, groups, kernel...), the module's ``extra_repr``
-(channels, bias...), the dtype and the thread count. The first time a
-configuration is seen it is measured on the host — the leaf module is taken
-from the model (``model.get_submodule(row.name)``) and timed on random inputs of
-``row.input_shapes`` — and the median is stored in SQLite under the cache dir,
-so later runs and other models reuse it. A model's predicted latency is the sum
-of its rows.
+(channels, bias...), the dtype, the thread count and the measuring method. The
+first time a configuration is seen it is measured on the host and the median
+is stored in SQLite under the cache dir, so later runs and other models reuse
+it. A model's predicted latency is the sum of its rows.
+
+A layer is timed the way it runs inside a network, not the way it runs alone in
+a loop (alone, MobileNetV2's layers summed to ~55% of its end-to-end time):
+
+* *cold caches*: the leaf module (``model.get_submodule(row.name)``) is copied,
+  with random inputs of ``row.input_shapes``, enough times that one round over
+  the copies touches more than ``rotate_bytes`` (16 MiB, several times a core's
+  L2), and the calls rotate over the copies, so weights and inputs come from
+  far caches as they do in a network whose working set exceeds L2;
+* *the same clock and allocator as the end-to-end measurement*: see
+  `edgefit.measure.latency.default_timer` (CPU time of the calling thread with
+  one torch thread, which keeps other processes' load out) and
+  `edgefit.measure.latency.steady_allocator` (no first-touch page faults that
+  depend on the process's history).
 
 Rows of container modules hold only functional ops (a residual ``add``,
-``flatten``): view-like ops are predicted as free, elementwise binary ops are
-timed as ``a + b`` on tensors of the row's output shape, and anything else is
-reported as unpredicted rather than guessed.
+``cat``, ``flatten``): view-like ops are predicted as free, elementwise binary ops
+are timed as ``a + b`` on tensors of the row's output shape, ``cat`` as the
+concatenation of two halves of the output shape, and anything else is reported
+as unpredicted rather than guessed.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -28,10 +43,17 @@ from edgefit.errors import ConfigError
 from edgefit.measure.latency import (
     LatencyStats,
     Timer,
+    default_timer,
     measure_latency,
     random_inputs,
+    steady_allocator,
     time_callable,
 )
+
+METHOD = "rotated-v2"  # how entries are measured; part of every key so old entries are not reused
+HOT_METHOD = "hot-v2"  # alone in a loop: for models whose whole working set fits in rotate_bytes
+ROTATE_BYTES = 16 * 2**20
+MAX_COPIES = 64
 
 _VIEW_OPS = frozenset(
     {
@@ -80,7 +102,13 @@ def _dtype_name(model) -> str:
 
 
 def layer_key(
-    row, module=None, *, input_shapes=None, dtype: str = "float32", threads: int | None = None
+    row,
+    module=None,
+    *,
+    input_shapes=None,
+    dtype: str = "float32",
+    threads: int | None = None,
+    method: str = METHOD,
 ) -> str:
     """The lookup-table key of one call of a profile row: a canonical JSON string.
 
@@ -89,7 +117,7 @@ def layer_key(
 
     >>> from types import SimpleNamespace as R
     >>> layer_key(R(kind="ReLU", ops=("relu",), input_shapes=((1, 8),), attributes={}, output_shape=(1, 8)), threads=1)
-    '{"attributes": {}, "dtype": "float32", "input_shapes": [[1, 8]], "kind": "ReLU", "module": "", "ops": ["relu"], "threads": 1}'
+    '{"attributes": {}, "dtype": "float32", "input_shapes": [[1, 8]], "kind": "ReLU", "method": "rotated-v2", "module": "", "ops": ["relu"], "output_shape": [1, 8], "threads": 1}'
     """
     if threads is None:
         import torch
@@ -104,6 +132,7 @@ def layer_key(
         "module": module.extra_repr() if module is not None else "",
         "dtype": dtype,
         "threads": threads,
+        "method": method,
     }
     if module is None:  # functional rows are timed on their output shape
         key["output_shape"] = list(row.output_shape) if row.output_shape is not None else None
@@ -116,8 +145,12 @@ class LatencyTable:
     Args:
         path: the database file (default: ``<cache dir>/latency_lut.sqlite``).
         warmup, runs: timing of each new configuration (median of ``runs``).
-        timer: the clock; tests pass a fake one.
+        timer: the clock (default: `default_timer`, CPU time with one torch thread);
+            tests pass a fake one.
         min_sample_s: each sample loops the layer for about this long.
+        rotate_bytes: a layer is copied until one round over the copies touches
+            this many bytes (weights, buffers, inputs, output), at most 64 copies;
+            0 times the layer alone, hot in cache.
     """
 
     def __init__(
@@ -126,11 +159,14 @@ class LatencyTable:
         *,
         warmup: int = 3,
         runs: int = 15,
-        timer: Timer = time.perf_counter,
+        timer: Timer | None = None,
         min_sample_s: float = 2e-3,
+        rotate_bytes: int = ROTATE_BYTES,
     ) -> None:
         self.path = Path(path) if path is not None else default_lut_path()
+        timer = timer if timer is not None else default_timer()
         self.warmup, self.runs, self.timer, self.min_sample_s = warmup, runs, timer, min_sample_s
+        self.rotate_bytes = int(rotate_bytes)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute(SCHEMA)
@@ -162,9 +198,16 @@ class LatencyTable:
         if cached is not None:
             self.hits += 1
             return cached, True
-        stats = time_callable(
-            fn, warmup=self.warmup, runs=self.runs, timer=self.timer, min_sample_s=self.min_sample_s
-        )
+        if isinstance(fn, Rotation):
+            stats = time_prepared(fn, warmup=self.warmup, runs=self.runs, timer=self.timer)
+        else:
+            stats = time_callable(
+                fn,
+                warmup=self.warmup,
+                runs=self.runs,
+                timer=self.timer,
+                min_sample_s=self.min_sample_s,
+            )
         self.put(key, stats.median_s, stats.runs)
         self.measured += 1
         return stats.median_s, False
@@ -221,6 +264,7 @@ class Prediction:
             "unpredicted": list(self.unpredicted),
             "measured_configs": self.measured_configs,
             "cached_configs": self.cached_configs,
+            "notes": list(self.notes),
             "layers": [
                 {
                     "name": r.name,
@@ -247,27 +291,156 @@ def _is_leaf(module) -> bool:
     return next(iter(module.children()), None) is None
 
 
-def _row_parts(row, module, dtype: str, threads: int):
+def _tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _shape_bytes(shape, itemsize: int = 4) -> int:
+    if not shape or not all(isinstance(d, int) for d in shape):
+        return 0
+    return math.prod(shape) * itemsize
+
+
+def copies_for(footprint_bytes: int, rotate_bytes: int = ROTATE_BYTES) -> int:
+    """How many copies of a workload touching ``footprint_bytes`` one rotation needs.
+
+    >>> copies_for(1 << 20, 16 << 20), copies_for(64 << 20, 16 << 20), copies_for(0, 16 << 20), copies_for(1 << 20, 0)
+    (16, 1, 64, 1)
+    """
+    if rotate_bytes <= 0 or footprint_bytes >= rotate_bytes:
+        return 1
+    return max(1, min(MAX_COPIES, math.ceil(rotate_bytes / max(1, footprint_bytes))))
+
+
+class Rotation:
+    """A layer's work on ``copies`` copies of its weights, called in turn on freshly written inputs.
+
+    Inside a network a layer's input has just been written by the layer before it
+    (hot in cache) while its weights were last touched a whole forward pass ago
+    (cold). ``prepare()`` moves to the next copy of the weights and rewrites the
+    inputs in place; ``__call__`` runs the layer once. One round over the copies
+    touches the table's ``rotate_bytes``, so each copy's weights have left the
+    near caches before their turn comes again. Copies are built on first use, so
+    a table hit copies nothing. ``make(i)`` returns the i-th copy as a callable of
+    the inputs; ``inputs()`` builds the inputs.
+    """
+
+    def __init__(self, make: Callable[[int], Callable], inputs: Callable[[], tuple], copies: int):
+        self.make, self.make_inputs, self.copies = make, inputs, max(1, int(copies))
+        self._fns: list[Callable] | None = None
+        self._inputs: tuple = ()
+        self._i = 0
+
+    def _build(self) -> None:
+        self._inputs = tuple(self.make_inputs())
+        self._fns = [self.make(i) for i in range(self.copies)]
+        for fn in self._fns:  # warm every copy once (kernel selection, lazy init)
+            fn(*self._inputs)
+
+    def prepare(self) -> None:
+        """Untimed: next copy of the weights, inputs rewritten in place (hot, as if just produced)."""
+        if self._fns is None:
+            self._build()
+        self._i = (self._i + 1) % self.copies
+        for t in self._inputs:
+            if t.is_floating_point():
+                t.mul_(1.0)
+            else:
+                t.mul_(1)
+
+    def __call__(self):
+        if self._fns is None:
+            self._build()
+        return self._fns[self._i](*self._inputs)
+
+
+def time_prepared(fn: Rotation, *, warmup: int, runs: int, timer: Timer) -> LatencyStats:
+    """``runs`` single timed calls of ``fn``, each after an untimed ``fn.prepare()``.
+
+    Every copy is visited at least twice, so each runs with cold weights.
+    """
+    samples = []
+    for _ in range(max(0, warmup)):
+        fn.prepare()
+        fn()
+    for _ in range(max(runs, 2 * fn.copies)):
+        fn.prepare()
+        t0 = timer()
+        fn()
+        samples.append(timer() - t0)
+    return LatencyStats.from_samples(samples)
+
+
+def _leaf_maker(module):
+    def make(i: int):
+        return module if i == 0 else copy.deepcopy(module)
+
+    return make
+
+
+def _row_parts(row, module, dtype: str, threads: int, rotate_bytes: int = ROTATE_BYTES):
     """[(key, zero-argument callable)] whose times sum to the row's, or (None, reason)."""
     import torch
 
+    itemsize = torch.empty((), dtype=getattr(torch, dtype, torch.float32)).element_size()
+    method = METHOD if rotate_bytes > 0 else HOT_METHOD
     if module is not None and _is_leaf(module):
         parts = []
         dt = "int64" if row.kind == "Embedding" else dtype
+        weights = _tensor_bytes(module.parameters()) + _tensor_bytes(module.buffers())
+        out = _shape_bytes(row.output_shape, itemsize) if row.output_shape is not None else 0
+        vocab = getattr(module, "num_embeddings", 100)
         for shapes in _split_calls(row):
-            inputs = random_inputs(shapes, dt, vocab=getattr(module, "num_embeddings", 100))
-            key = layer_key(row, module, input_shapes=shapes, dtype=dtype, threads=threads)
-            parts.append((key, (lambda inputs=inputs: module(*inputs))))
+            key = layer_key(
+                row, module, input_shapes=shapes, dtype=dtype, threads=threads, method=method
+            )
+            ins = sum(_shape_bytes(s, 8 if dt == "int64" else itemsize) for s in shapes)
+            n = copies_for(weights, rotate_bytes - ins - out) if rotate_bytes > 0 and weights else 1
+            make_inputs = lambda shapes=shapes: random_inputs(shapes, dt, vocab=vocab)  # noqa: E731
+            if rotate_bytes > 0:
+                parts.append((key, Rotation(_leaf_maker(module), make_inputs, n)))
+            else:
+                inputs = make_inputs()
+                parts.append((key, (lambda inputs=inputs: module(*inputs))))
         return parts, ""
     ops = [op for op in row.ops if op not in _VIEW_OPS]
-    key = layer_key(row, None, dtype=dtype, threads=threads)
+    key = layer_key(row, None, dtype=dtype, threads=threads, method=method)
     if not ops:
         return [], ""  # views only: free
-    if all(op in _BINARY_OPS for op in ops) and row.output_shape is not None:
-        a, b = random_inputs([row.output_shape, row.output_shape], dtype)
-        n = len(ops)
-        return [(key, lambda: [torch.add(a, b) for _ in range(n)])], ""
+    shape = tuple(row.output_shape) if row.output_shape is not None else None
+    if shape and all(op in _BINARY_OPS or op == "cat" for op in ops):
+        split = len(shape) > 1 and shape[1] >= 2
+        if any(op == "cat" for op in ops) and not split:
+            return None, "cat of an output without a channel dimension to split"
+
+        a, b = random_inputs([shape, shape], dtype)
+        if split:
+            h = shape[1] // 2
+            c1, c2 = a[:, :h].contiguous(), a[:, h:].contiguous()
+
+        def run():
+            for op in ops:
+                if op == "cat":
+                    torch.cat([c1, c2], 1)
+                else:
+                    torch.add(a, b)
+
+        return [(key, run)], ""
     return None, f"functional ops {', '.join(sorted(set(ops)))} in a container module"
+
+
+def working_set_bytes(model, profile) -> int:
+    """Bytes one forward pass touches: parameters, buffers and every row's output.
+
+    A model under the table's ``rotate_bytes`` stays in cache from one pass to
+    the next, so its layers are looked up as timed alone and hot; a larger one
+    streams from far caches and its layers are looked up as timed in rotation.
+    """
+    total = _tensor_bytes(model.parameters()) + _tensor_bytes(model.buffers())
+    for row in profile.layers:
+        if row.output_shape is not None:
+            total += _shape_bytes(row.output_shape)
+    return int(total)
 
 
 def predict_latency(
@@ -280,17 +453,27 @@ def predict_latency(
     measure: bool = True,
     warmup: int = 5,
     runs: int = 20,
-    timer: Timer = time.perf_counter,
+    timer: Timer | None = None,
+    steady: bool = True,
 ) -> Prediction:
     """Predict ``model``'s host latency from the lookup table and, with ``measure``, measure it.
 
     Args:
         model: the module (its leaf modules are timed).
         profile: its `Profile`; profiled at ``input_shape`` when omitted.
-        table: the `LatencyTable` (default: the one in the cache dir).
+        table: the `LatencyTable` (default: the one in the cache dir, same ``timer``).
         measure: also time the whole model end to end (``warmup``, ``runs``).
+        timer: the clock of the end-to-end measurement (default: `default_timer`,
+            CPU time of the calling thread with one torch thread, wall time otherwise).
+        steady: pin glibc's allocator first (`steady_allocator`), so neither the
+            table nor the measurement sees history-dependent first-touch page faults.
     """
     import torch
+
+    notes: list[str] = []
+    if steady and steady_allocator():
+        notes.append("allocator pinned (mallopt): no first-touch page faults")
+    timer = timer if timer is not None else default_timer()
 
     if profile is None:
         if input_shape is None:
@@ -303,6 +486,12 @@ def predict_latency(
     threads = torch.get_num_threads()
     model.eval()
     before_measured, before_hits = table.measured, table.hits
+    footprint = working_set_bytes(model, profile)
+    rotate = table.rotate_bytes if footprint > table.rotate_bytes else 0
+    if table.rotate_bytes > 0 and not rotate:
+        notes.append(
+            f"working set {footprint / 2**20:.1f} MiB fits in {table.rotate_bytes / 2**20:.0f} MiB: layers timed hot"
+        )
     rows: list[LayerPrediction] = []
     with torch.inference_mode():
         for row in profile.layers:
@@ -310,7 +499,7 @@ def predict_latency(
                 module = model.get_submodule(row.name) if row.name else model
             except AttributeError:
                 module = None
-            parts, reason = _row_parts(row, module, dtype, threads)
+            parts, reason = _row_parts(row, module, dtype, threads, rotate)
             if parts is None:
                 rows.append(LayerPrediction(row.name, row.kind, None, False, reason))
                 continue
@@ -338,4 +527,5 @@ def predict_latency(
         measured=measured,
         measured_configs=table.measured - before_measured,
         cached_configs=table.hits - before_hits,
+        notes=tuple(notes),
     )
