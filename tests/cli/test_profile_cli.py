@@ -113,3 +113,10 @@ def test_zoo_lists_every_model(capsys):
 def test_the_installed_script_exits_2_without_traceback():
     proc = subprocess.run([sys.executable, "-m", "edgefit.cli", "profile", "zoo:nope"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_debug_shows_the_traceback_wherever_it_is_given():
+    from edgefit.errors import RegistryError
+
+    with pytest.raises(RegistryError):
+        main(["profile", "zoo:nope", "--debug"])

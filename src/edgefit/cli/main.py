@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     _load_commands()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if debug:  # accepted anywhere on the line, not only before the command
+        argv = ["--debug", *[a for a in argv if a != "--debug"]]
     try:
         app(args=argv, standalone_mode=False)
     except EdgefitError as exc:
