@@ -116,7 +116,7 @@ def test_the_installed_script_exits_2_without_traceback():
 
 
 def test_debug_shows_the_traceback_wherever_it_is_given():
-    from edgefit.errors import RegistryError
+    from edgefit.errors import EdgefitError
 
-    with pytest.raises(RegistryError):
+    with pytest.raises(EdgefitError, match="nope"):
         main(["profile", "zoo:nope", "--debug"])
