@@ -35,6 +35,7 @@ import json
 import math
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,19 +318,31 @@ class Rotation:
 
     Inside a network a layer's input has just been written by the layer before it
     (hot in cache) while its weights were last touched a whole forward pass ago
-    (cold). ``prepare()`` moves to the next copy of the weights and rewrites the
-    inputs in place; ``__call__`` runs the layer once. One round over the copies
+    (cold), and its output goes to a buffer that was last written long ago (cold).
+    ``prepare()`` moves to the next copy of the weights and rewrites the inputs in
+    place; ``__call__`` runs the layer once, keeping the last ``keep_outputs``
+    results alive so the allocator hands out a cold buffer. One round over the copies
     touches the table's ``rotate_bytes``, so each copy's weights have left the
     near caches before their turn comes again. Copies are built on first use, so
     a table hit copies nothing. ``make(i)`` returns the i-th copy as a callable of
     the inputs; ``inputs()`` builds the inputs.
     """
 
-    def __init__(self, make: Callable[[int], Callable], inputs: Callable[[], tuple], copies: int):
+    def __init__(
+        self,
+        make: Callable[[int], Callable],
+        inputs: Callable[[], tuple],
+        copies: int,
+        keep_outputs: int = 0,
+    ):
         self.make, self.make_inputs, self.copies = make, inputs, max(1, int(copies))
         self._fns: list[Callable] | None = None
         self._inputs: tuple = ()
         self._i = 0
+        # The last ``keep_outputs`` results stay alive, so each call writes its output to
+        # a buffer last touched that many calls ago (cold), as a network's fresh
+        # activations are, instead of the one the previous call just freed (hot).
+        self._outs: deque = deque(maxlen=max(1, int(keep_outputs)))
 
     def _build(self) -> None:
         self._inputs = tuple(self.make_inputs())
@@ -351,7 +364,10 @@ class Rotation:
     def __call__(self):
         if self._fns is None:
             self._build()
-        return self._fns[self._i](*self._inputs)
+        out = self._fns[self._i](*self._inputs)
+        if self._outs.maxlen > 1:
+            self._outs.append(out)
+        return out
 
 
 def time_prepared(fn: Rotation, *, warmup: int, runs: int, timer: Timer) -> LatencyStats:
@@ -398,7 +414,8 @@ def _row_parts(row, module, dtype: str, threads: int, rotate_bytes: int = ROTATE
             n = copies_for(weights, rotate_bytes - ins - out) if rotate_bytes > 0 and weights else 1
             make_inputs = lambda shapes=shapes: random_inputs(shapes, dt, vocab=vocab)  # noqa: E731
             if rotate_bytes > 0:
-                parts.append((key, Rotation(_leaf_maker(module), make_inputs, n)))
+                keep = copies_for(out, rotate_bytes) if out else 1
+                parts.append((key, Rotation(_leaf_maker(module), make_inputs, n, keep)))
             else:
                 inputs = make_inputs()
                 parts.append((key, (lambda inputs=inputs: module(*inputs))))
