@@ -35,7 +35,13 @@ from torch import nn
 
 from edgefit._io import atomic_write
 from edgefit.hardware import estimate, get_device
-from edgefit.measure import LatencyTable, default_timer, predict_latency, time_callable
+from edgefit.measure import (
+    LatencyTable,
+    default_timer,
+    predict_latency,
+    time_callable,
+    wait_until_quiet,
+)
 from edgefit.metrics import UncountedOpsWarning
 from edgefit.metrics import profile as run_profile
 from edgefit.zoo import create, get_spec
@@ -107,6 +113,13 @@ def main(argv=None) -> int:
         default=1,
         help="torch threads (1: robust to other jobs on a shared machine; 0: torch default)",
     )
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.3,
+        help="before each table entry and end-to-end block, wait up to this many seconds for "
+        "other processes to leave the CPUs idle (0: off)",
+    )
     ap.add_argument("--quick", action="store_true", help="3 models, 20 layers, 5 runs")
     ap.add_argument("--output", default=str(RESULTS))
     args = ap.parse_args(argv)
@@ -143,8 +156,17 @@ def main(argv=None) -> int:
         preds = {name: [] for name, *_ in built}
         inputs = {name: torch.randn(*shape) for name, shape, *_ in built}
         block = max(1, -(-args.runs // (2 * args.rounds)))
+        quiet = {"blocks": 0, "blocks_busy": 0}
+
+        def gate():
+            if args.quiet_wait <= 0:
+                return True
+            return wait_until_quiet(max_wait_s=args.quiet_wait)
 
         def e2e_block(name, model):
+            quiet["blocks"] += 1
+            if gate() is False:
+                quiet["blocks_busy"] += 1
             with torch.inference_mode():
                 model(inputs[name])  # untimed: caches warm for this model
                 for _ in range(block):
@@ -154,8 +176,12 @@ def main(argv=None) -> int:
                     wall[name].append(time.perf_counter() - w0)
 
         table = None
+        gated = [0, 0]  # table entries measured, of which while other processes kept running
         for r in range(args.rounds):
-            table = LatencyTable(Path(tmp) / f"lut-{r}.sqlite", timer=clock)
+            if table is not None:
+                gated[0] += table.gated
+                gated[1] += table.gate_timeouts
+            table = LatencyTable(Path(tmp) / f"lut-{r}.sqlite", timer=clock, gate=gate)
             for name, _, model, prof, _ in built:
                 e2e_block(name, model)
                 pred = predict_latency(model, prof, table=table, measure=False, timer=clock)
@@ -222,7 +248,20 @@ def main(argv=None) -> int:
                     f"layer {i:3d} {label:40s} lut {pred.seconds * 1e6:9.1f} us  measured {meas * 1e6:9.1f} us",
                     flush=True,
                 )
+        gated[0] += table.gated if table is not None else 0
+        gated[1] += table.gate_timeouts if table is not None else 0
     elapsed = time.time() - t_start
+    if args.quiet_wait > 0:
+        quiet_note = (
+            f" Before each table entry and each end-to-end block the benchmark waited up to "
+            f"{args.quiet_wait:g} s for other processes to leave the CPUs idle "
+            f"(`edgefit.measure.wait_until_quiet`, < 15% busy): "
+            f"{gated[0] - gated[1]} of {gated[0]} table entries and "
+            f"{quiet['blocks'] - quiet['blocks_busy']} of {quiet['blocks']} end-to-end blocks "
+            "started on a quiet machine; the rest ran beside other jobs."
+        )
+    else:
+        quiet_note = ""
 
     def share(rows, idx_pred, idx_meas):
         return (
@@ -266,7 +305,8 @@ def main(argv=None) -> int:
             else "wall time."
         )
         + " The glibc allocator is pinned (`edgefit.measure.steady_allocator`) for the table and the "
-        "end-to-end runs alike. The machine is shared with other jobs, so some spread is noise.",
+        "end-to-end runs alike. The machine is shared with other jobs, so some spread is noise."
+        + quiet_note,
         "",
         "## Share of predictions within +-10% of the measurement",
         "",

@@ -75,8 +75,9 @@ def test_table_stores_once_and_reuses(tmp_path):
     table = LatencyTable(path, warmup=0, runs=3, timer=FakeTimer(0.002), min_sample_s=0)
     model = Net()
     pred = predict_latency(model, input_shape=(1, 3, 8, 8), table=table, measure=False)
-    # conv1 and conv2 share a key; conv, relu, linear and the root's add are 4 entries.
-    assert table.measured == 4 and len(table) == 4
+    # conv1 and conv2 share a key; conv, relu, linear and the root's add are 4 entries,
+    # plus the host's calibrated container-call overhead.
+    assert table.measured == 4 and len(table) == 5
     assert pred.measured_configs == 4 and pred.cached_configs == 1
     assert pred.seconds == pytest.approx(5 * 0.002)  # every part timed at one fake step
     assert pred.unpredicted == () and pred.error is None
@@ -96,7 +97,7 @@ def test_table_stores_once_and_reuses(tmp_path):
     assert pred2.measured.median_s == pytest.approx(0.01)
     assert pred2.error == pytest.approx((0.010 - 0.010) / 0.010)
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT COUNT(*) FROM latency").fetchone()[0] == 4
+        assert db.execute("SELECT COUNT(*) FROM latency").fetchone()[0] == 5
 
 
 def test_default_table_lives_in_cache_dir(tmp_path):
@@ -119,7 +120,8 @@ def test_unpredicted_functional_rows():
         table=LatencyTable(timer=FakeTimer(), runs=1, warmup=0, min_sample_s=0),
         measure=False,
     )
-    assert pred.unpredicted == ("(root)",) and "softmax" in pred.layers[-1].reason
+    root = next(r for r in pred.layers if r.name == "")
+    assert pred.unpredicted == ("(root)",) and "softmax" in root.reason
 
 
 def test_copies_for_rotation_footprint():
@@ -163,8 +165,8 @@ def test_big_working_set_rotates_weight_copies(tmp_path):
     pred = predict_latency(model, input_shape=(1, 3, 8, 8), table=table, measure=False)
     with sqlite3.connect(tmp_path / "lut.sqlite") as db:
         methods = {json.loads(k)["method"] for (k,) in db.execute("SELECT key FROM latency")}
-    assert methods == {"rotated-v2"}
-    assert pred.unpredicted == () and len(table) == 4
+    assert methods == {"rotated-v2", "module-call-v1"}
+    assert pred.unpredicted == () and table.measured == 4
     # The same model with the default 16 MiB budget fits: timed hot, under other keys.
     hot = LatencyTable(
         tmp_path / "lut.sqlite", warmup=0, runs=1, timer=FakeTimer(0.001), min_sample_s=0
@@ -205,3 +207,57 @@ def test_default_timer_follows_threads():
     finally:
         torch.set_num_threads(before)
     assert isinstance(steady_allocator(), bool) and steady_allocator() == steady_allocator()
+
+
+def test_container_call_overhead_row(tmp_path):
+    """One extra row: container modules times the overhead calibrated on a synthetic nest."""
+    from edgefit.measure.lut import container_calls, module_call_overhead
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+
+        def forward(self, x):
+            return self.body(x)
+
+    model = nn.Sequential(Block(), Block())
+    assert container_calls(model) == 5  # root, 2 blocks, 2 bodies
+    table = LatencyTable(tmp_path / "l.sqlite", timer=FakeTimer(), runs=1, warmup=0, min_sample_s=0)
+    per = module_call_overhead(table)
+    assert per >= 0.0 and module_call_overhead(table) == per  # stored, reused
+    pred = predict_latency(model, input_shape=(1, 4), table=table, measure=False)
+    calls = [r for r in pred.layers if r.name == "(container calls)"]
+    assert len(calls) == 1 and calls[0].seconds == pytest.approx(5 * per)
+    off = predict_latency(
+        model, input_shape=(1, 4), table=table, measure=False, call_overhead=False
+    )
+    assert all(r.name != "(container calls)" for r in off.layers)
+
+
+def test_wait_until_quiet_polls_until_idle(monkeypatch):
+    """The quiet gate returns once other processes leave the CPUs idle, False when it gives up."""
+    from edgefit.measure import latency
+
+    readings = iter([0.5, 0.4, 0.05])
+    monkeypatch.setattr(latency, "machine_busy", lambda window_s=0.05: next(readings))
+    assert latency.wait_until_quiet(max_wait_s=60) is True
+    monkeypatch.setattr(latency, "machine_busy", lambda window_s=0.05: 0.5)
+    assert latency.wait_until_quiet(max_wait_s=0) is False
+    monkeypatch.setattr(latency, "machine_busy", lambda window_s=0.05: None)
+    assert latency.wait_until_quiet(max_wait_s=0) is True  # no /proc/stat: never blocks
+
+
+def test_table_gate_called_per_new_entry(tmp_path):
+    calls = []
+    table = LatencyTable(
+        tmp_path / "g.sqlite",
+        timer=FakeTimer(),
+        runs=1,
+        warmup=0,
+        min_sample_s=0,
+        gate=lambda: calls.append(1) or len(calls) % 2 == 0,
+    )
+    predict_latency(Net(), input_shape=(1, 3, 8, 8), table=table, measure=False)
+    # 4 new configurations and the call-overhead calibration; every other gate "timed out".
+    assert table.gated == len(calls) == 5 and table.gate_timeouts == 3

@@ -8,11 +8,13 @@ from edgefit.measure.latency import (
     ThroughputPoint,
     cpu_timer,
     default_timer,
+    machine_busy,
     measure_latency,
     random_inputs,
     steady_allocator,
     throughput_sweep,
     time_callable,
+    wait_until_quiet,
 )
 from edgefit.measure.lut import (
     LatencyTable,
@@ -34,10 +36,12 @@ __all__ = [
     "default_timer",
     "host_device",
     "layer_key",
+    "machine_busy",
     "measure_latency",
     "predict_latency",
     "random_inputs",
     "steady_allocator",
     "throughput_sweep",
     "time_callable",
+    "wait_until_quiet",
 ]

@@ -76,6 +76,57 @@ def steady_allocator() -> bool:
     return ok
 
 
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs from ``/proc/stat``; None where unreadable."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 5:
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def machine_busy(window_s: float = 0.05) -> float | None:
+    """Share of all CPUs busy over ``window_s`` while this thread sleeps (Linux); None elsewhere.
+
+    The calling thread sleeps through the window, so the busy share is other work:
+    0.5 on a 2-CPU machine means one other process runs flat out.
+    """
+    before = _cpu_ticks()
+    if before is None:
+        return None
+    time.sleep(window_s)
+    after = _cpu_ticks()
+    if after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
+def wait_until_quiet(
+    *, below: float = 0.15, window_s: float = 0.05, max_wait_s: float = 2.0
+) -> bool:
+    """Sleep until other processes use less than ``below`` of the CPUs; False if ``max_wait_s`` ran out.
+
+    On a small shared machine a co-running process slows this one's kernels down
+    by up to ~1.5x *in CPU time* (shared core resources, caches, memory
+    bandwidth), so the CPU clock alone does not make a timing independent of other
+    jobs. Timing only in quiet moments does; pass this as ``gate`` to
+    `edgefit.measure.LatencyTable` and call it before end-to-end samples. True at
+    once where ``/proc/stat`` is unavailable.
+    """
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        busy = machine_busy(window_s)
+        if busy is None or busy < below:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     """Timings of one workload, in seconds per call.

@@ -52,9 +52,10 @@ from edgefit.measure.latency import (
 )
 
 METHOD = "rotated-v2"  # how entries are measured; part of every key so old entries are not reused
-HOT_METHOD = "hot-v2"  # alone in a loop: for models whose whole working set fits in rotate_bytes
-ROTATE_BYTES = 16 * 2**20
+HOT_METHOD = "hot-v2"  # alone in a loop: for models whose whole working set fits in hot_bytes
+ROTATE_BYTES = 16 * 2**20  # one round over a layer's copies touches this much (several L2s)
 MAX_COPIES = 64
+CALL_METHOD = "module-call-v1"
 
 _VIEW_OPS = frozenset(
     {
@@ -152,6 +153,12 @@ class LatencyTable:
         rotate_bytes: a layer is copied until one round over the copies touches
             this many bytes (weights, buffers, inputs, output), at most 64 copies;
             0 times the layer alone, hot in cache.
+        hot_bytes: models whose working set (`working_set_bytes`) is at most this
+            are looked up as timed alone and hot (default: ``rotate_bytes``).
+        gate: called before each new configuration is measured, e.g.
+            `edgefit.measure.latency.wait_until_quiet` to time only while other
+            processes leave the machine alone (``gated``/``gate_timeouts`` count calls
+            and calls that returned False).
     """
 
     def __init__(
@@ -163,11 +170,16 @@ class LatencyTable:
         timer: Timer | None = None,
         min_sample_s: float = 2e-3,
         rotate_bytes: int = ROTATE_BYTES,
+        hot_bytes: int | None = None,
+        gate: Callable[[], object] | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else default_lut_path()
         timer = timer if timer is not None else default_timer()
         self.warmup, self.runs, self.timer, self.min_sample_s = warmup, runs, timer, min_sample_s
         self.rotate_bytes = int(rotate_bytes)
+        self.hot_bytes = self.rotate_bytes if hot_bytes is None else int(hot_bytes)
+        self.gate = gate
+        self.gated = self.gate_timeouts = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute(SCHEMA)
@@ -193,12 +205,19 @@ class LatencyTable:
                 (key, float(seconds), int(runs), time.time()),
             )
 
+    def _wait_gate(self) -> None:
+        if self.gate is not None:
+            self.gated += 1
+            if self.gate() is False:
+                self.gate_timeouts += 1
+
     def lookup_or_measure(self, key: str, fn: Callable[[], object]) -> tuple[float, bool]:
         """The stored seconds for ``key``, measuring ``fn`` first if absent; (seconds, was_cached)."""
         cached = self.get(key)
         if cached is not None:
             self.hits += 1
             return cached, True
+        self._wait_gate()
         if isinstance(fn, Rotation):
             stats = time_prepared(fn, warmup=self.warmup, runs=self.runs, timer=self.timer)
         else:
@@ -394,12 +413,16 @@ def _leaf_maker(module):
     return make
 
 
+def _method(rotate_bytes: int) -> str:
+    return METHOD if rotate_bytes > 0 else HOT_METHOD
+
+
 def _row_parts(row, module, dtype: str, threads: int, rotate_bytes: int = ROTATE_BYTES):
     """[(key, zero-argument callable)] whose times sum to the row's, or (None, reason)."""
     import torch
 
     itemsize = torch.empty((), dtype=getattr(torch, dtype, torch.float32)).element_size()
-    method = METHOD if rotate_bytes > 0 else HOT_METHOD
+    method = _method(rotate_bytes)
     if module is not None and _is_leaf(module):
         parts = []
         dt = "int64" if row.kind == "Embedding" else dtype
@@ -446,10 +469,68 @@ def _row_parts(row, module, dtype: str, threads: int, rotate_bytes: int = ROTATE
     return None, f"functional ops {', '.join(sorted(set(ops)))} in a container module"
 
 
+def _nested_relus(n: int):
+    from torch import nn
+
+    return nn.Sequential(*[nn.Sequential(nn.ReLU()) for _ in range(n)])
+
+
+def module_call_overhead(table: LatencyTable, *, modules: int = 64) -> float:
+    """Seconds one call of a container module adds beyond its children's own calls.
+
+    Calibrated once per host and thread count (stored in ``table``) on a synthetic
+    network, never on a benchmark model: ``nn.Sequential`` of ``modules`` one-child
+    ``nn.Sequential(nn.ReLU())`` blocks on a 1x8 tensor, minus ``modules`` times the
+    ReLU module called alone, divided by the ``modules + 1`` containers. That is the
+    Python dispatch the table's isolated leaf timings miss: ``Module.__call__`` of
+    each container and its ``forward`` handing the tensor from child to child.
+    """
+    import torch
+
+    key = json.dumps(
+        {
+            "kind": "__module_call__",
+            "modules": modules,
+            "threads": torch.get_num_threads(),
+            "method": CALL_METHOD,
+        },
+        sort_keys=True,
+    )
+    cached = table.get(key)
+    if cached is not None:
+        return cached
+    table._wait_gate()
+    net, leaf = _nested_relus(modules), torch.nn.ReLU()
+    x = torch.randn(1, 8)
+    with torch.inference_mode():
+        whole = time_callable(
+            lambda: net(x),
+            warmup=table.warmup,
+            runs=table.runs,
+            timer=table.timer,
+            min_sample_s=table.min_sample_s,
+        ).median_s
+        alone = time_callable(
+            lambda: leaf(x),
+            warmup=table.warmup,
+            runs=table.runs,
+            timer=table.timer,
+            min_sample_s=table.min_sample_s,
+        ).median_s
+    seconds = max(0.0, (whole - modules * alone) / (modules + 1))
+    table.put(key, seconds, table.runs)
+    return seconds
+
+
+def container_calls(model) -> int:
+    """Modules with children (each assumed called once per forward pass), the root included."""
+    return sum(1 for m in model.modules() if not _is_leaf(m))
+
+
 def working_set_bytes(model, profile) -> int:
     """Bytes one forward pass touches: parameters, buffers and every row's output.
 
-    A model under the table's ``rotate_bytes`` stays in cache from one pass to
+    A model under the table's ``hot_bytes`` stays in cache from one pass to
     the next, so its layers are looked up as timed alone and hot; a larger one
     streams from far caches and its layers are looked up as timed in rotation.
     """
@@ -472,6 +553,7 @@ def predict_latency(
     runs: int = 20,
     timer: Timer | None = None,
     steady: bool = True,
+    call_overhead: bool = True,
 ) -> Prediction:
     """Predict ``model``'s host latency from the lookup table and, with ``measure``, measure it.
 
@@ -484,6 +566,9 @@ def predict_latency(
             CPU time of the calling thread with one torch thread, wall time otherwise).
         steady: pin glibc's allocator first (`steady_allocator`), so neither the
             table nor the measurement sees history-dependent first-touch page faults.
+        call_overhead: add one row, ``(container calls)``, for the Python dispatch of
+            the model's container modules (`container_calls` times
+            `module_call_overhead`), which the isolated leaf timings leave out.
     """
     import torch
 
@@ -504,10 +589,11 @@ def predict_latency(
     model.eval()
     before_measured, before_hits = table.measured, table.hits
     footprint = working_set_bytes(model, profile)
-    rotate = table.rotate_bytes if footprint > table.rotate_bytes else 0
+    hot_bytes = getattr(table, "hot_bytes", table.rotate_bytes)
+    rotate = table.rotate_bytes if footprint > hot_bytes else 0
     if table.rotate_bytes > 0 and not rotate:
         notes.append(
-            f"working set {footprint / 2**20:.1f} MiB fits in {table.rotate_bytes / 2**20:.0f} MiB: layers timed hot"
+            f"working set {footprint / 2**20:.1f} MiB fits in {hot_bytes / 2**20:.0f} MiB: layers timed hot"
         )
     rows: list[LayerPrediction] = []
     with torch.inference_mode():
@@ -531,6 +617,13 @@ def predict_latency(
                 continue
             seconds = sum(t for t, _ in timed)
             rows.append(LayerPrediction(row.name, row.kind, seconds, all(c for _, c in timed)))
+        if call_overhead:
+            n = container_calls(model)
+            if n:
+                per = module_call_overhead(table)
+                rows.append(
+                    LayerPrediction("(container calls)", f"{n} module calls", n * per, True)
+                )
     measured = None
     if measure:
         shapes = profile.input_shapes
