@@ -17,7 +17,7 @@ from torch import nn
 from edgefit.errors import ConfigError
 from edgefit.metrics.formulas import _FORMULAS, Cost
 from edgefit.metrics.profile import LayerStats, Profile, Totals
-from edgefit.trace.tracer import Trace, trace
+from edgefit.trace.tracer import Trace, gc_paused, trace
 
 
 class UncountedOpsWarning(UserWarning):
@@ -85,6 +85,9 @@ def _check_bits(b, where: str = "") -> None:
         raise ConfigError(f"bit width{at} must be an integer from 1 to 64, got {b!r}")
 
 
+_NO_COST = Cost()
+
+
 class _Row:
     __slots__ = (
         "name", "kind", "ops", "first", "macs", "other", "activations", "params", "params_nb",
@@ -124,49 +127,61 @@ def build_profile(
     n_counted = 0
 
     for op in tr.ops:
-        row = rows.get(op.module)
+        module = op.module
+        row = rows.get(module)
         if row is None:
-            info = tr.modules.get(op.module)
-            row = rows[op.module] = _Row(op.module, info.kind if info else "?", op.index)
-        row.ops.append(op.name)
-        formula = formulas.get(op.name)
+            info = tr.modules.get(module)
+            row = rows[module] = _Row(module, info.kind if info else "?", op.index)
+        name = op.name
+        row.ops.append(name)
+        formula = formulas.get(name)
         if formula is None:
-            uncounted[op.name] = uncounted.get(op.name, 0) + 1
-            cost = Cost()
+            uncounted[name] = uncounted.get(name, 0) + 1
+            cost = _NO_COST
         else:
             n_counted += 1
             cost = formula(op)
-        row.macs += cost.macs
-        row.other += cost.other_ops
+            row.macs += cost.macs
+            row.other += cost.other_ops
         in_elems = 0
         seen: set[int] = set()
+        row_inputs = row.inputs
         for spec in op.inputs:
-            if spec.role == "activation":
-                if spec.value not in seen:
-                    seen.add(spec.value)
-                    in_elems += spec.numel
-                if producer_row.get(spec.value, None) != op.module:
-                    prev = row.inputs.get(spec.value)
-                    if prev is None or prev[0] < spec.numel:
-                        row.inputs[spec.value] = (spec.numel, spec.shape)
-                consumers.setdefault(spec.value, set()).add(op.module)
-            elif spec.role == "param" and spec.source not in param_row:
-                param_row[spec.source] = op.module
+            role = spec.role
+            if role == "activation":
+                value = spec.value
+                numel = spec.numel
+                if value not in seen:
+                    seen.add(value)
+                    in_elems += numel
+                if producer_row.get(value) != module:
+                    prev = row_inputs.get(value)
+                    if prev is None or prev[0] < numel:
+                        row_inputs[value] = (numel, spec.shape)
+                users = consumers.get(value)
+                if users is None:
+                    consumers[value] = {module}
+                else:
+                    users.add(module)
+            elif role == "param" and spec.source not in param_row:
+                param_row[spec.source] = module
+        outputs = op.outputs
         if cost.computes:
             row.computes = True
-            out_elems = sum(o.numel for o in op.outputs[:1])
+            out_elems = outputs[0].numel if outputs else 0
             row.activations += out_elems
-            row.peak = max(row.peak, in_elems + out_elems)
+            if in_elems + out_elems > row.peak:
+                row.peak = in_elems + out_elems
             attrs = _attributes(op)
             if attrs:
                 row.attrs = attrs
         if not op.view:
-            for o in op.outputs:
+            for o in outputs:
                 if o.role == "activation" and o.value not in producer_row:
-                    producer_row[o.value] = op.module
+                    producer_row[o.value] = module
                     row.produced[o.value] = o.numel
-        if op.outputs and op.name not in ("empty", "empty_like"):
-            row.out_shape = op.outputs[0].shape
+        if outputs and name != "empty" and name != "empty_like":
+            row.out_shape = outputs[0].shape
 
     # Rows of pooling modules that ran as plain reductions (AdaptiveAvgPool2d(1) -> mean).
     for row in rows.values():
@@ -335,5 +350,10 @@ def profile(
     >>> p.totals.macs, p.totals.flops, p.totals.params
     (24, 48, 15)
     """
-    tr = trace(model, example_inputs, input_shape=input_shape, input_dtype=input_dtype, mode=mode)
-    return build_profile(tr, bits=bits, activation_bits=activation_bits, model_label=name)
+    with gc_paused():
+        tr = trace(model, example_inputs, input_shape=input_shape, input_dtype=input_dtype, mode=mode)
+        result = build_profile(tr, bits=bits, activation_bits=activation_bits, model_label=name)
+        # Freed by reference counting while the collector is paused, the trace's
+        # thousands of objects never reach (and never trigger) a collection.
+        del tr
+    return result

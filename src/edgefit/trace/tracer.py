@@ -20,21 +20,25 @@ see `edgefit.trace.shapes`.
 from __future__ import annotations
 
 import contextlib
+import gc
+import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.weak import WeakIdKeyDictionary
 
 from edgefit.errors import InputShapeError, TraceError
-from edgefit.trace.shapes import SHAPE_RULES
+from edgefit.trace.shapes import rule_for
 
 _META = torch.device("meta")
 
 
-@dataclass(frozen=True, slots=True)
-class TensorSpec:
+class TensorSpec(NamedTuple):
     """What the counters may know of a tensor: shape, dtype and role.
 
     Attributes:
@@ -53,10 +57,7 @@ class TensorSpec:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
     @property
     def itemsize(self) -> int:
@@ -153,11 +154,13 @@ class _Recorder(TorchDispatchMode):
         # trace, so the wrapper is not needed.
         return False
 
-    def __init__(self, names: dict[int, str], weights: dict[int, tuple[str, str]]):
+    def __init__(self, names: dict[int, str], weights: dict[int, tuple[str, str]], codes: frozenset = frozenset()):
         super().__init__()
         self.names = names  # id(module) -> path
         self.weights = weights  # storage key -> (role, name)
-        self.stack: list[str] = []
+        self.codes = codes  # code objects of the model's forward methods
+        self.frames: dict = {}  # running forward frame -> module path (kept alive while tracing)
+        self.where = ""  # module of the op being dispatched, for error messages
         self.ops: list[OpRecord] = []
         self.values: dict[int, ValueInfo] = {}
         self.current: dict[int, int] = {}  # storage key -> current value id
@@ -166,19 +169,30 @@ class _Recorder(TorchDispatchMode):
         self.modules: dict[str, ModuleInfo] = {}
 
     # module attribution -------------------------------------------------
-    def pre_hook(self, module, args):
-        name = self.names.get(id(module))
-        if name is None:  # a module built during forward: attribute to its caller
-            name = self.stack[-1] if self.stack else ""
-        info = self.modules.get(name)
-        if info is None:
-            info = self.modules[name] = ModuleInfo(type(module).__name__, 0, len(self.modules))
-        info.calls += 1
-        self.stack.append(name)
+    def owner(self, frame) -> str:
+        """Path of the innermost module whose ``forward`` is running (``""``: the root).
 
-    def post_hook(self, module, args, output):
-        if self.stack:
-            self.stack.pop()
+        Found by walking the Python frames out from the op to the first frame of
+        a module's ``forward``: no hooks are installed, module calls keep torch's
+        fast path, and ``module.forward(x)`` called directly is attributed too.
+        """
+        codes, frames = self.codes, self.frames
+        while frame is not None:
+            if frame.f_code in codes:
+                name = frames.get(frame)
+                if name is not None:
+                    return name
+                module = frame.f_locals.get("self")
+                name = self.names.get(id(module))
+                if name is not None:  # else a module built during forward: its caller owns the op
+                    frames[frame] = name
+                    info = self.modules.get(name)
+                    if info is None:
+                        info = self.modules[name] = ModuleInfo(type(module).__name__, 0, len(self.modules))
+                    info.calls += 1
+                    return name
+            frame = frame.f_back
+        return ""
 
     # values ---------------------------------------------------------------
     def new_value(self, t: torch.Tensor, producer: int) -> int:
@@ -193,7 +207,7 @@ class _Recorder(TorchDispatchMode):
         return vid
 
     def spec(self, t: torch.Tensor, index: int, use: bool) -> TensorSpec:
-        key = _storage_key(t)
+        key = t.untyped_storage()._cdata
         weight = self.weights.get(key)
         if weight is not None:
             return TensorSpec(tuple(t.shape), t.dtype, weight[0], -1, weight[1])
@@ -205,8 +219,6 @@ class _Recorder(TorchDispatchMode):
         return TensorSpec(tuple(t.shape), t.dtype, "activation", vid)
 
     def to_meta(self, t: torch.Tensor) -> torch.Tensor:
-        if t.device.type == "meta":
-            return t
         twin = self.moved.get(id(t))
         if twin is None:
             twin = torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=_META)
@@ -214,77 +226,87 @@ class _Recorder(TorchDispatchMode):
             self.keep.append(t)
         return twin
 
-    def _convert(self, obj):
-        if isinstance(obj, torch.Tensor):
-            return self.to_meta(obj)
-        if isinstance(obj, (list, tuple)) and any(isinstance(o, torch.Tensor) for o in obj):
-            return type(obj)(self._convert(o) for o in obj)
-        if isinstance(obj, torch.device) and obj.type != "meta":
-            return _META
-        return obj
-
-    def _describe(self, obj, index, inputs):
-        if isinstance(obj, torch.Tensor):
-            s = self.spec(obj, index, use=True)
+    def _arg(self, a, index: int, inputs: list):
+        """Move one argument to meta and describe it: (argument to run with, description)."""
+        if isinstance(a, torch.Tensor):
+            if not a.is_meta:
+                a = self.to_meta(a)
+            s = self.spec(a, index, True)
             inputs.append(s)
-            return s
-        if isinstance(obj, (list, tuple)) and obj and any(isinstance(o, torch.Tensor) for o in obj):
-            return type(obj)(self._describe(o, index, inputs) for o in obj)
-        return obj
+            return a, s
+        if isinstance(a, (list, tuple)) and a and isinstance(a[0], torch.Tensor | None):
+            run, desc = [], []
+            for x in a:
+                r, d = self._arg(x, index, inputs)
+                run.append(r)
+                desc.append(d)
+            return type(a)(run), type(a)(desc)
+        if isinstance(a, torch.device) and a.type != "meta":
+            return _META, _META
+        return a, a
 
     # dispatch -------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        args = tuple(self._convert(a) for a in args)
-        if kwargs:
-            kwargs = {k: self._convert(v) for k, v in kwargs.items()}
         index = len(self.ops)
-        schema = func._schema
-        inplace = schema.is_mutable
-        rule = SHAPE_RULES.get(func)
+        info = _FUNC_INFO.get(func)
+        if info is None:
+            info = _FUNC_INFO[func] = (func.overloadpacket.__name__, str(func), func._schema.is_mutable, rule_for(func))
+        name, overload, inplace, rule = info
+        self.where = where = self.owner(sys._getframe(1))
+        inputs: list[TensorSpec] = []
+        run_args = []
+        d_args = []
+        for a in args:
+            r, d = self._arg(a, index, inputs)
+            run_args.append(r)
+            d_args.append(d)
+        d_kwargs = {}
+        if kwargs:
+            run_kwargs = {}
+            for k, v in kwargs.items():
+                run_kwargs[k], d_kwargs[k] = self._arg(v, index, inputs)
+        else:
+            run_kwargs = {}
         try:
-            out = rule(args, kwargs) if rule is not None else func(*args, **kwargs)
+            out = rule(run_args, run_kwargs) if rule is not None else func(*run_args, **run_kwargs)
         except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
             raise _OpFailed(func, exc) from exc
-        # Arguments are described after running so a view's base is known.
-        inputs: list[TensorSpec] = []
-        d_args = tuple(self._describe(a, index, inputs) for a in args)
-        d_kwargs = {k: self._describe(v, index, inputs) for k, v in kwargs.items()} if kwargs else {}
-        in_keys = None
         outputs: list[TensorSpec] = []
         is_view = False
-        for t in _flat_tensors(out):
-            key = _storage_key(t)
-            if key in self.weights:
-                outputs.append(TensorSpec(tuple(t.shape), t.dtype, self.weights[key][0], -1, self.weights[key][1]))
+        in_keys = None
+        results = (out,) if isinstance(out, torch.Tensor) else out if isinstance(out, (tuple, list)) else ()
+        weights, current = self.weights, self.current
+        for t in results:
+            if not isinstance(t, torch.Tensor):
                 continue
-            if key in self.current:
+            key = t.untyped_storage()._cdata
+            weight = weights.get(key)
+            if weight is not None:
+                outputs.append(TensorSpec(tuple(t.shape), t.dtype, weight[0], -1, weight[1]))
+                continue
+            vid = current.get(key)
+            if vid is None:
+                vid = self.new_value(t, index)
+            elif inplace:
                 if in_keys is None:
-                    in_keys = {_storage_key(a) for a in _flat_tensors(args)}
-                if inplace and key in in_keys:
+                    in_keys = {a.untyped_storage()._cdata for a in _flat_tensors(run_args)}
+                if key in in_keys:
                     vid = self.new_value(t, index)
-                else:  # a view (or alias) of an existing value
+                else:
                     is_view = True
-                    vid = self.current[key]
-                outputs.append(TensorSpec(tuple(t.shape), t.dtype, "activation", vid))
-            else:
-                outputs.append(TensorSpec(tuple(t.shape), t.dtype, "activation", self.new_value(t, index)))
-        packet = func.overloadpacket
+            else:  # a view (or alias) of an existing value
+                is_view = True
+            outputs.append(TensorSpec(tuple(t.shape), t.dtype, "activation", vid))
         self.ops.append(
             OpRecord(
-                index=index,
-                name=packet.__name__,
-                overload=str(func),
-                module=self.stack[-1] if self.stack else "",
-                args=d_args,
-                kwargs=d_kwargs,
-                inputs=tuple(inputs),
-                outputs=tuple(outputs),
-                inplace=inplace,
-                view=is_view and not inplace,
+                index, name, overload, where, tuple(d_args), d_kwargs,
+                tuple(inputs), tuple(outputs), inplace, is_view and not inplace,
             )
         )
         return out
+
+
+_FUNC_INFO: dict = {}
 
 
 class _OpFailed(Exception):
@@ -303,7 +325,43 @@ def _flat_tensors(obj):
 
 
 @contextlib.contextmanager
-def _meta_weights(model: nn.Module):
+def gc_paused():
+    """Pause the cyclic garbage collector.
+
+    A trace allocates thousands of small objects; on a first call that triggers
+    full collections over everything the process holds (a ResNet-50 profile took
+    89 ms instead of 32). Nothing a trace makes needs the collector to be freed
+    promptly; collection resumes afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# Meta twins of real weights, reused across traces while the weight keeps its
+# shape, strides and dtype (a twin holds no data, so it never goes stale otherwise).
+_TWINS = WeakIdKeyDictionary()
+
+
+def _twin_of(tensor: torch.Tensor, role: str) -> torch.Tensor:
+    if tensor.is_meta:
+        return tensor
+    cached = _TWINS.get(tensor)
+    if cached is not None and cached[1] == (tensor.shape, tensor.stride(), tensor.dtype):
+        return cached[0]
+    twin = torch.empty_strided(tensor.size(), tensor.stride(), dtype=tensor.dtype, device=_META)
+    if role == "param":
+        twin = nn.Parameter(twin, requires_grad=tensor.requires_grad)
+    _TWINS[tensor] = (twin, (tensor.shape, tensor.stride(), tensor.dtype))
+    return twin
+
+
+@contextlib.contextmanager
+def _meta_weights(model: nn.Module, named: list | None = None):
     """Swap parameters and buffers for meta twins; restore them afterwards.
 
     Yields (storage key -> (role, name), params, param_owner, buffers).
@@ -315,7 +373,7 @@ def _meta_weights(model: nn.Module):
     owner: dict[str, str] = {}
     buffers: dict[str, int] = {}
     try:
-        for mod_name, module in model.named_modules(remove_duplicate=True):
+        for mod_name, module in named if named is not None else model.named_modules(remove_duplicate=True):
             for role, table in (("param", module._parameters), ("buffer", module._buffers)):
                 for attr, tensor in table.items():
                     if tensor is None:
@@ -323,12 +381,7 @@ def _meta_weights(model: nn.Module):
                     twin = twins.get(id(tensor))
                     first = twin is None
                     if first:
-                        if tensor.device.type == "meta":
-                            twin = tensor
-                        else:
-                            twin = torch.empty_strided(tensor.size(), tensor.stride(), dtype=tensor.dtype, device=_META)
-                            if role == "param":
-                                twin = nn.Parameter(twin, requires_grad=tensor.requires_grad)
+                        twin = _twin_of(tensor, role)
                         twins[id(tensor)] = twin
                         full = f"{mod_name}.{attr}" if mod_name else attr
                         weights[_storage_key(twin)] = (role, full)
@@ -423,9 +476,11 @@ def trace(
         inputs = make_inputs(input_shape, input_dtype)
     else:
         inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    names = {id(m): n for n, m in model.named_modules(remove_duplicate=True)}
-    with _meta_weights(model) as (weights, params, owner, buffers), _eval_mode(model, mode):
-        rec = _Recorder(names, weights)
+    named = list(model.named_modules(remove_duplicate=True))
+    names = {id(m): n for n, m in named}
+    codes = _forward_codes(m for _, m in named)
+    with _meta_weights(model, named) as (weights, params, owner, buffers), _eval_mode(model, mode):
+        rec = _Recorder(names, weights, codes)
         meta_inputs = []
         input_specs = []
         for x in inputs:
@@ -436,23 +491,18 @@ def trace(
                 meta_inputs.append(mx)
             else:
                 meta_inputs.append(x)
-        handles = [
-            nn.modules.module.register_module_forward_pre_hook(rec.pre_hook),
-            nn.modules.module.register_module_forward_hook(rec.post_hook),
-        ]
         try:
             with torch.inference_mode(False), torch.no_grad(), rec:
                 out = model(*meta_inputs)
         except _OpFailed as exc:
             raise _explain(exc, rec, model) from None
         except (RuntimeError, ValueError, TypeError, IndexError, AttributeError, AssertionError, KeyError, NotImplementedError) as exc:
-            where = rec.stack[-1] if rec.stack else ""
+            where = _innermost_module(exc.__traceback__, rec)
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             label = f"module {where!r}" if where else type(model).__name__
             raise TraceError(f"{label} raised while tracing: {type(exc).__name__}: {msg}") from None
         finally:
-            for h in handles:
-                h.remove()
+            rec.frames.clear()
     outputs = []
     for t in _flat_tensors(_flatten_output(out)):
         s = rec.spec(t, len(rec.ops), use=False)
@@ -484,8 +534,35 @@ def _flatten_output(out):
 _SHAPE_WORDS = ("shape", "size", "dimension", "dim", "mat1 and mat2", "channels", "expected input", "must match")
 
 
+def _forward_codes(modules) -> frozenset:
+    """Code objects of the ``forward`` methods of these modules' classes (unwrapped too)."""
+    import inspect
+
+    codes = set()
+    for cls in {type(m) for m in modules}:
+        fn = getattr(cls, "forward", None)
+        for f in (fn, inspect.unwrap(fn) if fn is not None else None):
+            code = getattr(f, "__code__", None)
+            if code is not None:
+                codes.add(code)
+    return frozenset(codes)
+
+
+def _innermost_module(tb, rec: _Recorder) -> str:
+    """The innermost model module whose forward appears in a traceback."""
+    where = ""
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code in rec.codes:
+            name = rec.names.get(id(frame.f_locals.get("self")))
+            if name is not None:
+                where = name
+        tb = tb.tb_next
+    return where
+
+
 def _explain(exc: _OpFailed, rec: _Recorder, model: nn.Module) -> Exception:
-    where = rec.stack[-1] if rec.stack else ""
+    where = rec.where
     label = f"module {where!r}" if where else type(model).__name__
     if where in rec.modules:
         label += f" ({rec.modules[where].kind})"
