@@ -166,3 +166,17 @@ def test_bad_bits():
         edgefit.profile(nn.Linear(2, 2), input_shape=(1, 2), bits=0)
     with pytest.raises(edgefit.EdgefitError):
         edgefit.profile(nn.Linear(2, 2), input_shape=(1, 2), bits={"x": 99})
+
+
+def test_fast_rows_equal_regular_rows():
+    from dataclasses import fields
+
+    from edgefit.metrics import LayerStats
+
+    p = edgefit.profile(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), input_shape=(1, 3, 8, 8))
+    row = p.layers[0]
+    same = LayerStats(**{f.name: getattr(row, f.name) for f in fields(LayerStats)})
+    assert row == same and hash(row.name) == hash(same.name)
+    assert type(row.output_shape) is tuple and type(row.input_shapes[0]) is tuple
+    with pytest.raises(AttributeError):
+        row.macs = 1  # still frozen

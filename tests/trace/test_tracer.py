@@ -169,3 +169,30 @@ def test_constants_built_in_forward_on_cpu_are_moved_to_meta():
 
     p = edgefit.profile(Masked(), input_shape=(2, 6, 6))
     assert p.totals.macs == 2 * 6 * 6 * 6
+
+
+def test_weights_changed_between_profiles_are_seen():
+    """Swap plans are cached per model; any change to its weights invalidates them."""
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    assert edgefit.profile(net, input_shape=(1, 8)).totals.params == 8 * 16 + 16 + 16 * 4 + 4
+    net[2] = nn.Linear(16, 2)  # a new module
+    assert edgefit.profile(net, input_shape=(1, 8)).totals.params == 8 * 16 + 16 + 16 * 2 + 2
+    net[0].weight = nn.Parameter(torch.randn(16, 8))  # a new tensor, same shape
+    p = edgefit.profile(net, input_shape=(1, 8))
+    assert p.totals.params == 8 * 16 + 16 + 16 * 2 + 2
+    net[0].register_buffer("scale", torch.ones(16))  # a new buffer
+    net[0].bias = None  # a removed parameter
+    assert edgefit.profile(net, input_shape=(1, 8)).totals.params == 8 * 16 + 16 * 2 + 2
+    with torch.no_grad():
+        net[2].weight.data = torch.randn(2, 16)[:, :16]  # same object, same shape: still valid
+    assert edgefit.profile(net, input_shape=(1, 8)).totals.macs == 8 * 16 + 16 * 2
+    assert net[0].weight.device.type == "cpu" and net[2].weight.device.type == "cpu"
+
+
+def test_index_with_none_in_the_index_list():
+    class Gather(nn.Module):
+        def forward(self, x, idx):
+            return x[:, idx]
+
+    p = edgefit.profile(Gather(), (torch.randn(2, 5), torch.tensor([0, 3])))
+    assert p.uncounted == {} and p.layers[0].output_shape == (2, 2)

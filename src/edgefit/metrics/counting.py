@@ -211,13 +211,13 @@ def build_profile(
         )
         moved = weight_bytes + (in_elems + out_elems) * act_bits / 8
         layers.append(
-            LayerStats(
+            LayerStats._fast(
                 name=row.name,
                 kind=row.kind,
                 ops=tuple(dict.fromkeys(row.ops)),
                 calls=tr.modules[row.name].calls if row.name in tr.modules else 1,
-                input_shapes=tuple(shape for _, shape in row.inputs.values()),
-                output_shape=row.out_shape,
+                input_shapes=tuple(tuple(shape) for _, shape in row.inputs.values()),
+                output_shape=tuple(row.out_shape) if row.out_shape is not None else None,
                 params=p,
                 params_without_bias=p_nb,
                 macs=row.macs,

@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
 
 from edgefit.errors import RegistryError, close_names
 from edgefit.trace.tracer import OpRecord, TensorSpec
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
+class Cost(NamedTuple):
     """What one op costs."""
 
     macs: int = 0
@@ -86,8 +87,17 @@ def _prod(xs) -> int:
     return math.prod(xs) if xs else 1
 
 
+def _is_tensor(a) -> bool:
+    """Arguments are meta tensors (from a trace) or `TensorSpec`s (built by hand)."""
+    return isinstance(a, (torch.Tensor, TensorSpec))
+
+
+def _numel(a) -> int:
+    return math.prod(a.shape)
+
+
 def _tensor_args(op: OpRecord) -> list:
-    return [a for a in op.args if isinstance(a, TensorSpec)]
+    return [a for a in op.args if _is_tensor(a)]
 
 
 def _out_numel(op: OpRecord) -> int:
@@ -118,7 +128,7 @@ def conv_cost(op: OpRecord) -> Cost:
     else:
         macs = out.numel * w.shape[1] * kernel
         del groups  # already in w.shape[1] = C_in / groups
-    return Cost(macs, out.numel if isinstance(bias, TensorSpec) else 0, True)
+    return Cost(macs, out.numel if _is_tensor(bias) else 0, True)
 
 
 @register_formula("addmm")
@@ -168,7 +178,7 @@ def mv_cost(op: OpRecord) -> Cost:
 
 @register_formula("dot", "vdot")
 def dot_cost(op: OpRecord) -> Cost:
-    return Cost(op.args[0].numel, 0, True)
+    return Cost(_numel(op.args[0]), 0, True)
 
 
 @register_formula("linear")
@@ -178,7 +188,7 @@ def linear_cost(op: OpRecord) -> Cost:
     bias = op.args[2] if len(op.args) > 2 else None
     rows = _prod(x.shape[:-1])
     n = w.shape[0]
-    return Cost(rows * x.shape[-1] * n, rows * n if isinstance(bias, TensorSpec) else 0, True)
+    return Cost(rows * x.shape[-1] * n, rows * n if _is_tensor(bias) else 0, True)
 
 
 def _attention(q: TensorSpec, k: TensorSpec, v: TensorSpec, has_mask: bool) -> Cost:
@@ -207,7 +217,7 @@ def _attention(q: TensorSpec, k: TensorSpec, v: TensorSpec, has_mask: bool) -> C
 def sdpa_cost(op: OpRecord) -> Cost:
     q, k, v = op.args[0], op.args[1], op.args[2]
     mask = op.kwargs.get("attn_mask") if op.kwargs else None
-    if mask is None and len(op.args) > 3 and isinstance(op.args[3], TensorSpec):
+    if mask is None and len(op.args) > 3 and _is_tensor(op.args[3]):
         mask = op.args[3]
     return _attention(q, k, v, mask is not None)
 
@@ -263,7 +273,7 @@ def pool_cost(op: OpRecord) -> Cost:
 )
 def adaptive_pool_cost(op: OpRecord) -> Cost:
     """Adaptive pooling reads every input element once."""
-    return Cost(0, op.args[0].numel, True)
+    return Cost(0, _numel(op.args[0]), True)
 
 
 @register_formula(
@@ -328,7 +338,7 @@ def bn_cost(op: OpRecord) -> Cost:
 @register_formula("native_layer_norm", "native_group_norm", "_fused_rms_norm", "rms_norm")
 def norm_cost(op: OpRecord) -> Cost:
     """Layer, group and RMS norm: 8 ops per element (statistics, normalize, affine)."""
-    return Cost(0, 8 * op.args[0].numel, False)
+    return Cost(0, 8 * _numel(op.args[0]), False)
 
 
 @register_formula("_softmax", "_log_softmax", "_safe_softmax", "softmax", "log_softmax", "special_softmax")
@@ -340,7 +350,7 @@ def softmax_cost(op: OpRecord) -> Cost:
 @register_formula("mean", "sum", "amax", "amin", "max", "min", "var", "std", "var_mean", "std_mean", "prod", "norm", "linalg_vector_norm", "argmax", "argmin", "logsumexp", "cumsum", "cumprod", "any", "all")
 def reduce_cost(op: OpRecord) -> Cost:
     """Reductions read every input element once: one op each."""
-    return Cost(0, op.args[0].numel if isinstance(op.args[0], TensorSpec) else 0, False)
+    return Cost(0, _numel(op.args[0]) if _is_tensor(op.args[0]) else 0, False)
 
 
 # --- free: data movement, views, factories ---------------------------------

@@ -75,6 +75,14 @@ class LayerStats:
     bits: int
     attributes: dict = field(default_factory=dict)
 
+    @classmethod
+    def _fast(cls, **fields) -> LayerStats:
+        """Build without the frozen-dataclass ``__init__`` (one ``object.__setattr__``
+        per field, ~5 us a row); the caller passes every field."""
+        row = object.__new__(cls)
+        row.__dict__.update(fields)
+        return row
+
     @property
     def intensity(self) -> float:
         """Operational intensity: (FLOPs + other ops) per byte moved."""

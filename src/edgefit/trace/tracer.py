@@ -73,7 +73,8 @@ class OpRecord:
         name: overload packet name without namespace (``"convolution"``).
         overload: full op name (``"aten.convolution.default"``).
         module: path of the innermost running module (``""`` is the root).
-        args: positional arguments with tensors replaced by `TensorSpec`.
+        args: positional arguments as run: tensors are meta tensors (formulas read
+            only their ``.shape`` and ``.dtype``; a `TensorSpec` works the same).
         kwargs: keyword arguments, likewise.
         inputs: every tensor argument, flattened, in order.
         outputs: every tensor result, flattened, in order.
@@ -210,13 +211,13 @@ class _Recorder(TorchDispatchMode):
         key = t.untyped_storage()._cdata
         weight = self.weights.get(key)
         if weight is not None:
-            return TensorSpec(tuple(t.shape), t.dtype, weight[0], -1, weight[1])
+            return TensorSpec(t.shape, t.dtype, weight[0], -1, weight[1])
         vid = self.current.get(key)
         if vid is None:  # a tensor made outside the trace (constant, cached mask...)
             vid = self.new_value(t, index)
         elif use:
             self.values[vid].last_use = index
-        return TensorSpec(tuple(t.shape), t.dtype, "activation", vid)
+        return TensorSpec(t.shape, t.dtype, "activation", vid)
 
     def to_meta(self, t: torch.Tensor) -> torch.Tensor:
         twin = self.moved.get(id(t))
@@ -227,50 +228,51 @@ class _Recorder(TorchDispatchMode):
         return twin
 
     def _arg(self, a, index: int, inputs: list):
-        """Move one argument to meta and describe it: (argument to run with, description)."""
+        """Move one argument to meta, recording a `TensorSpec` for every tensor in it."""
+        kind = type(a)
+        if kind in _PLAIN:
+            return a
         if isinstance(a, torch.Tensor):
             if not a.is_meta:
                 a = self.to_meta(a)
-            s = self.spec(a, index, True)
-            inputs.append(s)
-            return a, s
-        if isinstance(a, (list, tuple)) and a and isinstance(a[0], torch.Tensor | None):
-            run, desc = [], []
-            for x in a:
-                r, d = self._arg(x, index, inputs)
-                run.append(r)
-                desc.append(d)
-            return type(a)(run), type(a)(desc)
-        if isinstance(a, torch.device) and a.type != "meta":
-            return _META, _META
-        return a, a
+            inputs.append(self.spec(a, index, True))
+            return a
+        if (kind is list or kind is tuple) and a and (
+            type(a[0]) not in _PLAIN or (a[0] is None and any(isinstance(x, torch.Tensor) for x in a))
+        ):
+            return kind(self._arg(x, index, inputs) for x in a)
+        if kind is torch.device and a.type != "meta":
+            return _META
+        return a
 
     # dispatch -------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         index = len(self.ops)
         info = _FUNC_INFO.get(func)
         if info is None:
-            info = _FUNC_INFO[func] = (func.overloadpacket.__name__, str(func), func._schema.is_mutable, rule_for(func))
-        name, overload, inplace, rule = info
+            packet = func.overloadpacket.__name__
+            mutable = func._schema.is_mutable
+            aliasing = (func.is_view or packet in _ALIASING) and not mutable
+            info = _FUNC_INFO[func] = (packet, str(func), mutable, rule_for(func), aliasing)
+        name, overload, inplace, rule, aliasing = info
+        if aliasing:
+            # A view moves no data and does no work; its result shares the storage of
+            # its input, so whoever reads it later is attributed, and keeps the data
+            # alive, through that storage. Half the ops of a transformer are views.
+            return func(*[self.to_meta(a) if isinstance(a, torch.Tensor) and not a.is_meta else a for a in args], **(kwargs or {}))
         self.where = where = self.owner(sys._getframe(1))
         inputs: list[TensorSpec] = []
-        run_args = []
-        d_args = []
-        for a in args:
-            r, d = self._arg(a, index, inputs)
-            run_args.append(r)
-            d_args.append(d)
-        d_kwargs = {}
-        if kwargs:
-            run_kwargs = {}
-            for k, v in kwargs.items():
-                run_kwargs[k], d_kwargs[k] = self._arg(v, index, inputs)
-        else:
-            run_kwargs = {}
+        arg = self._arg
+        run_args = [arg(a, index, inputs) for a in args]
+        run_kwargs = {k: arg(v, index, inputs) for k, v in kwargs.items()} if kwargs else {}
         try:
             out = rule(run_args, run_kwargs) if rule is not None else func(*run_args, **run_kwargs)
         except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
             raise _OpFailed(func, exc) from exc
+        if not inputs and name in _FACTORIES and isinstance(out, torch.Tensor) and out.numel() == 0:
+            # Zero-element scratch tensors that composites allocate (batch norm's
+            # reserve): no data, no work. A later reader registers it on first sight.
+            return out
         outputs: list[TensorSpec] = []
         is_view = False
         in_keys = None
@@ -282,7 +284,7 @@ class _Recorder(TorchDispatchMode):
             key = t.untyped_storage()._cdata
             weight = weights.get(key)
             if weight is not None:
-                outputs.append(TensorSpec(tuple(t.shape), t.dtype, weight[0], -1, weight[1]))
+                outputs.append(TensorSpec(t.shape, t.dtype, weight[0], -1, weight[1]))
                 continue
             vid = current.get(key)
             if vid is None:
@@ -296,10 +298,10 @@ class _Recorder(TorchDispatchMode):
                     is_view = True
             else:  # a view (or alias) of an existing value
                 is_view = True
-            outputs.append(TensorSpec(tuple(t.shape), t.dtype, "activation", vid))
+            outputs.append(TensorSpec(t.shape, t.dtype, "activation", vid))
         self.ops.append(
             OpRecord(
-                index, name, overload, where, tuple(d_args), d_kwargs,
+                index, name, overload, where, tuple(run_args), run_kwargs,
                 tuple(inputs), tuple(outputs), inplace, is_view and not inplace,
             )
         )
@@ -307,6 +309,9 @@ class _Recorder(TorchDispatchMode):
 
 
 _FUNC_INFO: dict = {}
+_ALIASING = frozenset({"_unsafe_view", "_reshape_alias"})
+_FACTORIES = frozenset({"empty", "empty_strided", "zeros", "ones", "full", "new_empty", "new_zeros", "empty_like"})
+_PLAIN = frozenset({int, float, bool, str, type(None), torch.dtype, torch.memory_format, torch.layout})
 
 
 class _OpFailed(Exception):
@@ -342,22 +347,62 @@ def gc_paused():
             gc.enable()
 
 
-# Meta twins of real weights, reused across traces while the weight keeps its
-# shape, strides and dtype (a twin holds no data, so it never goes stale otherwise).
-_TWINS = WeakIdKeyDictionary()
+class _Plan:
+    """How to swap one model's weights for meta twins, reused while the model is unchanged."""
+
+    __slots__ = ("module_ids", "sizes", "entries", "weights", "params", "owner", "buffers")
+
+    def __init__(self, named):
+        self.module_ids = [id(m) for _, m in named]
+        self.sizes = [len(m._parameters) + len(m._buffers) for _, m in named]
+        self.entries: list[tuple[dict, str, torch.Tensor, torch.Tensor, tuple]] = []
+        self.weights: dict[int, tuple[str, str]] = {}
+        self.params: dict[str, tuple[int, torch.dtype]] = {}
+        self.owner: dict[str, str] = {}
+        self.buffers: dict[str, int] = {}
+        twins: dict[int, torch.Tensor] = {}
+        for mod_name, module in named:
+            for role, table in (("param", module._parameters), ("buffer", module._buffers)):
+                for attr, tensor in table.items():
+                    if tensor is None:
+                        continue
+                    twin = twins.get(id(tensor))
+                    if twin is None:
+                        twin = twins[id(tensor)] = _make_twin(tensor, role)
+                        full = f"{mod_name}.{attr}" if mod_name else attr
+                        self.weights[_storage_key(twin)] = (role, full)
+                        if role == "param":
+                            self.params[full] = (tensor.numel(), tensor.dtype)
+                            self.owner[full] = mod_name
+                        else:
+                            self.buffers[full] = tensor.numel()
+                    if twin is not tensor:
+                        self.entries.append((table, attr, tensor, twin, (tensor.shape, tensor.dtype)))
+
+    def valid_for(self, named) -> bool:
+        """Same modules, same parameter tables, same tensors with the same shapes and dtypes."""
+        if [id(m) for _, m in named] != self.module_ids:
+            return False
+        if [len(m._parameters) + len(m._buffers) for _, m in named] != self.sizes:
+            return False
+        for table, attr, tensor, _, sig in self.entries:
+            if table.get(attr) is not tensor or (tensor.shape, tensor.dtype) != sig:
+                return False
+        return True
 
 
-def _twin_of(tensor: torch.Tensor, role: str) -> torch.Tensor:
+def _make_twin(tensor: torch.Tensor, role: str) -> torch.Tensor:
     if tensor.is_meta:
         return tensor
-    cached = _TWINS.get(tensor)
-    if cached is not None and cached[1] == (tensor.shape, tensor.stride(), tensor.dtype):
-        return cached[0]
     twin = torch.empty_strided(tensor.size(), tensor.stride(), dtype=tensor.dtype, device=_META)
     if role == "param":
         twin = nn.Parameter(twin, requires_grad=tensor.requires_grad)
-    _TWINS[tensor] = (twin, (tensor.shape, tensor.stride(), tensor.dtype))
     return twin
+
+
+# Swap plans per model: building one (creating ~300 meta twins for a ResNet-50)
+# costs more than checking it is still valid. Weakly keyed: a plan dies with its model.
+_PLANS = WeakIdKeyDictionary()
 
 
 @contextlib.contextmanager
@@ -366,36 +411,19 @@ def _meta_weights(model: nn.Module, named: list | None = None):
 
     Yields (storage key -> (role, name), params, param_owner, buffers).
     """
-    saved: list[tuple[dict, str, object]] = []
-    twins: dict[int, torch.Tensor] = {}
-    weights: dict[int, tuple[str, str]] = {}
-    params: dict[str, tuple[int, torch.dtype]] = {}
-    owner: dict[str, str] = {}
-    buffers: dict[str, int] = {}
+    if named is None:
+        named = list(model.named_modules(remove_duplicate=True))
+    plan = _PLANS.get(model)
+    if plan is None or not plan.valid_for(named):
+        plan = _PLANS[model] = _Plan(named)
+    done = 0
     try:
-        for mod_name, module in named if named is not None else model.named_modules(remove_duplicate=True):
-            for role, table in (("param", module._parameters), ("buffer", module._buffers)):
-                for attr, tensor in table.items():
-                    if tensor is None:
-                        continue
-                    twin = twins.get(id(tensor))
-                    first = twin is None
-                    if first:
-                        twin = _twin_of(tensor, role)
-                        twins[id(tensor)] = twin
-                        full = f"{mod_name}.{attr}" if mod_name else attr
-                        weights[_storage_key(twin)] = (role, full)
-                        if role == "param":
-                            params[full] = (tensor.numel(), tensor.dtype)
-                            owner[full] = mod_name
-                        else:
-                            buffers[full] = tensor.numel()
-                    if twin is not tensor:
-                        saved.append((table, attr, tensor))
-                        table[attr] = twin
-        yield weights, params, owner, buffers
+        for table, attr, _, twin, _ in plan.entries:
+            table[attr] = twin
+            done += 1
+        yield plan.weights, dict(plan.params), dict(plan.owner), dict(plan.buffers)
     finally:
-        for table, attr, tensor in reversed(saved):
+        for table, attr, tensor, _, _ in plan.entries[:done]:
             table[attr] = tensor
 
 
