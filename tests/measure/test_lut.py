@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import edgefit
+from edgefit.measure import lut
 from edgefit.measure import LatencyStats, LatencyTable, layer_key, predict_latency, time_callable
 
 
@@ -165,7 +166,7 @@ def test_big_working_set_rotates_weight_copies(tmp_path):
     pred = predict_latency(model, input_shape=(1, 3, 8, 8), table=table, measure=False)
     with sqlite3.connect(tmp_path / "lut.sqlite") as db:
         methods = {json.loads(k)["method"] for (k,) in db.execute("SELECT key FROM latency")}
-    assert methods == {"rotated-v2", "module-call-v1"}
+    assert methods == {lut.METHOD, "module-call-v1"}
     assert pred.unpredicted == () and table.measured == 4
     # The same model with the default 16 MiB budget fits: timed hot, under other keys.
     hot = LatencyTable(
@@ -261,3 +262,27 @@ def test_table_gate_called_per_new_entry(tmp_path):
     predict_latency(Net(), input_shape=(1, 3, 8, 8), table=table, measure=False)
     # 4 new configurations and the call-overhead calibration; every other gate "timed out".
     assert table.gated == len(calls) == 5 and table.gate_timeouts == 3
+
+
+class _Shuffle(nn.Module):
+    """A parameter-free reshape/transpose leaf, as ShuffleNet's channel shuffle."""
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        return x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def test_reshape_only_leaf_gets_a_measured_entry(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), _Shuffle())
+    pred = predict_latency(
+        model,
+        input_shape=(1, 3, 8, 8),
+        table=LatencyTable(
+            tmp_path / "lut.sqlite", warmup=0, runs=1, timer=FakeTimer(0.001), min_sample_s=0
+        ),
+        measure=False,
+        call_overhead=False,
+    )
+    row = next(r for r in pred.layers if r.kind == "_Shuffle")
+    assert row.seconds is not None and row.seconds > 0
+    assert not pred.unpredicted

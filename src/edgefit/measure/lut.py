@@ -51,10 +51,11 @@ from edgefit.measure.latency import (
     time_callable,
 )
 
-METHOD = "rotated-v2"  # how entries are measured; part of every key so old entries are not reused
+METHOD = "rotated-v3"  # how entries are measured; part of every key so old entries are not reused
 HOT_METHOD = "hot-v2"  # alone in a loop: for models whose whole working set fits in hot_bytes
 ROTATE_BYTES = 16 * 2**20  # one round over a layer's copies touches this much (several L2s)
 MAX_COPIES = 64
+DISTURB_BYTES = 2 * 2**20  # written before each rotated call: about one core's L2
 CALL_METHOD = "module-call-v1"
 
 _VIEW_OPS = frozenset(
@@ -119,7 +120,7 @@ def layer_key(
 
     >>> from types import SimpleNamespace as R
     >>> layer_key(R(kind="ReLU", ops=("relu",), input_shapes=((1, 8),), attributes={}, output_shape=(1, 8)), threads=1)
-    '{"attributes": {}, "dtype": "float32", "input_shapes": [[1, 8]], "kind": "ReLU", "method": "rotated-v2", "module": "", "ops": ["relu"], "output_shape": [1, 8], "threads": 1}'
+    '{"attributes": {}, "dtype": "float32", "input_shapes": [[1, 8]], "kind": "ReLU", "method": "rotated-v3", "module": "", "ops": ["relu"], "output_shape": [1, 8], "threads": 1}'
     """
     if threads is None:
         import torch
@@ -374,6 +375,7 @@ class Rotation:
         if self._fns is None:
             self._build()
         self._i = (self._i + 1) % self.copies
+        _disturb()
         for t in self._inputs:
             if t.is_floating_point():
                 t.mul_(1.0)
@@ -387,6 +389,35 @@ class Rotation:
         if self._outs.maxlen > 1:
             self._outs.append(out)
         return out
+
+
+_SCRATCH: list = []
+
+
+def _disturb() -> None:
+    """Untimed, before each rotated call: what the layers before it in a network leave behind.
+
+    Inside a network the previous layers ran other kernels over other data, so a
+    layer starts with its own code (Python, dispatcher, kernel) and the near data
+    caches holding someone else's work; a layer called in a loop finds them hot.
+    This writes ``DISTURB_BYTES`` of scratch memory (evicting the core's L2) and runs
+    a small convolution and an elementwise op (other code paths), identically
+    before every configuration; the inputs are rewritten afterwards, so they stay hot
+    as a predecessor's fresh output would.
+    """
+    import torch
+
+    if not _SCRATCH:
+        _SCRATCH.extend(
+            [
+                torch.empty(DISTURB_BYTES // 4),
+                torch.nn.Conv2d(8, 8, 3, padding=1),
+                torch.randn(1, 8, 16, 16),
+            ]
+        )
+    buf, conv, x = _SCRATCH
+    buf.fill_(1.0)
+    torch.relu(conv(x))
 
 
 def time_prepared(fn: Rotation, *, warmup: int, runs: int, timer: Timer) -> LatencyStats:
@@ -417,8 +448,14 @@ def _method(rotate_bytes: int) -> str:
     return METHOD if rotate_bytes > 0 else HOT_METHOD
 
 
-def _row_parts(row, module, dtype: str, threads: int, rotate_bytes: int = ROTATE_BYTES):
-    """[(key, zero-argument callable)] whose times sum to the row's, or (None, reason)."""
+def _row_parts(row, module, dtype: str, threads: int, rotate_bytes: int = ROTATE_BYTES, calls=None):
+    """[(key, zero-argument callable)] whose times sum to the row's, or (None, reason).
+
+    ``calls`` (the input shapes of each call of a leaf module, as seen by the module
+    itself in a forward pass) replaces the row's shapes, which the profiler records
+    at the first op (a reshape-only module such as ShuffleNet's channel shuffle would
+    otherwise be called with its reshaped tensor and fail).
+    """
     import torch
 
     itemsize = torch.empty((), dtype=getattr(torch, dtype, torch.float32)).element_size()
@@ -429,7 +466,7 @@ def _row_parts(row, module, dtype: str, threads: int, rotate_bytes: int = ROTATE
         weights = _tensor_bytes(module.parameters()) + _tensor_bytes(module.buffers())
         out = _shape_bytes(row.output_shape, itemsize) if row.output_shape is not None else 0
         vocab = getattr(module, "num_embeddings", 100)
-        for shapes in _split_calls(row):
+        for shapes in calls if calls else _split_calls(row):
             key = layer_key(
                 row, module, input_shapes=shapes, dtype=dtype, threads=threads, method=method
             )
@@ -541,6 +578,37 @@ def working_set_bytes(model, profile) -> int:
     return int(total)
 
 
+def leaf_input_shapes(model, input_shapes, dtype: str = "float32") -> dict:
+    """{leaf module name: [input shapes of each call]} from one forward pass on random inputs.
+
+    Empty when the pass fails (the rows' own shapes are used then).
+    """
+    import torch
+
+    seen: dict = {}
+    hooks = []
+
+    def hook(name):
+        def pre(_mod, args):
+            shapes = tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))
+            seen.setdefault(name, []).append(shapes)
+
+        return pre
+
+    for name, mod in model.named_modules():
+        if name and _is_leaf(mod):
+            hooks.append(mod.register_forward_pre_hook(hook(name)))
+    try:
+        with torch.inference_mode():
+            model(*random_inputs(input_shapes, dtype))
+    except Exception:  # noqa: BLE001 - a model that cannot run here keeps the rows' shapes
+        seen = {}
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
 def predict_latency(
     model,
     profile=None,
@@ -596,13 +664,16 @@ def predict_latency(
             f"working set {footprint / 2**20:.1f} MiB fits in {hot_bytes / 2**20:.0f} MiB: layers timed hot"
         )
     rows: list[LayerPrediction] = []
+    shapes_in = getattr(profile, "input_shapes", None)
+    seen = leaf_input_shapes(model, shapes_in, input_dtype) if shapes_in else {}
     with torch.inference_mode():
         for row in profile.layers:
             try:
                 module = model.get_submodule(row.name) if row.name else model
             except AttributeError:
                 module = None
-            parts, reason = _row_parts(row, module, dtype, threads, rotate)
+            calls = seen.get(row.name) if row.name else None
+            parts, reason = _row_parts(row, module, dtype, threads, rotate, calls)
             if parts is None:
                 rows.append(LayerPrediction(row.name, row.kind, None, False, reason))
                 continue
