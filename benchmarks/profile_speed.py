@@ -377,8 +377,8 @@ def _tool_versions(tools: list[str]) -> dict[str, str]:
 def _availability(tools: list[str]) -> dict[str, str | None]:
     """Checked in a subprocess so that importing tools does not touch this process."""
     code = (
-        "import json,sys; sys.path.insert(0, %r); import _competitors as c; "
-        "print(json.dumps({t: c.available(t) for t in %r}))" % (str(HERE), tools)
+        f"import json,sys; sys.path.insert(0, {str(HERE)!r}); import _competitors as c; "
+        f"print(json.dumps({{t: c.available(t) for t in {tools!r}}}))"
     )
     env = dict(os.environ, DS_ACCELERATOR="cpu", PYTHONWARNINGS="ignore")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)

@@ -10,8 +10,14 @@ import torch
 from torch import nn
 
 import edgefit
-from edgefit.measure import lut
-from edgefit.measure import LatencyStats, LatencyTable, layer_key, predict_latency, time_callable
+from edgefit.measure import (
+    LatencyStats,
+    LatencyTable,
+    layer_key,
+    lut,
+    predict_latency,
+    time_callable,
+)
 
 
 class FakeTimer:
