@@ -539,21 +539,14 @@ def module_call_overhead(table: LatencyTable, *, modules: int = 64) -> float:
     table._wait_gate()
     net, leaf = _nested_relus(modules), torch.nn.ReLU()
     x = torch.randn(1, 8)
+    def median(fn) -> float:
+        return time_callable(
+            fn, warmup=table.warmup, runs=table.runs, timer=table.timer, min_sample_s=table.min_sample_s
+        ).median_s
+
     with torch.inference_mode():
-        whole = time_callable(
-            lambda: net(x),
-            warmup=table.warmup,
-            runs=table.runs,
-            timer=table.timer,
-            min_sample_s=table.min_sample_s,
-        ).median_s
-        alone = time_callable(
-            lambda: leaf(x),
-            warmup=table.warmup,
-            runs=table.runs,
-            timer=table.timer,
-            min_sample_s=table.min_sample_s,
-        ).median_s
+        whole = median(lambda: net(x))
+        alone = median(lambda: leaf(x))
     seconds = max(0.0, (whole - modules * alone) / (modules + 1))
     table.put(key, seconds, table.runs)
     return seconds

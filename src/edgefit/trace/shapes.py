@@ -319,36 +319,33 @@ def _pool_params(x, kernel, stride, padding, dilation, n):
     return kernel, stride, padding, dilation
 
 
-@_rule("max_pool2d_with_indices.default")
-def _max_pool2d(args, kwargs):
-    x = args[0]
-    kernel = args[1]
-    stride = args[2] if len(args) > 2 else []
-    padding = args[3] if len(args) > 3 else [0]
-    dilation = args[4] if len(args) > 4 else [1]
-    ceil = args[5] if len(args) > 5 else False
+def _pool2d_shape(x, kernel, stride, padding, dilation, ceil, what):
     k, s, p, d = _pool_params(x, kernel, stride, padding, dilation, 2)
     h = _pool_out(x.shape[-2], k[0], s[0], p[0], d[0], ceil)
     w = _pool_out(x.shape[-1], k[1], s[1], p[1], d[1], ceil)
     if h <= 0 or w <= 0:
-        raise RuntimeError(f"max_pool2d: output size is too small ({h}x{w}) for input {list(x.shape)}")
-    shape = tuple(x.shape[:-2]) + (h, w)
+        raise RuntimeError(f"{what}: output size is too small ({h}x{w}) for input {list(x.shape)}")
+    return tuple(x.shape[:-2]) + (h, w)
+
+
+@_rule("max_pool2d_with_indices.default")
+def _max_pool2d(args, kwargs):
+    x = args[0]
+    stride = args[2] if len(args) > 2 else []
+    padding = args[3] if len(args) > 3 else [0]
+    dilation = args[4] if len(args) > 4 else [1]
+    ceil = args[5] if len(args) > 5 else False
+    shape = _pool2d_shape(x, args[1], stride, padding, dilation, ceil, "max_pool2d")
     return _empty(shape, x.dtype), _empty(shape, torch.int64)
 
 
 @_rule("avg_pool2d.default")
 def _avg_pool2d(args, kwargs):
     x = args[0]
-    kernel = args[1]
     stride = args[2] if len(args) > 2 else []
     padding = args[3] if len(args) > 3 else [0]
     ceil = args[4] if len(args) > 4 else False
-    k, s, p, d = _pool_params(x, kernel, stride, padding, [1], 2)
-    h = _pool_out(x.shape[-2], k[0], s[0], p[0], 1, ceil)
-    w = _pool_out(x.shape[-1], k[1], s[1], p[1], 1, ceil)
-    if h <= 0 or w <= 0:
-        raise RuntimeError(f"avg_pool2d: output size is too small ({h}x{w}) for input {list(x.shape)}")
-    return _empty(tuple(x.shape[:-2]) + (h, w), x.dtype)
+    return _empty(_pool2d_shape(x, args[1], stride, padding, [1], ceil, "avg_pool2d"), x.dtype)
 
 
 @_rule("convolution.default")
