@@ -292,3 +292,16 @@ def test_reshape_only_leaf_gets_a_measured_entry(tmp_path):
     row = next(r for r in pred.layers if r.kind == "_Shuffle")
     assert row.seconds is not None and row.seconds > 0
     assert not pred.unpredicted
+
+
+def test_disturbance_works_in_and_out_of_inference_mode():
+    import torch
+
+    from edgefit.measure import lut
+
+    lut._SCRATCH.clear()
+    with torch.inference_mode():
+        lut._disturb()  # scratch created here
+    lut._disturb()  # and written outside inference mode
+    with torch.inference_mode():
+        lut._disturb()

@@ -408,16 +408,20 @@ def _disturb() -> None:
     import torch
 
     if not _SCRATCH:
-        _SCRATCH.extend(
-            [
-                torch.empty(DISTURB_BYTES // 4),
-                torch.nn.Conv2d(8, 8, 3, padding=1),
-                torch.randn(1, 8, 16, 16),
-            ]
-        )
+        # Made outside inference mode: an inference tensor could not be written
+        # in place by a later call made outside it.
+        with torch.inference_mode(False):
+            _SCRATCH.extend(
+                [
+                    torch.empty(DISTURB_BYTES // 4),
+                    torch.nn.Conv2d(8, 8, 3, padding=1),
+                    torch.randn(1, 8, 16, 16),
+                ]
+            )
     buf, conv, x = _SCRATCH
-    buf.fill_(1.0)
-    torch.relu(conv(x))
+    with torch.no_grad():
+        buf.fill_(1.0)
+        torch.relu(conv(x))
 
 
 def time_prepared(fn: Rotation, *, warmup: int, runs: int, timer: Timer) -> LatencyStats:
