@@ -67,7 +67,7 @@ def test_module_spec(tmp_path, monkeypatch, model_file):
 @pytest.mark.parametrize(
     ("spec", "match"),
     [
-        ("resnet50", "has no ':'"),
+        ("resnet5", "neither a zoo model.*Did you mean: resnet50"),
         ("zoo:", "missing the part"),
         ("zoo:resnet5", "unknown model 'resnet5'. Did you mean: resnet50"),
         ("missing/nowhere.py:build", "model file not found"),
@@ -110,3 +110,9 @@ def test_file_that_fails_to_import(tmp_path):
 def test_bad_zoo_option():
     with pytest.raises(ModelSpecError, match="has no option 'colour'"):
         resolve_model("zoo:lenet5", colour="red")
+
+
+def test_bare_zoo_name():
+    resolved = resolve_model("resnet50")
+    assert resolved.name == "resnet50" and resolved.from_zoo
+    assert not resolve_model("torch.nn:Identity").from_zoo

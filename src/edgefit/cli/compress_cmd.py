@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from edgefit.cli.main import app
+from edgefit.cli.main import app, parse_per_layer
 from edgefit.errors import ConfigError
 
 
@@ -23,31 +23,8 @@ def _resolve(spec: str):
     """``zoo:NAME``, a bare zoo name, ``file.py:fn`` or ``pkg.mod:fn``; returns (model, zoo name or None)."""
     from edgefit.zoo import resolve_model
 
-    resolved = resolve_model(spec if ":" in spec else f"zoo:{spec}")
-    is_zoo = spec.startswith("zoo:") or ":" not in spec
-    return resolved.model, (resolved.name if is_zoo else None)
-
-
-def parse_per_layer(text: str | None, kind: type, what: str):
-    """``"0.9"`` -> 0.9; ``"fc1=0.92,fc2=0.91"`` -> {"fc1": 0.92, "fc2": 0.91}."""
-    if text is None or text == "":
-        return None
-    text = text.strip()
-    try:
-        if "=" not in text:
-            return kind(text)
-        out = {}
-        for part in text.split(","):
-            k, _, v = part.partition("=")
-            if not k.strip() or not v.strip():
-                raise ValueError(part)
-            out[k.strip()] = kind(v.strip())
-        return out
-    except ValueError:
-        raise ConfigError(
-            f"--{what} {text!r}: give one number or layer=value pairs separated by commas,"
-            f" e.g. classifier.0=0.92,classifier.2=0.91"
-        ) from None
+    resolved = resolve_model(spec)
+    return resolved.model, (resolved.name if resolved.from_zoo else None)
 
 
 class _Progress:
@@ -140,8 +117,8 @@ def compress(
     from edgefit.data import train as train_fn
     from edgefit.data.train import check_model_fits
 
-    ib = parse_per_layer(index_bits, int, "index-bits")
-    recipe = _recipe(config, prune=parse_per_layer(prune, float, "prune"), bits=parse_per_layer(bits, int, "bits"),
+    ib = parse_per_layer(index_bits, int, "index-bits", "classifier.0=4")
+    recipe = _recipe(config, prune=parse_per_layer(prune, float, "prune", "classifier.0=0.92,classifier.2=0.91"), bits=parse_per_layer(bits, int, "bits", "classifier.0=4,classifier.4=5"),
                      index_bits=ib, init=init, prune_steps=prune_steps, prune_epochs=prune_epochs,
                      finetune_epochs=finetune_epochs)
     data = load_dataset(dataset)

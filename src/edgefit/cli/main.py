@@ -45,6 +45,35 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def parse_per_layer(text: str | None, kind: type, flag: str, example: str):
+    """``"8"`` -> 8; ``"fc1=4,default=8"`` -> {"fc1": 4, "default": 8}; ``None``/``""`` -> None.
+
+    One parser for every option that takes a value or per-layer ``pattern=value`` pairs.
+
+    Raises:
+        ConfigError: a value does not parse as ``kind`` or a pair has an empty side.
+    """
+    from edgefit.errors import ConfigError
+
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    try:
+        if "=" not in text:
+            return kind(text)
+        out = {}
+        for part in text.split(","):
+            key, _, value = part.partition("=")
+            if not key.strip() or not value.strip():
+                raise ValueError(part)
+            out[key.strip()] = kind(value.strip())
+        return out
+    except ValueError:
+        raise ConfigError(
+            f"--{flag} {text!r}: give one value or layer=value pairs separated by commas, e.g. {example}"
+        ) from None
+
+
 def _load_commands() -> None:
     for name in COMMAND_MODULES:
         try:

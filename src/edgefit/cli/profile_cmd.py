@@ -7,7 +7,7 @@ from enum import Enum
 
 import typer
 
-from edgefit.cli.main import app
+from edgefit.cli.main import app, parse_per_layer
 from edgefit.errors import ConfigError, InputShapeError
 
 
@@ -41,17 +41,10 @@ def parse_shape(text: str) -> tuple[tuple[int, ...], ...]:
 
 def parse_bits(text: str) -> int | dict[str, int]:
     """'8', or per-layer patterns 'features.*=8,classifier.*=4,default=32'."""
-    text = text.strip()
-    try:
-        if "=" not in text:
-            return int(text)
-        out = {}
-        for item in text.split(","):
-            pattern, _, value = item.partition("=")
-            out[pattern.strip()] = int(value)
-        return out
-    except ValueError:
-        raise ConfigError(f"--bits {text!r}: expected an integer or pattern=bits pairs like 'features.*=8,default=32'") from None
+    bits = parse_per_layer(text, int, "bits", "features.*=8,default=32")
+    if bits is None:
+        raise ConfigError("--bits is empty; give a bit width such as 8")
+    return bits
 
 
 def parse_options(items: list[str]) -> dict:

@@ -26,8 +26,8 @@ from typing import Any
 
 from torch import nn
 
-from edgefit.errors import ModelSpecError, RegistryError
-from edgefit.zoo.registry import create, get_spec
+from edgefit.errors import ModelSpecError, RegistryError, close_names
+from edgefit.zoo.registry import create, get_spec, list_models
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,14 @@ class ResolvedModel:
             (models from files and modules).
         input_dtype: ``"float32"`` or ``"int64"``.
         name: the zoo name, or ``"module:callable"`` for user models.
+        from_zoo: the model came from the zoo (its ``name`` rebuilds it).
     """
 
     model: nn.Module
     input_shape: tuple[int, ...] | None
     input_dtype: str
     name: str
+    from_zoo: bool = False
 
 
 def _one_line(exc: BaseException) -> str:
@@ -84,7 +86,7 @@ def resolve_model(spec: str, **options: Any) -> ResolvedModel:
     """Resolve ``spec`` to a model.
 
     Args:
-        spec: ``zoo:NAME``, ``path/to/file.py:callable`` or ``package.module:callable``.
+        spec: ``NAME`` or ``zoo:NAME``, ``path/to/file.py:callable`` or ``package.module:callable``.
         **options: for ``zoo:`` the builder's options (``device="meta"``...); otherwise
             keyword arguments for the callable.
 
@@ -92,10 +94,13 @@ def resolve_model(spec: str, **options: Any) -> ResolvedModel:
         ModelSpecError: the spec is malformed, the file or module or attribute is
             missing, the import or the call raised, or the result is not an ``nn.Module``.
     """
+    if isinstance(spec, str) and ":" not in spec and spec in list_models():
+        spec = f"zoo:{spec}"  # a bare zoo name is unambiguous
     if not isinstance(spec, str) or ":" not in spec:
+        close = close_names(spec, list_models()) if isinstance(spec, str) else ""
         raise ModelSpecError(
-            f"model spec {spec!r} has no ':'; use zoo:NAME, path/to/file.py:callable "
-            "or package.module:callable"
+            f"model spec {spec!r} is neither a zoo model nor has a ':'; use NAME or zoo:NAME, "
+            f"path/to/file.py:callable or package.module:callable.{close}"
         )
     source, _, attr = spec.rpartition(":")
     if not source or not attr:
@@ -107,7 +112,7 @@ def resolve_model(spec: str, **options: Any) -> ResolvedModel:
         except RegistryError as exc:
             raise ModelSpecError(str(exc)) from exc
         model = create(attr, **options)
-        return ResolvedModel(model, model_spec.input_shape_for(**options), model_spec.input_dtype, attr)
+        return ResolvedModel(model, model_spec.input_shape_for(**options), model_spec.input_dtype, attr, True)
 
     is_file = source.endswith(".py") or "/" in source or "\\" in source
     module = _load_file(source) if is_file else _load_module(source)
