@@ -196,3 +196,29 @@ def test_index_with_none_in_the_index_list():
 
     p = edgefit.profile(Gather(), (torch.randn(2, 5), torch.tensor([0, 3])))
     assert p.uncounted == {} and p.layers[0].output_shape == (2, 2)
+
+
+def test_a_view_keeps_its_base_alive_and_counts_nothing():
+    class Keep(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(2, 4, 1, bias=False)
+            self.b = nn.Conv2d(2, 8, 1, bias=False)
+
+        def forward(self, x):
+            flat = self.a(x).view(-1)  # a view of a's output, returned at the end
+            return self.b(x), flat
+
+    p = edgefit.profile(Keep(), input_shape=(1, 2, 5, 5))
+    # x (50), a's output (100, alive to the end through the view), b's output (200)
+    assert p.totals.peak_live_activations == 50 + 100 + 200
+    assert p.totals.macs == 4 * 25 * 2 + 8 * 25 * 2
+
+
+def test_a_view_that_does_not_fit_is_an_input_error():
+    class Reshape(nn.Module):
+        def forward(self, x):
+            return x.view(5, -1)
+
+    with pytest.raises(InputShapeError, match="view"):
+        edgefit.profile(Reshape(), input_shape=(3, 4))

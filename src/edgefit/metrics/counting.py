@@ -24,12 +24,7 @@ class UncountedOpsWarning(UserWarning):
     """Some traced ops have no cost formula; see ``Profile.uncounted``."""
 
 
-# Attributes of cost-bearing ops worth keeping for lookup tables, by op.
-_ATTRS = {
-    "convolution": ("stride", "padding", "dilation", "transposed", "output_padding", "groups"),
-    "max_pool2d_with_indices": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
-    "avg_pool2d": ("kernel_size", "stride", "padding", "ceil_mode"),
-}
+# Positions of the attributes that set an op's cost, kept per row for lookup tables.
 _CONV_ARG_POS = {"stride": 3, "padding": 4, "dilation": 5, "transposed": 6, "output_padding": 7, "groups": 8}
 _POOL_ARG_POS = {"kernel_size": 1, "stride": 2, "padding": 3, "dilation": 4, "ceil_mode": 5}
 _AVG_ARG_POS = {"kernel_size": 1, "stride": 2, "padding": 3, "ceil_mode": 4}

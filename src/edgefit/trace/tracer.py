@@ -259,7 +259,11 @@ class _Recorder(TorchDispatchMode):
             # A view moves no data and does no work; its result shares the storage of
             # its input, so whoever reads it later is attributed, and keeps the data
             # alive, through that storage. Half the ops of a transformer are views.
-            return func(*[self.to_meta(a) if isinstance(a, torch.Tensor) and not a.is_meta else a for a in args], **(kwargs or {}))
+            try:
+                return func(*[self.to_meta(a) if isinstance(a, torch.Tensor) and not a.is_meta else a for a in args], **(kwargs or {}))
+            except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
+                self.where = self.owner(sys._getframe(1))
+                raise _OpFailed(func, exc) from exc
         self.where = where = self.owner(sys._getframe(1))
         inputs: list[TensorSpec] = []
         arg = self._arg
@@ -269,9 +273,9 @@ class _Recorder(TorchDispatchMode):
             out = rule(run_args, run_kwargs) if rule is not None else func(*run_args, **run_kwargs)
         except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
             raise _OpFailed(func, exc) from exc
-        if not inputs and name in _FACTORIES and isinstance(out, torch.Tensor) and out.numel() == 0:
-            # Zero-element scratch tensors that composites allocate (batch norm's
-            # reserve): no data, no work. A later reader registers it on first sight.
+        if not inputs and isinstance(out, torch.Tensor) and out.numel() == 0:
+            # Made from nothing and holding nothing (batch norm's reserve scratch):
+            # no data, no work. A later reader registers it on first sight.
             return out
         outputs: list[TensorSpec] = []
         is_view = False
@@ -310,7 +314,6 @@ class _Recorder(TorchDispatchMode):
 
 _FUNC_INFO: dict = {}
 _ALIASING = frozenset({"_unsafe_view", "_reshape_alias"})
-_FACTORIES = frozenset({"empty", "empty_strided", "zeros", "ones", "full", "new_empty", "new_zeros", "empty_like"})
 _PLAIN = frozenset({int, float, bool, str, type(None), torch.dtype, torch.memory_format, torch.layout})
 
 
