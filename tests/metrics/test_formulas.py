@@ -180,3 +180,42 @@ def test_fast_rows_equal_regular_rows():
     assert type(row.output_shape) is tuple and type(row.input_shapes[0]) is tuple
     with pytest.raises(AttributeError):
         row.macs = 1  # still frozen
+
+
+def test_remaining_other_ops_conventions_exactly():
+    # linear: MACs rows x in x out, bias adds rows x out (not MACs)
+    p = edgefit.profile(nn.Linear(6, 5), input_shape=(3, 6))
+    assert (p.totals.macs, p.totals.other_ops) == (3 * 6 * 5, 3 * 5)
+    # batch norm computing batch statistics: 8 ops per element, plus the one add
+    # of num_batches_tracked += 1 that training mode runs
+    p = edgefit.profile(nn.BatchNorm2d(4), input_shape=(2, 4, 3, 3), mode="train")
+    assert p.totals.other_ops == 8 * 2 * 4 * 3 * 3 + 1
+    # interpolation: nearest is a copy; bilinear weighs 2^2 taps per output element
+    up = edgefit.profile(nn.Upsample(scale_factor=2, mode="nearest"), input_shape=(1, 3, 4, 4))
+    assert up.totals.other_ops == 0 and up.totals.activations == 48 + 3 * 8 * 8
+    bil = edgefit.profile(nn.Upsample(scale_factor=2, mode="bilinear"), input_shape=(1, 3, 4, 4))
+    assert bil.totals.other_ops == 4 * 3 * 8 * 8
+    # an embedding lookup: no arithmetic, but a new activation
+    emb = edgefit.profile(nn.Embedding(10, 7), input_shape=(1, 4), input_dtype=torch.long)
+    assert (emb.totals.macs, emb.totals.other_ops, emb.totals.activations) == (0, 0, 4 + 4 * 7)
+
+
+def test_sdpa_other_ops_mirror_the_math_path():
+    class Attn(nn.Module):
+        def forward(self, q, k, v):
+            return F.scaled_dot_product_attention(q, k, v)
+
+    b, h, L, S, E = 1, 2, 3, 4, 5
+    p = edgefit.profile(Attn(), input_shape=[(b, h, L, E), (b, h, S, E), (b, h, S, E)])
+    scores = b * h * L * S
+    # scaling q and k, then softmax at 5 ops per score
+    assert p.totals.other_ops == b * h * L * E + b * h * S * E + 5 * scores
+    assert p.totals.macs == scores * (E + E)
+
+
+def test_peak_live_bytes_follow_the_activation_bit_width():
+    net = nn.Sequential(nn.Linear(10, 20, bias=False), nn.Linear(20, 5, bias=False))
+    p = edgefit.profile(net, input_shape=(1, 10), bits=8, activation_bits=4)
+    assert p.totals.peak_live_activations == 10 + 20  # input alive while the first output is written
+    assert p.totals.peak_live_bytes == 30 * 4 / 8
+    assert p.totals.model_size_bytes == 300 * 8 / 8
