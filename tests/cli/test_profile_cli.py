@@ -120,3 +120,19 @@ def test_debug_shows_the_traceback_wherever_it_is_given():
 
     with pytest.raises(EdgefitError, match="nope"):
         main(["profile", "zoo:nope", "--debug"])
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["profile", "zoo:alexnet", "--format", "xml"], "'xml' is not one of"),
+        (["profile"], "Missing argument"),
+        (["profile", "zoo:alexnet", "--nope"], "No such option"),
+        (["nosuchcmd"], "No such command"),
+        (["profile", "zoo:alexnet", "--activation-bits", "x"], "valid integer"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(capsys, args, needle):
+    code, out, err = run(capsys, *args)
+    assert code == 2 and needle in err
+    assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err

@@ -83,6 +83,18 @@ def _load_commands() -> None:
                 raise
 
 
+def _usage_message(exc: BaseException) -> str | None:
+    """One line for a command-line usage error (bad value, unknown option...), else None.
+
+    Typer raises click's exception types, from click itself or from the copy some
+    typer releases vendor; both have ``format_message()`` and ``exit_code``.
+    """
+    fmt = getattr(exc, "format_message", None)
+    if not callable(fmt) or not hasattr(exc, "exit_code"):
+        return None
+    return " ".join(str(fmt()).split()).replace("Value error, ", "")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edgefit` script."""
     from edgefit.errors import EdgefitError
@@ -107,11 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+    except Exception as exc:  # usage errors, and anything unexpected
+        usage = _usage_message(exc)
+        if usage is not None:
+            typer.echo(f"error: {usage} (see edgefit --help)", err=True)
             return 2
         if debug:
             raise
