@@ -86,7 +86,13 @@ def test_user_device_file(capsys, tmp_path):
             "does not run fp32",
         ),
         (["roofline", "zoo:lenet5", "--device", "stm32f746", "--plot", "x.txt"], "use a .png"),
+        (["roofline", "zoo:lenet5", "--device", "stm32f746", "--top", "-1"], "--top must be >= 0"),
+        (
+            ["roofline", "zoo:lenet5", "--device", "stm32f746", "--plot", "/dev/null/x.png"],
+            "cannot write a plot to /dev/null/x.png",
+        ),
         (["bench", "zoo:lenet5", "--batch-sizes", "1,a"], "--batch-sizes '1,a'"),
+        (["bench", "zoo:lenet5", "--runs", "0"], "--runs and --sweep-runs must be >= 1"),
         (["predict", "zoo:lenet5", "--device", "stm32f746"], "use --device host"),
     ],
 )

@@ -69,3 +69,10 @@ def test_bars_content(est):
 def test_bad_suffix(est, tmp_path):
     with pytest.raises(ConfigError, match="png"):
         plot_roofline(est, tmp_path / "roof.txt")
+
+
+def test_unwritable_path_is_one_config_error(est, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"cannot write a plot to .*file/roof.png"):
+        plot_roofline(est, blocker / "roof.png")

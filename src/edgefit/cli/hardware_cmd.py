@@ -187,6 +187,8 @@ def roofline(
     """Per-layer roofline, latency and energy of MODEL on a device, and whether it fits."""
     from edgefit.hardware import estimate, get_device
 
+    if top < 0:
+        raise ConfigError(f"--top must be >= 0 (0: all layers), got {top}")
     _, _, prof = _profile(model, input_shape, bits, activation_bits, option)
     est = estimate(prof, get_device(device), precision=precision)
     if plot or bars:

@@ -142,7 +142,10 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: int = 150) -> Path:
         raise ConfigError(
             f"cannot write a plot to {target.name!r}: use a .png, .svg, .pdf or .jpg file"
         )
-    return atomic_write_with(target, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
+    try:
+        return atomic_write_with(target, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
+    except OSError as exc:
+        raise ConfigError(f"cannot write a plot to {target}: {exc.strerror or exc}") from None
 
 
 def plot_roofline(est, path: str | os.PathLike, **kwargs) -> Path:
