@@ -136,3 +136,8 @@ def test_usage_errors_are_one_line_exit_2(capsys, args, needle):
     code, out, err = run(capsys, *args)
     assert code == 2 and needle in err
     assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bare_command_shows_help(capsys):
+    code, out, err = run(capsys)
+    assert code == 0 and "profile" in out + err and "error:" not in err

@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # usage errors, and anything unexpected
         usage = _usage_message(exc)
+        if usage == "":  # `edgefit` alone: the help was shown, nothing went wrong
+            return 0
         if usage is not None:
             typer.echo(f"error: {usage} (see edgefit --help)", err=True)
             return 2
