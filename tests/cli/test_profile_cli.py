@@ -141,3 +141,10 @@ def test_usage_errors_are_one_line_exit_2(capsys, args, needle):
 def test_bare_command_shows_help(capsys):
     code, out, err = run(capsys)
     assert code == 0 and "profile" in out + err and "error:" not in err
+
+
+def test_csv_with_a_device_adds_the_estimate_columns(capsys):
+    code, out, _ = run(capsys, "profile", "zoo:lenet5", "--device", "stm32f746", "-f", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and {"bound", "seconds", "joules"} <= set(rows[0])
+    assert all(float(r["seconds"]) > 0 for r in rows if int(r["macs"]))

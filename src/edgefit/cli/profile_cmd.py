@@ -143,7 +143,7 @@ def profile(
             data["totals"].update(ed["totals"])
         text = json.dumps(data, indent=2, default=str)
     elif fmt is Format.csv:
-        text = prof.to_csv() if est is None else __import__("edgefit.report.table", fromlist=["x"]).profile_csv(prof, est)
+        text = prof.to_csv(estimate=est)
     elif fmt is Format.markdown:
         text = prof.to_markdown(all_layers=all_layers, estimate=est)
     else:

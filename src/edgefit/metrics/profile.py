@@ -181,10 +181,11 @@ class Profile:
 
         return profile_table(self, all_layers=all_layers, estimate=estimate)
 
-    def to_csv(self) -> str:
+    def to_csv(self, *, estimate=None) -> str:
+        """One CSV row per layer; with an `Estimate`, its bound, seconds and joules too."""
         from edgefit.report.table import profile_csv
 
-        return profile_csv(self)
+        return profile_csv(self, estimate)
 
     def to_markdown(self, *, all_layers: bool = False, estimate=None) -> str:
         from edgefit.report.table import profile_markdown
