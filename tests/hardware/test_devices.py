@@ -7,6 +7,7 @@ import yaml
 
 from edgefit.errors import DeviceError
 from edgefit.hardware import get_device, list_devices, load_device_file
+from edgefit.hardware.device import energy_preset
 
 BUILTIN = [n for n in list_devices() if n != "host"]
 
@@ -119,3 +120,12 @@ def test_not_yaml_and_missing(tmp_path):
     bad.write_text("- a list")
     with pytest.raises(DeviceError, match="must hold a mapping"):
         get_device(str(bad))
+
+
+def test_45nm_table_is_the_lectures():
+    # reference/001 and 003 (Horowitz, ISSCC 2014): a MAC is one multiply plus one add.
+    mac, add, access, sources = energy_preset("45nm")
+    assert mac["fp32"] == 3.7 + 0.9 and mac["fp16"] == 1.1 + 0.4 and mac["int8"] == 0.2 + 0.03
+    assert add["fp32"] == 0.9 and add["fp16"] == 0.4 and add["int8"] == 0.03
+    assert access == {"register": 1.0, "sram": 5.0, "dram": 640.0}
+    assert all(sources.values())

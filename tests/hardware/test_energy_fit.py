@@ -62,10 +62,7 @@ def test_fit_message_activations_stm32():
 def test_fit_message_weights_and_fits():
     dev = get_device("stm32f746")
     fit = check_memory_fit(dev, weight_bytes=2 * 1024 * 1024, activation_bytes=1000)
-    assert (
-        fit.message
-        == "does not fit: weights need 2 MB, STM32F746 has 1 MB of flash"
-    )
+    assert fit.message == "does not fit: weights need 2 MB, STM32F746 has 1 MB of flash"
     fit = check_memory_fit(dev, weight_bytes=512 * 1024, activation_bytes=100 * 1024)
     assert (
         fit.fits
@@ -103,3 +100,27 @@ def test_estimate_totals_fit_from_profile():
 )
 def test_format_bytes(n, text):
     assert format_bytes(n) == text
+
+
+def test_energy_totals_of_two_layers_by_hand():
+    # 45 nm table, weights in DRAM (640 pJ / 32 bit), activations in SRAM (5 pJ / 32 bit).
+    # a: 10 MACs x 4.6 pJ = 46 pJ; 4 weight bytes = one DRAM read, 640 pJ; 8 activation
+    #    bytes = two SRAM accesses, 10 pJ: 696 pJ.
+    # b: 20 other ops x 0.9 pJ = 18 pJ; 4 activation bytes, 5 pJ: 23 pJ.
+    # Total 719 pJ, of which 655 pJ move data.
+    prof = make_profile(
+        [
+            make_layer("a", macs=10, weight_bytes=4, act_bytes=8),
+            make_layer("b", other_ops=20, act_bytes=4, kind="ReLU"),
+        ]
+    )
+    est = estimate(prof, slide_device())
+    a, b = est.layers
+    assert a.joules == pytest.approx(696e-12, rel=1e-12)
+    assert b.joules == pytest.approx(23e-12, rel=1e-12)
+    assert a.data_share == pytest.approx(650 / 696, rel=1e-12)
+    t = est.totals
+    assert t.joules == pytest.approx(719e-12, rel=1e-12)
+    assert t.compute_joules == pytest.approx(64e-12, rel=1e-12)
+    assert t.data_joules == pytest.approx(655e-12, rel=1e-12)
+    assert t.data_share == pytest.approx(655 / 719, rel=1e-12)

@@ -91,6 +91,48 @@ def test_estimate_reproduces_table_per_layer():
     assert est.totals.serial_seconds >= est.totals.seconds
 
 
+def test_serial_model_by_hand():
+    # op1 of reference/001: T_comp = 57.8 MFLOP / 4608 GFLOP/s = 12.543 us,
+    # T_data = 24.5 MB / 96 GB/s = 255.208 us; the serial model adds them, the roofline
+    # takes the larger.
+    est = estimate(
+        make_profile([make_layer("op1", macs=28_900_000, act_bytes=24.5e6)]), slide_device()
+    )
+    op1 = est.layers[0]
+    assert op1.ops == 57.8e6 and op1.bytes == 24.5e6
+    assert round(op1.compute_seconds * 1e6, 3) == 12.543
+    assert round(op1.data_seconds * 1e6, 3) == 255.208
+    assert round(op1.serial_seconds * 1e6, 3) == 267.752
+    assert round(op1.seconds * 1e6, 3) == 255.208
+    assert est.totals.serial_seconds == op1.serial_seconds
+
+
+def test_other_ops_are_work():
+    # Work = FLOPs + other ops: 100 MACs (200 FLOPs) + 50 other ops over 25 bytes = 10 op/B.
+    est = estimate(
+        make_profile([make_layer("x", macs=100, other_ops=50, act_bytes=25)]), slide_device()
+    )
+    row = est.layers[0]
+    assert row.ops == 250 and row.intensity == 10
+    assert row.attainable_ops_per_s == 10 * BW and row.bound == "memory"
+
+
+def test_saturation_batch_by_hand():
+    # 2 MFLOP, 4 MB of weights (read once per batch), 8 kB of activations per item.
+    # Per item: max(2e6 / 4608e9, 8e3 / 96e9) = 2e6 / 4608e9 s (compute), so the
+    # asymptote is 4608e9 / 2e6 = 2.304e6 items/s. At batch b the layer takes
+    # max(2e6 b / 4608e9, (4e6 + 8e3 b) / 96e9) s: compute-bound once
+    # 2e6 b >= 48 (4e6 + 8e3 b), i.e. b >= 118.8. Batch 64 is memory-bound at
+    # 64 x 96e9 / 4.512e6 = 1.36e6 items/s (59%), batch 128 reaches the asymptote.
+    layer = make_layer("fc", macs=1_000_000, weight_bytes=4_000_000, act_bytes=8_000)
+    est = estimate(make_profile([layer]), slide_device())
+    assert est.totals.saturation_batch == 128
+    assert est.totals.max_throughput_per_s == pytest.approx(2.304e6, rel=1e-12)
+    assert est.throughput(64) == pytest.approx(64 * 96e9 / 4.512e6, rel=1e-12)
+    assert est.throughput(128) == pytest.approx(2.304e6, rel=1e-12)
+    assert est.throughput(1) == pytest.approx(96e9 / 4_008_000, rel=1e-12)
+
+
 def test_saturation_batch():
     # Weight-dominated memory-bound layer: throughput grows with batch until compute-bound.
     layer = make_layer("fc", macs=1_000_000, weight_bytes=4_000_000, act_bytes=8_000)
