@@ -72,6 +72,24 @@ def test_bad_recipe(tmp_path, weights, capsys):
     assert rc == 2 and "unknown recipe keys" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "name, body",
+    [("bad.yaml", b"prune: [1\n"), ("bad.json", b'{"prune": '), ("bin.json", b"PK\x03\x04\xe3\xff\x00")],
+)
+def test_garbled_recipe_is_one_line(tmp_path, weights, capsys, name, body):
+    r = tmp_path / name
+    r.write_bytes(body)
+    rc = main(["compress", "lenet_300_100_digits", "--weights", str(weights), "--config", str(r), "--output", str(tmp_path / "x.efz")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot parse the recipe" in err and err.count("\n") == 1
+
+
+def test_sensitivity_bad_plot_suffix(tmp_path, weights, capsys):
+    rc = main(["sensitivity", "lenet_300_100_digits", "--weights", str(weights), "--plot", str(tmp_path / "p.xyz")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot write a plot as .xyz" in err and err.count("\n") == 1
+
+
 @pytest.mark.slow
 def test_demo_section_runs_the_whole_pipeline():
     lines = []

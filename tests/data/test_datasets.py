@@ -62,6 +62,10 @@ def test_unknown_dataset_and_missing_file(tmp_path):
         load_dataset("digitz")
     with pytest.raises(DataError, match="does not exist"):
         load_npz(tmp_path / "nope.npz")
+    garbled = tmp_path / "garbled.npz"
+    garbled.write_bytes(b"not a zip archive\n")
+    with pytest.raises(DataError, match="not an .npz file"):
+        load_npz(garbled)
 
 
 def _small():

@@ -109,8 +109,8 @@ class DeepCompressionConfig:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"recipe file {str(p)!r} does not exist")
-        text = p.read_text()
         try:
+            text = p.read_text()
             if p.suffix.lower() in (".yaml", ".yml"):
                 import yaml
 
@@ -118,7 +118,9 @@ class DeepCompressionConfig:
             else:
                 d = json.loads(text)
         except Exception as exc:
-            raise ConfigError(f"{p.name}: cannot parse the recipe ({type(exc).__name__}: {exc})") from exc
+            # YAML errors span several lines (a caret drawing); the CLI prints one.
+            detail = " ".join(str(exc).split())[:160]
+            raise ConfigError(f"{p.name}: cannot parse the recipe ({type(exc).__name__}: {detail})") from exc
         return cls.from_dict(d or {})
 
     def to_dict(self) -> dict:

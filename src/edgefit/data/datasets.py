@@ -13,6 +13,7 @@ test set). It never changes between runs or machines.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,9 @@ def load_npz(path: str | os.PathLike) -> ArrayDataset:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"dataset file {str(p)!r} does not exist")
+    if not zipfile.is_zipfile(p):
+        # np.load would try it as a pickle and blame pickling, which misleads.
+        raise DataError(f"{p.name}: not an .npz file (not a zip archive)")
     try:
         with np.load(p, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}

@@ -90,6 +90,12 @@ def plot_sensitivity(result: SensitivityResult, path: str | os.PathLike, title: 
     import matplotlib
 
     matplotlib.use("Agg")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = Path(path).suffix.lstrip(".").lower() or "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in formats:
+        raise ConfigError(f"cannot write a plot as .{suffix}; use one of: {', '.join(sorted(formats))}")
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 4.2))
@@ -104,5 +110,4 @@ def plot_sensitivity(result: SensitivityResult, path: str | os.PathLike, title: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    suffix = Path(path).suffix.lstrip(".") or "png"
     return atomic_write_with(path, lambda tmp: fig.savefig(tmp, format=suffix, dpi=120))
