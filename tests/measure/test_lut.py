@@ -305,3 +305,12 @@ def test_disturbance_works_in_and_out_of_inference_mode():
     lut._disturb()  # and written outside inference mode
     with torch.inference_mode():
         lut._disturb()
+
+
+def test_corrupt_table_is_one_config_error(tmp_path):
+    from edgefit.errors import ConfigError
+
+    path = tmp_path / "lut.sqlite"
+    path.write_bytes(b"not a database" * 100)
+    with pytest.raises(ConfigError, match="latency table .* is not usable"):
+        LatencyTable(path, timer=FakeTimer(), runs=1, warmup=0, min_sample_s=0)

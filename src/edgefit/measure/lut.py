@@ -36,7 +36,8 @@ import math
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,8 +188,22 @@ class LatencyTable:
         self.measured = 0  # configurations measured by this instance
         self.hits = 0
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # Not written through atomic_write: each statement runs in SQLite's own
+        # transaction (committed on leaving the block), which is atomic and lets
+        # concurrent processes share the table. The connection is closed each time.
+        try:
+            db = sqlite3.connect(self.path, timeout=30)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the latency table {self.path}: {exc}") from None
+        try:
+            with db:
+                yield db
+        except sqlite3.Error as exc:
+            raise ConfigError(f"latency table {self.path} is not usable: {exc}") from None
+        finally:
+            db.close()
 
     def __len__(self) -> int:
         with self._connect() as db:
