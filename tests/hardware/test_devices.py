@@ -125,7 +125,36 @@ def test_not_yaml_and_missing(tmp_path):
 def test_45nm_table_is_the_lectures():
     # reference/001 and 003 (Horowitz, ISSCC 2014): a MAC is one multiply plus one add.
     mac, add, access, sources = energy_preset("45nm")
-    assert mac["fp32"] == 4.6 and mac["fp16"] == 1.5 and mac["int8"] == 0.23  # 3.7+0.9, 1.1+0.4, 0.2+0.03
+    assert (
+        mac["fp32"] == 4.6 and mac["fp16"] == 1.5 and mac["int8"] == 0.23
+    )  # 3.7+0.9, 1.1+0.4, 0.2+0.03
     assert add["fp32"] == 0.9 and add["fp16"] == 0.4 and add["int8"] == 0.03
     assert access == {"register": 1.0, "sram": 5.0, "dram": 640.0}
     assert all(sources.values())
+
+
+def test_host_cache_written_atomically_and_optional(tmp_path, monkeypatch):
+    import json
+
+    from edgefit.measure import calibrate
+
+    data = {
+        "name": "host",
+        "display_name": "fake host",
+        "kind": "cpu",
+        "peak_ops_per_s": {"fp32": {"value": 1e9, "source": "test"}},
+        "bandwidth_bytes_per_s": {"value": 1e9, "source": "test"},
+        "sram_bytes": {"value": 1024, "source": "test"},
+        "activation_ram_bytes": {"value": 2**20, "source": "test"},
+        "weight_storage_bytes": {"value": 2**20, "source": "test"},
+        "energy": {"table": "45nm", "weight_level": "dram", "activation_level": "dram"},
+    }
+    monkeypatch.setattr(calibrate, "calibrate_host", lambda: data)
+    monkeypatch.setenv("EDGEFIT_CACHE_DIR", str(tmp_path / "cache"))
+    assert calibrate.host_device().peak("fp32") == 1e9
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["host.json"]  # no temporary left
+    assert json.loads((tmp_path / "cache" / "host.json").read_text())["device"] == data
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("EDGEFIT_CACHE_DIR", str(blocker / "cache"))
+    assert calibrate.host_device().display_name == "fake host"  # unwritable cache: still measured

@@ -183,8 +183,13 @@ def host_device(*, refresh: bool = False):
             data = None
     if data is None:
         data = calibrate_host()
-        atomic_write(
-            path,
-            json.dumps({"version": _CACHE_VERSION, "fingerprint": key, "device": data}, indent=2),
-        )
+        try:
+            atomic_write(
+                path,
+                json.dumps(
+                    {"version": _CACHE_VERSION, "fingerprint": key, "device": data}, indent=2
+                ),
+            )
+        except OSError:
+            pass  # an unwritable cache only costs a re-measurement next time
     return device_from_dict(data, where=f"host calibration ({path})", path=str(path))
