@@ -12,14 +12,11 @@ from edgefit.report.table import human_joules, human_seconds
 
 
 def _si(value: float, unit: str) -> str:
+    # Not report.table.human: rates read "4.61 Top/s" (a space, 3 digits below 1000).
     for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if value >= scale:
             return f"{value / scale:.3g} {prefix}{unit}"
     return f"{value:.3g} {unit}"
-
-
-_time = human_seconds
-_energy = human_joules
 
 
 def _parse_ints(text: str, what: str) -> list[int]:
@@ -64,11 +61,11 @@ def estimate_summary(est) -> list[str]:
     lines = [
         f"{est.model} on {dev.display_name} at {est.precision}: peak {_si(est.peak_ops_per_s, 'op/s')}, "
         f"bandwidth {_si(dev.bandwidth_bytes_per_s, 'B/s')}, ridge {est.ridge_point:.3g} op/B",
-        f"  latency (roofline):               {_time(t.seconds)}  "
+        f"  latency (roofline):               {human_seconds(t.seconds)}  "
         f"({t.memory_bound_layers} memory-bound, {t.compute_bound_layers} compute-bound layers)",
-        f"  latency (T_compute + T_data):     {_time(t.serial_seconds)}  "
-        f"(= {_time(t.compute_seconds)} + {_time(t.data_seconds)})",
-        f"  energy (45 nm-style model):       {_energy(t.joules)}, {t.data_share:.0%} spent moving data",
+        f"  latency (T_compute + T_data):     {human_seconds(t.serial_seconds)}  "
+        f"(= {human_seconds(t.compute_seconds)} + {human_seconds(t.data_seconds)})",
+        f"  energy (45 nm-style model):       {human_joules(t.joules)}, {t.data_share:.0%} spent moving data",
         f"  throughput saturates at batch {t.saturation_batch}: {t.max_throughput_per_s:.3g} inferences/s",
         f"  memory: {t.fit_message}",
     ]
@@ -88,8 +85,8 @@ def estimate_table(est, *, top: int | None = None) -> str:
             "inf" if r.intensity == float("inf") else f"{r.intensity:.3g}",
             r.bound,
             _si(r.attainable_ops_per_s, "op/s"),
-            _time(r.seconds),
-            _energy(r.joules),
+            human_seconds(r.seconds),
+            human_joules(r.joules),
             f"{r.data_share:.0%}",
         )
         for r in rows
@@ -285,17 +282,17 @@ def bench(
         return
     typer.echo(f"{prof.model} on {est.device.display_name}, {torch.get_num_threads()} threads")
     typer.echo(
-        f"  measured latency: median {_time(lat.median_s)}, p90 {_time(lat.p90_s)} over {lat.runs} runs ({warmup} warm-up)"
+        f"  measured latency: median {human_seconds(lat.median_s)}, p90 {human_seconds(lat.p90_s)} over {lat.runs} runs ({warmup} warm-up)"
     )
     typer.echo(
-        f"  estimated:        roofline {_time(est.totals.seconds)}, T_compute + T_data {_time(est.totals.serial_seconds)}"
+        f"  estimated:        roofline {human_seconds(est.totals.seconds)}, T_compute + T_data {human_seconds(est.totals.serial_seconds)}"
     )
     typer.echo(f"  measured / roofline estimate: {lat.median_s / est.totals.seconds:.2f}x")
     if sweep:
         typer.echo("\n  batch  latency (median)  throughput (items/s)  estimated (items/s)")
         for p in sweep:
             typer.echo(
-                f"  {p.batch:5d}  {_time(p.latency.median_s):>16}  {p.items_per_s:20.1f}  {est.throughput(p.batch):19.1f}"
+                f"  {p.batch:5d}  {human_seconds(p.latency.median_s):>16}  {p.items_per_s:20.1f}  {est.throughput(p.batch):19.1f}"
             )
         typer.echo(
             "  (bigger batches: more items per second, but each batch waits longer: latency vs throughput)"
@@ -347,15 +344,17 @@ def predict(
     if layers:
         for r in pred.layers:
             typer.echo(
-                f"  {r.name or '(root)':40s} {r.kind:20s} {_time(r.seconds) if r.seconds is not None else 'unpredicted: ' + r.reason}"
+                f"  {r.name or '(root)':40s} {r.kind:20s} {human_seconds(r.seconds) if r.seconds is not None else 'unpredicted: ' + r.reason}"
             )
     m = pred.measured.median_s
     typer.echo(f"{prof.model} on this host ({torch.get_num_threads()} threads)")
-    typer.echo(f"  predicted (lookup table): {_time(pred.seconds)}   error {pred.error:+.1%}")
     typer.echo(
-        f"  roofline estimate:        {_time(est.totals.seconds)}   error {(est.totals.seconds - m) / m:+.1%}"
+        f"  predicted (lookup table): {human_seconds(pred.seconds)}   error {pred.error:+.1%}"
     )
-    typer.echo(f"  measured (median of {pred.measured.runs}):  {_time(m)}")
+    typer.echo(
+        f"  roofline estimate:        {human_seconds(est.totals.seconds)}   error {(est.totals.seconds - m) / m:+.1%}"
+    )
+    typer.echo(f"  measured (median of {pred.measured.runs}):  {human_seconds(m)}")
     typer.echo(
         f"  table: {pred.measured_configs} new layer configurations measured, {pred.cached_configs} reused ({table.path})"
     )
@@ -394,7 +393,7 @@ def demo_section(echo) -> None:
         slowest = sorted(est.layers, key=lambda r: r.seconds, reverse=True)[:3]
         echo(
             "  slowest layers: "
-            + ", ".join(f"{r.name} ({r.bound}, {_time(r.seconds)})" for r in slowest)
+            + ", ".join(f"{r.name} ({r.bound}, {human_seconds(r.seconds)})" for r in slowest)
         )
         echo("")
     echo(
