@@ -17,7 +17,8 @@ from torch import nn
 
 from edgefit.compress._layers import weight_layers
 from edgefit.compress.encode.container import EncodedTensor, encode_tensor, read_efz, write_efz
-from edgefit.errors import ConfigError, DataError
+from edgefit.data.weights import check_state_matches
+from edgefit.errors import ConfigError
 
 _ENCODE_MODES = ("huff", "fixed", "sparse")
 
@@ -162,14 +163,7 @@ def load_compressed(path: str | os.PathLike, model: nn.Module | None = None) -> 
 
         model = create(f.model)
     own = model.state_dict()
-    missing = sorted(set(own) - set(f.tensors))
-    extra = sorted(set(f.tensors) - set(own))
-    wrong = [k for k in set(own) & set(f.tensors) if tuple(own[k].shape) != tuple(f.tensors[k].shape)]
-    if missing or extra or wrong:
-        raise DataError(
-            f"{Path(path).name} does not match the model: missing {missing[:4]}, unexpected {extra[:4]},"
-            f" shape mismatch {sorted(wrong)[:4]}"
-        )
+    check_state_matches(own, {k: a.shape for k, a in f.tensors.items()}, Path(path).name)
     with torch.no_grad():
         for k, a in f.tensors.items():
             own[k].copy_(torch.from_numpy(np.ascontiguousarray(a)).to(own[k].dtype))

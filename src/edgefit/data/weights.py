@@ -40,6 +40,29 @@ def read_weights_metadata(path: str | os.PathLike) -> dict:
         return {}
 
 
+def check_state_matches(own: dict, shapes: dict, label: str) -> None:
+    """Raise :class:`DataError` unless ``shapes`` ({name: shape}) has exactly the names and shapes of ``own``.
+
+    Shared by every loader (safetensors weights, ``.efz`` files) so the message reads the same.
+    """
+    missing = sorted(set(own) - set(shapes))
+    extra = sorted(set(shapes) - set(own))
+    wrong = [
+        f"{k} {tuple(shapes[k])} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(shapes))
+        if tuple(shapes[k]) != tuple(own[k].shape)
+    ]
+    if missing or extra or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:5]}")
+        if extra:
+            parts.append(f"unexpected {extra[:5]}")
+        if wrong:
+            parts.append(f"shape mismatch {wrong[:5]}")
+        raise DataError(f"{label} does not match the model: " + "; ".join(parts))
+
+
 def load_weights_(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a safetensors state dict into ``model`` in place, strictly.
 
@@ -57,22 +80,7 @@ def load_weights_(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     except Exception as exc:
         raise DataError(f"{p.name}: not a readable safetensors file ({exc})") from exc
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    wrong = [
-        f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(state))
-        if tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or extra or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:5]}")
-        if extra:
-            parts.append(f"unexpected {extra[:5]}")
-        if wrong:
-            parts.append(f"shape mismatch {wrong[:5]}")
-        raise DataError(f"{p.name} does not match the model: " + "; ".join(parts))
+    check_state_matches(own, {k: tuple(v.shape) for k, v in state.items()}, p.name)
     with torch.no_grad():
         for k, v in state.items():
             own[k].copy_(v.to(own[k].dtype))
