@@ -99,3 +99,19 @@ def test_demo_section_runs_the_whole_pipeline():
     text = "\n".join(lines)
     assert "loaded weights bit-exact: yes" in text
     assert "rebuilt the model from the zoo" in text
+
+
+def test_user_model_file_records_no_zoo_name_and_report_matches_disk(tmp_path, capsys):
+    spec = tmp_path / "mine.py"
+    spec.write_text("from torch import nn\n\ndef build():\n"
+                    "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))\n")
+    w, out = tmp_path / "w.safetensors", tmp_path / "m.efz"
+    assert main(["train", f"{spec}:build", "--epochs", "1", "--output", str(w), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["compress", f"{spec}:build", "--weights", str(w), "--prune", "0.5", "--prune-steps", "1",
+                 "--prune-epochs", "0", "--finetune-epochs", "0", "--output", str(out), "--format", "json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["file_bytes"]["P+Q+H"] == out.stat().st_size  # the reported file is the one on disk
+    assert main(["inspect", str(out), "--format", "json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model"] is None and "acc" in info["extra"]

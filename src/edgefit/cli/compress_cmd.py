@@ -131,12 +131,9 @@ def compress(
         with _Progress(train_epochs, "train dense") as bar:
             train_fn(net, data, TrainConfig(epochs=train_epochs, seed=recipe.seed, threads=recipe.threads), on_epoch=bar)
     result = deep_compress(net, data, recipe)
-    rep = build_report(result, data, model_name=name or model, output=output, index_bits=recipe.index_bits)
-    if name is None:
-        # A user model cannot be rebuilt from the file without running code: record no zoo name.
-        from edgefit.compress.file import save_compressed
-
-        save_compressed(result.model, output, model_name=None, encoding="huff", index_bits=recipe.index_bits)
+    # A user model cannot be rebuilt from the file without running code: record no zoo name.
+    rep = build_report(result, data, model_name=name or model, output=output, index_bits=recipe.index_bits,
+                       zoo=name is not None)
     text = rep.render(fmt.value)
     if report is not None:
         atomic_write(report, text + "\n")

@@ -212,16 +212,19 @@ def build_report(
     output: str | Path | None = None,
     index_bits=None,
     workdir: str | Path | None = None,
+    zoo: bool = True,
 ) -> CompressionReport:
     """Write every stage's file, load the final one back, and tabulate.
 
     Args:
         result: a :class:`~edgefit.compress.pipeline.DeepCompressionResult`.
         data: the dataset (for the accuracy of the loaded model).
-        model_name: zoo name recorded in the file.
+        model_name: the model's name in the report; also recorded in the files as
+            the zoo name to rebuild it from, when ``zoo``.
         output: where the final ``.efz`` goes (default: a temporary file).
         index_bits: relative index width(s), as for ``save_compressed``.
         workdir: where the stage files are written (default: a temporary directory).
+        zoo: ``False`` for a model not in the zoo: the files record no model name.
     """
     from edgefit.compress.file import load_compressed, save_compressed
     from edgefit.compress.pipeline import copy_model
@@ -229,6 +232,7 @@ def build_report(
     from edgefit.data.weights import save_weights
 
     model = result.model
+    recorded = model_name if zoo else None
     with tempfile.TemporaryDirectory(prefix="edgefit-dc-") as tmp:
         wd = Path(workdir) if workdir else Path(tmp)
         dense = copy_model(model)
@@ -238,13 +242,13 @@ def build_report(
         pruned.load_state_dict(result.pruned_state)
         saves = {}
         t = time.perf_counter()
-        saves["P"] = save_compressed(pruned, wd / "pruned.efz", model_name=model_name, encoding="sparse",
+        saves["P"] = save_compressed(pruned, wd / "pruned.efz", model_name=recorded, encoding="sparse",
                                      index_bits=index_bits)
-        saves["P+Q"] = save_compressed(model, wd / "quantized.efz", model_name=model_name, encoding="fixed",
+        saves["P+Q"] = save_compressed(model, wd / "quantized.efz", model_name=recorded, encoding="fixed",
                                        index_bits=index_bits)
         final = Path(output) if output else wd / "final.efz"
         extra = {"acc": round(result.accuracy["quantized"], 6)}
-        saves["P+Q+H"] = save_compressed(model, final, model_name=model_name, encoding="huff",
+        saves["P+Q+H"] = save_compressed(model, final, model_name=recorded, encoding="huff",
                                          index_bits=index_bits, extra=extra)
         t_encode = time.perf_counter() - t
         t = time.perf_counter()
