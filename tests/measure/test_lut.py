@@ -270,6 +270,63 @@ def test_table_gate_called_per_new_entry(tmp_path):
     assert table.gated == len(calls) == 5 and table.gate_timeouts == 3
 
 
+def _gate(readings, **kw):
+    """A SpeedGate whose canary returns ``readings`` in turn (no sleeping, no /proc/stat)."""
+    from edgefit.measure import SpeedGate
+
+    it = iter(readings)
+    return SpeedGate(canary=lambda: next(it), quiet=False, poll_s=0, **kw)
+
+
+def test_speed_gate_waits_for_the_fast_episode():
+    # First use: 5 readings find the best (1.0); then 1.5 and 1.3 are too slow, 1.1 passes.
+    gate = _gate([2.0, 1.0, 1.6, 1.5, 1.4, 1.5, 1.3, 1.1], tolerance=1.12, max_wait_s=60)
+    assert gate() is True and gate.best == 1.0 and gate.timeouts == 0
+    gate = _gate([1.0] * 5 + [2.0] * 100, max_wait_s=0)
+    assert gate() is False and gate.timeouts == 1  # gave up: measures anyway
+
+
+def test_speed_gate_steady_tracks_the_best_reading():
+    gate = _gate([1.0, 1.05, 1.3, 0.8, 0.95])
+    assert [gate.steady() for _ in range(5)] == [True, True, False, True, False]
+    assert gate.best == 0.8 and gate.rejected == 2
+
+
+def test_speed_gate_rejects_nonsense_settings():
+    from edgefit.errors import ConfigError
+    from edgefit.measure import SpeedGate
+
+    with pytest.raises(ConfigError, match="tolerance"):
+        SpeedGate(tolerance=0.9, canary=lambda: 1.0)
+
+
+def test_time_callable_retakes_the_measurement_the_gate_rejects():
+    # First gate call: 5 readings find the best, one passes; the after-check is slow (2.0),
+    # so the gate is waited for again (passes) and the second after-check passes.
+    gate = _gate([1.0] * 6 + [2.0] + [1.0] + [1.0], max_wait_s=60)
+    calls = []
+    stats = time_callable(
+        lambda: calls.append(1), warmup=1, runs=3, timer=FakeTimer(0.001), gate=gate
+    )
+    assert stats.runs == 3 and gate.rejected == 1 and gate.calls == 2
+    assert len(calls) == 2 * (1 + 3)  # warm-up and samples, twice
+    no_retake = _gate([1.0] * 6 + [2.0], max_wait_s=60)
+    time_callable(lambda: None, warmup=0, runs=2, timer=FakeTimer(), gate=no_retake, retakes=0)
+    assert no_retake.calls == 1 and no_retake.rejected == 1  # kept: no retakes allowed
+
+
+def test_table_measures_again_when_the_host_slowed_down(tmp_path):
+    from edgefit.measure import SpeedGate
+
+    readings = iter([1.0] * 6 + [3.0] + [1.0] * 100)  # the first entry's after-check is slow
+    gate = SpeedGate(canary=lambda: next(readings), quiet=False, poll_s=0)
+    table = LatencyTable(
+        tmp_path / "s.sqlite", timer=FakeTimer(), runs=1, warmup=0, min_sample_s=0, gate=gate
+    )
+    seconds, cached = table.lookup_or_measure("k", lambda: None)
+    assert not cached and table.retaken == 1 and table.gated == 2
+
+
 class _Shuffle(nn.Module):
     """A parameter-free reshape/transpose leaf, as ShuffleNet's channel shuffle."""
 

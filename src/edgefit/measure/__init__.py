@@ -5,7 +5,9 @@ from __future__ import annotations
 from edgefit.measure.calibrate import cache_dir, calibrate_host, host_device
 from edgefit.measure.latency import (
     LatencyStats,
+    SpeedGate,
     ThroughputPoint,
+    conv_canary,
     cpu_timer,
     default_timer,
     machine_busy,
@@ -29,9 +31,11 @@ __all__ = [
     "LatencyTable",
     "LayerPrediction",
     "Prediction",
+    "SpeedGate",
     "ThroughputPoint",
     "cache_dir",
     "calibrate_host",
+    "conv_canary",
     "cpu_timer",
     "default_timer",
     "host_device",
