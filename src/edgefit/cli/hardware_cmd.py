@@ -311,6 +311,12 @@ def predict(
     input_shape: str = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,224,224"),
     threads: int = typer.Option(0, "--threads", help="torch threads (0: torch's default)"),
     layers: bool = typer.Option(False, "--layers", help="also print each layer's predicted time"),
+    speed_gate: bool = typer.Option(
+        True,
+        "--speed-gate/--no-speed-gate",
+        help="measure only while a reference kernel runs at full speed (a shared or virtual "
+        "machine's co-tenants slow the core unseen); waits at most 1 s each time",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print results as JSON"),
     option: list[str] = typer.Option([], "--option", help="builder option KEY=VALUE (repeatable)"),
 ) -> None:
@@ -318,7 +324,7 @@ def predict(
     import torch
 
     from edgefit.hardware import estimate, get_device
-    from edgefit.measure import LatencyTable, predict_latency
+    from edgefit.measure import LatencyTable, SpeedGate, predict_latency
 
     if device.strip().lower() != "host":
         raise ConfigError(
@@ -331,7 +337,7 @@ def predict(
         raise ConfigError(
             f"{model}: the model has no real weights (built on meta); cannot measure it"
         )
-    table = LatencyTable()
+    table = LatencyTable(gate=SpeedGate(quiet=False, max_wait_s=1.0) if speed_gate else None)
     pred = predict_latency(
         resolved.model, prof, input_dtype=resolved.input_dtype or "float32", table=table, runs=runs
     )
