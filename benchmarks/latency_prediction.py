@@ -38,6 +38,7 @@ from edgefit.hardware import estimate, get_device
 from edgefit.measure import (
     LatencyTable,
     SpeedGate,
+    behind_gate,
     default_timer,
     predict_latency,
     time_callable,
@@ -179,30 +180,32 @@ def main(argv=None) -> int:
         block = max(1, -(-args.runs // (2 * args.rounds)))
         quiet = {"blocks": 0, "blocks_busy": 0, "retaken": 0}
 
-        steady = getattr(gate, "steady", lambda: True)
+        steady = getattr(gate, "steady", None)
 
-        def e2e_block(name, model):
+        def wait():
             quiet["blocks"] += 1
             if gate() is False:
                 quiet["blocks_busy"] += 1
+
+        def e2e_block(name, model):
+            def measure():
+                warm_until = clock() + 0.02
+                model(inputs[name])  # untimed: warm for this model (>= 20 ms of passes)
+                while clock() < warm_until:
+                    model(inputs[name])
+                c, w = [], []
+                for _ in range(block):  # back to back, as the table times a hot model
+                    w0, c0 = time.perf_counter(), clock()
+                    model(inputs[name])
+                    c.append(clock() - c0)
+                    w.append(time.perf_counter() - w0)
+                return c, w
+
             with torch.inference_mode():
-                for attempt in range(3):
-                    warm_until = clock() + 0.02
-                    model(inputs[name])  # untimed: warm for this model (>= 20 ms of passes)
-                    while clock() < warm_until:
-                        model(inputs[name])
-                    c, w = [], []
-                    for _ in range(block):  # back to back, as the table times a hot model
-                        w0, c0 = time.perf_counter(), clock()
-                        model(inputs[name])
-                        c.append(clock() - c0)
-                        w.append(time.perf_counter() - w0)
-                    if attempt == 2 or steady():
-                        break
-                    quiet["retaken"] += 1  # the host slowed down under the block: again
-                    gate()
-                cpu[name].extend(c)
-                wall[name].extend(w)
+                (c, w), again = behind_gate(measure, wait, steady)
+            quiet["retaken"] += again
+            cpu[name].extend(c)
+            wall[name].extend(w)
 
         table = None
         gated = [0, 0]  # table entries measured, of which while other processes kept running
@@ -265,14 +268,16 @@ def main(argv=None) -> int:
             pred = predict_latency(layer, prof, table=table, measure=False, timer=clock)
             x = torch.randn(*shape)
             with torch.inference_mode():
-                meas = time_callable(
-                    lambda layer=layer, x=x: layer(x),
-                    warmup=3,
-                    runs=15,
-                    min_sample_s=2e-3,
-                    timer=clock,
-                    gate=gate if args.speed_gate else None,
-                ).median_s
+                meas, again = behind_gate(
+                    lambda layer=layer, x=x: (
+                        time_callable(
+                            lambda: layer(x), warmup=3, runs=15, min_sample_s=2e-3, timer=clock
+                        ).median_s
+                    ),
+                    gate,
+                    steady,
+                )
+            quiet["retaken"] += again
             roof = estimate(prof, host).totals.seconds
             layer_rows.append((label, pred.seconds, roof, meas))
             if i % 20 == 0:
@@ -292,8 +297,8 @@ def main(argv=None) -> int:
             f"idle, then, up to {args.speed_wait:g} s, for a reference convolution to run within 12% "
             "of its best: co-tenants of the physical core slow this one down in CPU time, unseen "
             f"by /proc/stat): {gated[0] - gated[1]} of {gated[0]} table entries and "
-            f"{quiet['blocks'] - quiet['blocks_busy']} of {quiet['blocks']} end-to-end blocks "
-            f"started at full speed; {retaken} measurements were taken again because the host "
+            f"{quiet['blocks'] - quiet['blocks_busy']} of {quiet['blocks']} end-to-end block starts "
+            f"began at full speed; {retaken} measurements were taken again because the host "
             "slowed down under them."
         )
     elif args.quiet_wait > 0:

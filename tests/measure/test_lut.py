@@ -312,7 +312,16 @@ def test_time_callable_retakes_the_measurement_the_gate_rejects():
     assert len(calls) == 2 * (1 + 3)  # warm-up and samples, twice
     no_retake = _gate([1.0] * 6 + [2.0], max_wait_s=60)
     time_callable(lambda: None, warmup=0, runs=2, timer=FakeTimer(), gate=no_retake, retakes=0)
-    assert no_retake.calls == 1 and no_retake.rejected == 1  # kept: no retakes allowed
+    assert no_retake.calls == 1 and no_retake.rejected == 0  # no retakes allowed: not even asked
+
+
+def test_behind_gate_keeps_the_last_result_after_its_retakes():
+    from edgefit.measure import behind_gate
+
+    waits, results = [], iter(range(10))
+    out = behind_gate(lambda: next(results), lambda: waits.append(1), lambda: False, retakes=2)
+    assert out == (2, 2) and len(waits) == 3  # measured 3 times, never steady: last one kept
+    assert behind_gate(lambda: "x", None, None) == ("x", 0)
 
 
 def test_table_measures_again_when_the_host_slowed_down(tmp_path):

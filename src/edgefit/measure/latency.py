@@ -15,10 +15,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from edgefit.errors import ConfigError
 
 Timer = Callable[[], float]
+T = TypeVar("T")
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 _STEADY_BYTES = 1 << 30
@@ -280,6 +282,33 @@ class LatencyStats:
         }
 
 
+def behind_gate(
+    measure: Callable[[], T],
+    wait: Callable[[], object] | None,
+    steady: Callable[[], bool] | None = None,
+    *,
+    retakes: int = 2,
+) -> tuple[T, int]:
+    """``measure()`` after ``wait()``, again while ``steady()`` says the host slowed down under it.
+
+    The one retake rule for every gated measurement (`time_callable`, the table's
+    entries, the benchmark's end-to-end blocks): wait, measure, check; after
+    ``retakes`` repeats the last result is kept. Returns (result, repeats taken).
+    ``wait``/``steady`` may be None (no waiting, no check).
+
+    >>> checks = iter([False, True])
+    >>> behind_gate(lambda: "m", None, lambda: next(checks))
+    ('m', 1)
+    """
+    for taken in range(max(0, retakes) + 1):
+        if wait is not None:
+            wait()
+        result = measure()
+        if steady is None or taken == retakes or steady():
+            return result, taken
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def time_callable(
     fn: Callable[[], object],
     *,
@@ -298,14 +327,13 @@ def time_callable(
     keeps timer resolution and call jitter out of microsecond-scale layers.
     With a `SpeedGate`, the whole measurement (warm-up included) waits for the
     gate first and is taken again, at most ``retakes`` times, when the gate finds
-    the host slowed down by its end. Nothing else runs between the samples: a
-    canary between them would change the state each sample starts from.
+    the host slowed down by its end (`behind_gate`). Nothing else runs between the
+    samples: a canary between them would change the state each sample starts from.
     """
     if warmup < 0 or runs < 1:
         raise ConfigError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
-    for _ in range(max(0, retakes) + 1 if gate is not None else 1):
-        if gate is not None:
-            gate()
+
+    def measure() -> list[float]:
         for _ in range(warmup):
             fn()
         inner = 1
@@ -322,8 +350,11 @@ def time_callable(
             samples.append((timer() - t0) / inner)
             if on_step is not None:
                 on_step()
-        if gate is None or gate.steady():
-            break
+        return samples
+
+    samples, _ = behind_gate(
+        measure, gate, gate.steady if gate is not None else None, retakes=retakes
+    )
     return LatencyStats.from_samples(samples)
 
 
@@ -348,7 +379,7 @@ def measure_latency(
 ) -> LatencyStats:
     """End-to-end latency of ``model(*example_inputs)`` on the host (eval mode, no grad).
 
-    ``gate``: time each run behind a `SpeedGate` (see `time_callable`).
+    ``gate``: take the measurement behind a `SpeedGate` (see `time_callable`).
     """
     import torch
 

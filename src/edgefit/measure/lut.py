@@ -46,6 +46,7 @@ from edgefit.measure.latency import (
     LatencyStats,
     SpeedGate,
     Timer,
+    behind_gate,
     default_timer,
     measure_latency,
     random_inputs,
@@ -239,22 +240,22 @@ class LatencyTable:
         if cached is not None:
             self.hits += 1
             return cached, True
-        steady = getattr(self.gate, "steady", None)
-        for attempt in range(self.retakes + 1):
-            self._wait_gate()
+
+        def measure() -> LatencyStats:
             if isinstance(fn, Rotation):
-                stats = time_prepared(fn, warmup=self.warmup, runs=self.runs, timer=self.timer)
-            else:
-                stats = time_callable(
-                    fn,
-                    warmup=self.warmup,
-                    runs=self.runs,
-                    timer=self.timer,
-                    min_sample_s=self.min_sample_s,
-                )
-            if steady is None or steady():
-                break
-            self.retaken += attempt < self.retakes  # the host slowed down under it: again
+                return time_prepared(fn, warmup=self.warmup, runs=self.runs, timer=self.timer)
+            return time_callable(
+                fn,
+                warmup=self.warmup,
+                runs=self.runs,
+                timer=self.timer,
+                min_sample_s=self.min_sample_s,
+            )
+
+        stats, retaken = behind_gate(
+            measure, self._wait_gate, getattr(self.gate, "steady", None), retakes=self.retakes
+        )
+        self.retaken += retaken
         self.put(key, stats.median_s, stats.runs)
         self.measured += 1
         return stats.median_s, False
