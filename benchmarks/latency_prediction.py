@@ -259,32 +259,54 @@ def main(argv=None) -> int:
                 flush=True,
             )
 
+        # Each random layer is predicted from a fresh table and measured again in each of
+        # `--rounds` rounds, spread over the run: prediction = median over rounds, measured =
+        # median over rounds, as for the zoo models (one entry measured in a slow minute
+        # would otherwise decide the layer's verdict).
         rng = random.Random(args.seed)
-        layer_rows = []
-        for i in range(args.layers):
+        layers = []
+        for _ in range(args.layers):
             layer, shape, label = random_layer(rng)
             layer.eval()
-            prof = run_profile(layer, input_shape=shape, name=label)
-            pred = predict_latency(layer, prof, table=table, measure=False, timer=clock)
-            x = torch.randn(*shape)
-            with torch.inference_mode():
-                meas, again = behind_gate(
-                    lambda layer=layer, x=x: (
-                        time_callable(
-                            lambda: layer(x), warmup=3, runs=15, min_sample_s=2e-3, timer=clock
-                        ).median_s
-                    ),
-                    gate,
-                    steady,
-                )
-            quiet["retaken"] += again
-            roof = estimate(prof, host).totals.seconds
-            layer_rows.append((label, pred.seconds, roof, meas))
-            if i % 20 == 0:
-                print(
-                    f"layer {i:3d} {label:40s} lut {pred.seconds * 1e6:9.1f} us  measured {meas * 1e6:9.1f} us",
-                    flush=True,
-                )
+            layers.append((layer, shape, label, run_profile(layer, input_shape=shape, name=label)))
+        layer_preds = [[] for _ in layers]
+        layer_meas = [[] for _ in layers]
+        for r in range(args.rounds):
+            gated[0] += table.gated if table is not None else 0
+            gated[1] += table.gate_timeouts if table is not None else 0
+            table_retaken[0] += table.retaken if table is not None else 0
+            table = LatencyTable(Path(tmp) / f"lut-layers-{r}.sqlite", timer=clock, gate=gate)
+            for i, (layer, shape, label, prof) in enumerate(layers):
+                pred = predict_latency(layer, prof, table=table, measure=False, timer=clock)
+                x = torch.randn(*shape)
+                with torch.inference_mode():
+                    meas, again = behind_gate(
+                        lambda layer=layer, x=x: (
+                            time_callable(
+                                lambda: layer(x), warmup=3, runs=15, min_sample_s=2e-3, timer=clock
+                            ).median_s
+                        ),
+                        gate,
+                        steady,
+                    )
+                quiet["retaken"] += again
+                layer_preds[i].append(pred.seconds)
+                layer_meas[i].append(meas)
+                if i % 20 == 0:
+                    print(
+                        f"round {r} layer {i:3d} {label:40s} lut {pred.seconds * 1e6:9.1f} us  "
+                        f"measured {meas * 1e6:9.1f} us",
+                        flush=True,
+                    )
+        layer_rows = [
+            (
+                label,
+                statistics.median(layer_preds[i]),
+                estimate(prof, host).totals.seconds,
+                statistics.median(layer_meas[i]),
+            )
+            for i, (_layer, _shape, label, prof) in enumerate(layers)
+        ]
         gated[0] += table.gated if table is not None else 0
         gated[1] += table.gate_timeouts if table is not None else 0
         table_retaken[0] += table.retaken if table is not None else 0
@@ -345,8 +367,9 @@ def main(argv=None) -> int:
         "Measured = median of end-to-end runs (models: "
         f"{2 * block * args.rounds} runs, in blocks of {block} back to back after >= 20 ms of untimed passes, right before and after "
         f"the model's table lookups in each of {args.rounds} rounds (a fresh table each round; the "
-        "prediction is the median over rounds); layers: 15 samples of >= 2 ms loops, "
-        "timed independently of the table entry), on the clock the table uses: "
+        f"prediction is the median over rounds); layers: in each of {args.rounds} further rounds "
+        "(a fresh table each round) a table entry and, timed independently of it, 15 samples "
+        "of >= 2 ms loops; prediction and measurement are the medians over rounds), on the clock the table uses: "
         + (
             "CPU time of the calling thread (with 1 torch thread all work runs on it; the time spent "
             "waiting for a core while other jobs run is left out). The wall-clock median of the same "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -81,7 +82,9 @@ def test_table_stores_once_and_reuses(tmp_path):
     path = tmp_path / "lut.sqlite"
     table = LatencyTable(path, warmup=0, runs=3, timer=FakeTimer(0.002), min_sample_s=0)
     model = Net()
-    pred = predict_latency(model, input_shape=(1, 3, 8, 8), table=table, measure=False)
+    pred = predict_latency(
+        model, input_shape=(1, 3, 8, 8), table=table, measure=False, leaf_context=False
+    )
     # conv1 and conv2 share a key; conv, relu, linear and the root's add are 4 entries,
     # plus the host's calibrated container-call overhead.
     assert table.measured == 4 and len(table) == 5
@@ -98,6 +101,7 @@ def test_table_stores_once_and_reuses(tmp_path):
         warmup=0,
         runs=3,
         timer=FakeTimer(0.01),
+        leaf_context=False,
     )
     assert again.measured == 0 and pred2.cached_configs == 5
     assert pred2.seconds == pytest.approx(pred.seconds)
@@ -178,7 +182,9 @@ def test_big_working_set_rotates_weight_copies(tmp_path):
     hot = LatencyTable(
         tmp_path / "lut.sqlite", warmup=0, runs=1, timer=FakeTimer(0.001), min_sample_s=0
     )
-    pred_hot = predict_latency(model, input_shape=(1, 3, 8, 8), table=hot, measure=False)
+    pred_hot = predict_latency(
+        model, input_shape=(1, 3, 8, 8), table=hot, measure=False, leaf_context=False
+    )
     assert hot.measured == 4 and any("timed hot" in n for n in pred_hot.notes)
 
 
@@ -242,6 +248,32 @@ def test_container_call_overhead_row(tmp_path):
     assert all(r.name != "(container calls)" for r in off.layers)
 
 
+def test_leaf_context_row_for_models_timed_hot(tmp_path, monkeypatch):
+    """Leaf calls times the calibrated per-call cost; none for one leaf or a rotated model."""
+    from edgefit.measure import lut
+
+    table = LatencyTable(tmp_path / "l.sqlite", timer=FakeTimer(), runs=1, warmup=0, min_sample_s=0)
+    # The calibration: (synthetic CNN end to end - its prediction) / its 11 leaf calls.
+    monkeypatch.setattr(lut, "predict_latency", lambda *a, **k: SimpleNamespace(seconds=0.028))
+    monkeypatch.setattr(lut, "time_callable", lambda *a, **k: LatencyStats.from_samples([0.05]))
+    per = lut.leaf_context_overhead(table)
+    assert per == pytest.approx((0.050 - 0.028) / 11)
+    monkeypatch.undo()
+    assert lut.leaf_context_overhead(table) == per  # stored, reused
+    pred = predict_latency(Net(), input_shape=(1, 3, 8, 8), table=table, measure=False)
+    rows = [r for r in pred.layers if r.name == "(leaf calls in a network)"]
+    # conv1, conv2, relu and fc: 4 leaf calls
+    assert len(rows) == 1 and rows[0].kind == "4 leaf calls"
+    assert rows[0].seconds == pytest.approx(4 * per)
+    one = predict_latency(nn.Linear(4, 4), input_shape=(1, 4), table=table, measure=False)
+    assert all(r.name != "(leaf calls in a network)" for r in one.layers)
+    rotated = LatencyTable(
+        tmp_path / "l.sqlite", timer=FakeTimer(), runs=1, warmup=0, min_sample_s=0, hot_bytes=0
+    )
+    cold = predict_latency(Net(), input_shape=(1, 3, 8, 8), table=rotated, measure=False)
+    assert all(r.name != "(leaf calls in a network)" for r in cold.layers)
+
+
 def test_wait_until_quiet_polls_until_idle(monkeypatch):
     """The quiet gate returns once other processes leave the CPUs idle, False when it gives up."""
     from edgefit.measure import latency
@@ -265,7 +297,9 @@ def test_table_gate_called_per_new_entry(tmp_path):
         min_sample_s=0,
         gate=lambda: calls.append(1) or len(calls) % 2 == 0,
     )
-    predict_latency(Net(), input_shape=(1, 3, 8, 8), table=table, measure=False)
+    predict_latency(
+        Net(), input_shape=(1, 3, 8, 8), table=table, measure=False, leaf_context=False
+    )
     # 4 new configurations and the call-overhead calibration; every other gate "timed out".
     assert table.gated == len(calls) == 5 and table.gate_timeouts == 3
 
