@@ -297,9 +297,7 @@ def test_table_gate_called_per_new_entry(tmp_path):
         min_sample_s=0,
         gate=lambda: calls.append(1) or len(calls) % 2 == 0,
     )
-    predict_latency(
-        Net(), input_shape=(1, 3, 8, 8), table=table, measure=False, leaf_context=False
-    )
+    predict_latency(Net(), input_shape=(1, 3, 8, 8), table=table, measure=False, leaf_context=False)
     # 4 new configurations and the call-overhead calibration; every other gate "timed out".
     assert table.gated == len(calls) == 5 and table.gate_timeouts == 3
 

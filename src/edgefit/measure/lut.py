@@ -26,6 +26,13 @@ Rows of container modules hold only functional ops (a residual ``add``,
 are timed as ``a + b`` on tensors of the row's output shape, ``cat`` as the
 concatenation of two halves of the output shape, and anything else is reported
 as unpredicted rather than guessed.
+
+Two rows hold what no layer's own timing does, each calibrated once per host on a
+synthetic network (never a benchmark model) and stored in the table:
+``(container calls)``, the Python dispatch of modules with children
+(`module_call_overhead`), and, for a model timed hot, ``(leaf calls in a
+network)``, what running right after other kernels instead of after itself adds
+to each leaf call (`leaf_context_overhead`).
 """
 
 from __future__ import annotations
