@@ -243,6 +243,24 @@ class LatencyTable:
             if self.gate() is False:
                 self.gate_timeouts += 1
 
+    def timed(self, fn: Callable[[], object]) -> LatencyStats:
+        """``fn`` timed with this table's settings (loops of ``min_sample_s``), not behind the gate."""
+        return time_callable(
+            fn,
+            warmup=self.warmup,
+            runs=self.runs,
+            timer=self.timer,
+            min_sample_s=self.min_sample_s,
+        )
+
+    def behind_gate(self, measure: Callable[[], object]):
+        """``measure()`` behind this table's gate, taken again if the host slowed down under it."""
+        result, retaken = behind_gate(
+            measure, self._wait_gate, getattr(self.gate, "steady", None), retakes=self.retakes
+        )
+        self.retaken += retaken
+        return result
+
     def lookup_or_measure(self, key: str, fn: Callable[[], object]) -> tuple[float, bool]:
         """The stored seconds for ``key``, measuring ``fn`` first if absent; (seconds, was_cached)."""
         cached = self.get(key)
@@ -253,18 +271,9 @@ class LatencyTable:
         def measure() -> LatencyStats:
             if isinstance(fn, Rotation):
                 return time_prepared(fn, warmup=self.warmup, runs=self.runs, timer=self.timer)
-            return time_callable(
-                fn,
-                warmup=self.warmup,
-                runs=self.runs,
-                timer=self.timer,
-                min_sample_s=self.min_sample_s,
-            )
+            return self.timed(fn)
 
-        stats, retaken = behind_gate(
-            measure, self._wait_gate, getattr(self.gate, "steady", None), retakes=self.retakes
-        )
-        self.retaken += retaken
+        stats = self.behind_gate(measure)
         self.put(key, stats.median_s, stats.runs)
         self.measured += 1
         return stats.median_s, False
@@ -564,35 +573,41 @@ def module_call_overhead(table: LatencyTable, *, modules: int = 64) -> float:
     """
     import torch
 
+    net, leaf = _nested_relus(modules), torch.nn.ReLU()
+    x = torch.randn(1, 8)
+
+    def overhead() -> float:
+        with torch.inference_mode():
+            whole, alone = table.behind_gate(
+                lambda: (
+                    table.timed(lambda: net(x)).median_s,
+                    table.timed(lambda: leaf(x)).median_s,
+                )
+            )
+        return (whole - modules * alone) / (modules + 1)
+
+    return _calibration(
+        table, {"kind": "__module_call__", "modules": modules}, CALL_METHOD, overhead
+    )
+
+
+def _calibration(
+    table: LatencyTable, fields: dict, method: str, compute: Callable[[], float]
+) -> float:
+    """A per-host calibration in ``table``: ``compute()`` (clamped at 0) once per thread count.
+
+    Stored under a JSON key of ``fields``, the thread count and ``method``, so later
+    runs reuse it and a new way of measuring gets a new key.
+    """
+    import torch
+
     key = json.dumps(
-        {
-            "kind": "__module_call__",
-            "modules": modules,
-            "threads": torch.get_num_threads(),
-            "method": CALL_METHOD,
-        },
-        sort_keys=True,
+        {**fields, "threads": torch.get_num_threads(), "method": method}, sort_keys=True
     )
     cached = table.get(key)
     if cached is not None:
         return cached
-    table._wait_gate()
-    net, leaf = _nested_relus(modules), torch.nn.ReLU()
-    x = torch.randn(1, 8)
-
-    def median(fn) -> float:
-        return time_callable(
-            fn,
-            warmup=table.warmup,
-            runs=table.runs,
-            timer=table.timer,
-            min_sample_s=table.min_sample_s,
-        ).median_s
-
-    with torch.inference_mode():
-        whole = median(lambda: net(x))
-        alone = median(lambda: leaf(x))
-    seconds = max(0.0, (whole - modules * alone) / (modules + 1))
+    seconds = max(0.0, float(compute()))
     table.put(key, seconds, table.runs)
     return seconds
 
@@ -632,49 +647,27 @@ def leaf_context_overhead(table: LatencyTable) -> float:
 
     import torch
 
-    key = json.dumps(
-        {
-            "kind": "__leaf_in_network__",
-            "input": list(MIXED_INPUT),
-            "threads": torch.get_num_threads(),
-            "method": LEAF_METHOD,
-        },
-        sort_keys=True,
+    def overhead() -> float:
+        net = _mixed_cnn().eval()
+        leaves = sum(1 for m in net.modules() if _is_leaf(m))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # uncounted-op notes about the synthetic network
+            alone = predict_latency(
+                net,
+                input_shape=MIXED_INPUT,
+                table=table,
+                measure=False,
+                steady=False,
+                leaf_context=False,
+            ).seconds
+        x = torch.randn(*MIXED_INPUT)
+        with torch.inference_mode():
+            whole = table.behind_gate(lambda: table.timed(lambda: net(x)).median_s)
+        return (whole - alone) / leaves
+
+    return _calibration(
+        table, {"kind": "__leaf_in_network__", "input": list(MIXED_INPUT)}, LEAF_METHOD, overhead
     )
-    cached = table.get(key)
-    if cached is not None:
-        return cached
-    net = _mixed_cnn().eval()
-    leaves = sum(1 for m in net.modules() if _is_leaf(m))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        alone = predict_latency(
-            net,
-            input_shape=MIXED_INPUT,
-            table=table,
-            measure=False,
-            steady=False,
-            leaf_context=False,
-        ).seconds
-    x = torch.randn(*MIXED_INPUT)
-
-    def measure() -> float:
-        return time_callable(
-            lambda: net(x),
-            warmup=table.warmup,
-            runs=table.runs,
-            timer=table.timer,
-            min_sample_s=table.min_sample_s,
-        ).median_s
-
-    with torch.inference_mode():
-        whole, retaken = behind_gate(
-            measure, table._wait_gate, getattr(table.gate, "steady", None), retakes=table.retakes
-        )
-    table.retaken += retaken
-    seconds = max(0.0, (whole - alone) / leaves)
-    table.put(key, seconds, table.runs)
-    return seconds
 
 
 def container_calls(model) -> int:
