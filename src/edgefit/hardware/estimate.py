@@ -295,8 +295,13 @@ def check_memory_fit(
     weight_bytes: float,
     activation_bytes: float,
     peak_layer: str = "",
+    activation_label: str = "peak activations",
 ) -> Fit:
-    """Weights against storage and peak live activations against RAM, with a one-line verdict."""
+    """Weights against storage and peak live activations against RAM, with a one-line verdict.
+
+    ``activation_label`` names what ``activation_bytes`` is (``"planned arena"``
+    when it comes from an `edgefit.memory` plan).
+    """
     dev = device.display_name
     act_cap = device.activation_ram_bytes
     weights_fit = weight_bytes <= device.weight_storage_bytes
@@ -314,12 +319,13 @@ def check_memory_fit(
     if not activations_fit:
         if device.weights_share_activation_ram:
             problems.append(
-                f"weights plus peak activations need {format_bytes(weight_bytes + activation_bytes)}, "
+                f"weights plus {activation_label} need {format_bytes(weight_bytes + activation_bytes)}, "
                 f"{dev} has {format_bytes(act_cap)} of {device.activation_memory}{at}"
             )
         else:
             problems.append(
-                f"peak activations need {format_bytes(activation_bytes)}, {dev} has "
+                f"{activation_label} {'needs' if activation_label == 'planned arena' else 'need'} "
+                f"{format_bytes(activation_bytes)}, {dev} has "
                 f"{format_bytes(act_cap)} of {device.activation_memory}{at}"
             )
     if problems:
@@ -327,7 +333,7 @@ def check_memory_fit(
     else:
         message = (
             f"fits: weights {format_bytes(weight_bytes)} of {format_bytes(device.weight_storage_bytes)} "
-            f"{device.weight_storage}, peak activations {format_bytes(activation_bytes)} of "
+            f"{device.weight_storage}, {activation_label} {format_bytes(activation_bytes)} of "
             f"{format_bytes(act_cap)} {device.activation_memory}"
         )
     return Fit(
@@ -362,7 +368,7 @@ def _saturation(est_layers, peak: float, bw: float) -> tuple[int, float]:
 # ---------------------------------------------------------------- the estimate
 
 
-def estimate(profile, device: Device | str, precision: str | None = None) -> Estimate:
+def estimate(profile, device: Device | str, precision: str | None = None, *, memory_plan=None) -> Estimate:
     """Roofline, latency, energy and memory fit of ``profile`` on ``device``.
 
     Args:
@@ -372,6 +378,8 @@ def estimate(profile, device: Device | str, precision: str | None = None) -> Est
             By default the one matching the profile's activation bit width; when
             it differs from the profile's widths, bytes are rescaled to it
             (weights narrower than it stay as they are).
+        memory_plan: an `edgefit.memory.MemoryPlan` of the same model: the fit
+            then compares its planned arena, not the peak live activations, with RAM.
 
     Returns:
         An `Estimate`; ``estimate.totals.fits`` and ``.fit_message`` give the verdict.
@@ -438,6 +446,12 @@ def estimate(profile, device: Device | str, precision: str | None = None) -> Est
         weight_bytes=model_weight_bytes,
         activation_bytes=t.peak_live_bytes * act_scale,
         peak_layer=t.peak_live_layer,
+    ) if memory_plan is None else check_memory_fit(
+        device,
+        weight_bytes=model_weight_bytes,
+        activation_bytes=memory_plan.arena_bytes * act_scale,
+        peak_layer=memory_plan.peak_layer,
+        activation_label="planned arena",
     )
     joules = sum(r.joules for r in rows)
     compute_j = sum(r.compute_joules for r in rows)

@@ -82,7 +82,7 @@ def imbalance_statement(layers, bits: int = 8) -> str:
     rest = max(b[1] for b in blocks[k:])
     w_share = sum(b[2] for b in blocks[:k]) / total_w
     return (
-        f"the first {k} of {n} blocks (to {blocks[k - 1][0]}) need more than half of the "
-        f"{format_bytes(peak)} peak (at {at}); the other {n - k} need at most {format_bytes(rest)} "
-        f"({rest / peak:.0%} of it) and hold {1 - w_share:.0%} of the weights"
+        f"the first {k} of {n} blocks (to {blocks[k - 1][0]}) hold {w_share:.1%} of the weights but need "
+        f"more than half of the {format_bytes(peak)} peak (at {at}); the other {n - k} need at most "
+        f"{format_bytes(rest)} ({rest / peak:.0%} of it)"
     )

@@ -214,7 +214,7 @@ class MemoryPlan:
         steps: `PlanStep` per step, in order.
         arena: the final `Arena`.
         peak_layer: the layer at the final plan's peak.
-        inplace: the ops planned in place.
+        inplace: the ops planned in place, with their savings on the whole maps.
         patch: the `PatchPlan`, or ``None``.
         notes: what was asked and not done, and why.
         weight_bytes: all weights at their bit widths.
@@ -491,7 +491,7 @@ def plan_memory(
         if isinstance(cfg, PatchConfig):
             state.kinds = kinds  # the patch search sees the in-place plan it will run with
         step = _TECHNIQUES[type(cfg)](state, cfg)
-        bufs, state.inplace = state.buffers()
+        bufs, _ = state.buffers()
         arena = plan_arena(bufs)
         steps.append(PlanStep(step.name, step.detail, arena.lower_bound_bytes, arena.size_bytes, step.extra_macs))
     from edgefit.memory.distribution import layer_memory
