@@ -70,7 +70,7 @@ def plan(
     bit_spec = parse_per_layer(bits, int, "bits", "classifier.*=4,default=8")
     resolved, shapes = load_model(model, option, input_shape)
     dp = run_plan(
-        resolved.model, device, input_shape=list(shapes[0]), bits=bit_spec, activation_bits=activation_bits,
+        resolved.model, device, input_shape=list(shapes[0]), input_dtype=resolved.input_dtype or "float32", bits=bit_spec, activation_bits=activation_bits,
         patches=parse_patches(patches), split=parse_split(split), max_extra_macs=max_extra_macs,
         inplace=not no_inplace, target_bytes=parse_bytes(target), name=resolved.name,
     )

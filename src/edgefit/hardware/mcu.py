@@ -56,6 +56,7 @@ def plan(
     example_inputs=None,
     *,
     input_shape: Sequence[int] | None = None,
+    input_dtype="float32",
     bits: int | Mapping[str, int] = 8,
     activation_bits: int | None = None,
     patches: int | str | None = "auto",
@@ -72,6 +73,7 @@ def plan(
         device: a `Device`, a device name or a device file.
         example_inputs: forward arguments, or ``input_shape``.
         input_shape: the input shape.
+        input_dtype: dtype of inputs made from ``input_shape``.
         bits: weight bit width (one or per-layer patterns); default int8.
         activation_bits: activation bit width (default: the weight default).
         patches: ``"auto"``, patches per side, or ``None`` for no patches.
@@ -98,7 +100,7 @@ def plan(
     if patches is not None:
         techniques.append(PatchConfig(patches=patches, split=split, max_extra_macs=max_extra_macs,
                                       target_bytes=target_bytes))
-    mp = plan_memory(model, example_inputs, input_shape=input_shape, bits=bits,
+    mp = plan_memory(model, example_inputs, input_shape=input_shape, input_dtype=input_dtype, bits=bits,
                      activation_bits=activation_bits, techniques=techniques, name=name)
     before = check_memory_fit(device, weight_bytes=mp.weight_bytes, activation_bytes=mp.peak_live_bytes,
                               peak_layer=mp.peak_live_layer)

@@ -225,82 +225,98 @@ def tile_sizes(graph: SpatialGraph, end: int, in_hw: tuple[int, int]) -> dict:
 
 @dataclass(frozen=True)
 class Split:
-    """A place to end the patched stage: after child ``index - 1`` of ``container``.
+    """A place to end the patched stage: after the first ``index`` modules of the chain.
 
     Attributes:
-        container: path of the ``nn.Sequential`` that receives the model input.
-        index: number of its children run patch by patch.
-        child: name of the last child in the stage.
+        modules: paths of the modules run patch by patch, in order.
+        index: how many there are.
         end: index of the first op after the stage.
         value: the value that leaves the stage (assembled whole).
         storage: its storage key.
     """
 
-    container: str
+    modules: tuple[str, ...]
     index: int
-    child: str
     end: int
     value: int
     storage: int
 
     @property
     def label(self) -> str:
-        return f"{self.container}.{self.child}" if self.container else self.child
+        return self.modules[-1]
 
 
-def _container(model: nn.Module, tr: Trace) -> tuple[str, nn.Sequential]:
-    first = tr.ops[0].module if tr.ops else ""
-    for path, mod in model.named_modules():
-        inside = path == "" or first == path or first.startswith(path + ".")
-        if inside and type(mod).forward is nn.Sequential.forward and len(mod) > 1:
-            return path, mod
-        if inside and path == first:
-            break
-    raise PatchError(
-        f"cannot patch {type(model).__name__}: its first op ({tr.ops[0].name if tr.ops else 'none'} in "
-        f"{first or 'the root module'}) is not inside an nn.Sequential that receives the input"
-    )
+def _is_plain_sequential(mod: nn.Module) -> bool:
+    return isinstance(mod, nn.Sequential) and type(mod).forward is nn.Sequential.forward and len(mod) > 0
+
+
+def module_chain(model: nn.Module) -> list[str]:
+    """The model's children in order, with every plain ``nn.Sequential`` among them opened up.
+
+    Whether the forward really runs them one after the other, each on the
+    previous one's output, is checked against the trace (`find_splits`).
+    """
+    def expand(prefix: str, mod: nn.Module) -> list[str]:
+        out = []
+        for name, child in mod.named_children():
+            path = f"{prefix}{name}"
+            out += expand(path + ".", child) if _is_plain_sequential(child) else [path]
+        return out
+
+    return expand("", model)
+
+
+def _element_of(module: str, index: dict[str, int]) -> int | None:
+    parts = module.split(".") if module else []
+    for i in range(len(parts), 0, -1):
+        hit = index.get(".".join(parts[:i]))
+        if hit is not None:
+            return hit
+    return None
 
 
 def find_splits(model: nn.Module, tr: Trace, graph: SpatialGraph) -> list[Split]:
-    """Every place the first stage can end, earliest first; raises `PatchError` if none."""
-    path, seq = _container(model, tr)
-    prefix = f"{path}." if path else ""
-    names = [n for n, _ in seq.named_children()]
-    index_of = {n: i for i, n in enumerate(names)}
+    """Every place the first stage can end, earliest first; raises `PatchError` if none.
 
-    def child(module: str) -> int | None:
-        if not module.startswith(prefix) or (not prefix and not module):
-            return None
-        return index_of.get(module[len(prefix):].split(".", 1)[0])
-
-    ends: dict[int, int] = {}
-    current = 0
+    The stage is a prefix of `module_chain` whose ops come first, in chain
+    order, each module called once, with exactly one tensor passed across
+    every boundary inside it and out of it.
+    """
+    chain = module_chain(model)
+    index = {p: i for i, p in enumerate(chain)}
+    name = type(model).__name__
+    first = tr.ops[0] if tr.ops else None
+    if first is None or _element_of(first.module, index) is None:
+        where = f"{first.name} in {first.module or 'the root module'}" if first else "nothing"
+        raise PatchError(f"cannot patch {name}: its first op ({where}) runs outside its child modules")
+    ends: dict[int, int] = {}  # k -> first op index after the first k chain modules
+    current, stop = 0, len(tr.ops)
     for op in tr.ops:
-        c = child(op.module)
-        if c is None or c < current:
+        c = _element_of(op.module, index)
+        info = tr.modules.get(chain[c]) if c is not None else None
+        if c is None or c < current or (info is not None and info.calls > 1):
+            stop = op.index
             break
         for k in range(current + 1, c + 1):
             ends[k] = op.index
         current = c
-    else:
-        op = None
-    stop = op.index if op is not None else len(tr.ops)
-    for k in range(current + 1, len(names) + 1):
-        ends[k] = stop
-    splits, seen = [], set()
+    ends[current + 1] = stop
+    splits, seen, reason = [], set(), graph.reason
     for k in sorted(ends):
         end = ends[k]
-        if end in seen or end > graph.stop or end == 0:
+        if end in seen or end == 0:
             continue
+        if end > graph.stop:
+            break
         leaving = [vid for vid, v in tr.values.items() if v.producer < end and (v.last_use >= end or v.is_output)]
-        if len(leaving) == 1 and leaving[0] in graph.fields:
-            seen.add(end)
-            v = leaving[0]
-            splits.append(Split(path, k, names[k - 1], end, v, tr.values[v].storage))
+        if len(leaving) != 1 or leaving[0] not in graph.fields:
+            reason = reason or f"more than one tensor crosses the boundary after {chain[k - 1]}"
+            break  # a later stage would cut that tensor too
+        seen.add(end)
+        v = leaving[0]
+        splits.append(Split(tuple(chain[:k]), k, end, v, tr.values[v].storage))
     if not splits:
-        why = graph.reason or "no child's output is the only tensor passed on"
-        raise PatchError(f"cannot patch the first stage of {type(model).__name__}: {why}")
+        raise PatchError(f"cannot patch the first stage of {name}: {reason or 'no module boundary to split at'}")
     return splits
 
 
@@ -386,34 +402,39 @@ class PatchedStage(nn.Module):
         return out
 
 
-def _swap(model: nn.Module, path: str, new: nn.Module) -> nn.Module:
-    """A copy of ``model`` sharing every module except those on ``path``, where ``new`` goes."""
-    if not path:
-        return new
+def _swap(model: nn.Module, new: dict[str, nn.Module]) -> nn.Module:
+    """A copy of ``model`` sharing every module except those at the paths of ``new``, replaced."""
+    if "" in new:
+        return new[""]
     root = copy.copy(model)
     root._modules = dict(model._modules)
-    cur = root
-    parts = path.split(".")
-    for p in parts[:-1]:
-        child = copy.copy(cur._modules[p])
-        child._modules = dict(child._modules)
-        cur._modules[p] = child
-        cur = child
-    cur._modules[parts[-1]] = new
+    copies = {"": root}
+    for path, module in new.items():
+        parts = path.split(".")
+        cur = root
+        for i, p in enumerate(parts[:-1]):
+            key = ".".join(parts[: i + 1])
+            if key not in copies:
+                child = copy.copy(cur._modules[p])
+                child._modules = dict(child._modules)
+                cur._modules[p] = copies[key] = child
+            cur = copies[key]
+        cur._modules[parts[-1]] = module
     return root
 
 
 def patched_model(model: nn.Module, split: Split, tiles: list[Tile], graph: SpatialGraph) -> nn.Module:
-    """``model`` with its first ``split.index`` stage children run patch by patch.
+    """``model`` with the modules of ``split`` run patch by patch.
 
-    The returned model shares every parameter and module with ``model`` (nothing
-    is copied); ``model`` itself is left unchanged.
+    The first module of the stage becomes a `PatchedStage` running them all,
+    the others become ``nn.Identity``. The returned model shares every parameter
+    and module with ``model`` (nothing is copied); ``model`` is left unchanged.
     """
-    seq = model.get_submodule(split.container) if split.container else model
-    children = list(seq.children())
-    first = next(iter(graph.sizes))
-    stage = PatchedStage(nn.Sequential(*children[: split.index]), tiles, graph.sizes[first], graph.sizes[split.value])
-    return _swap(model, split.container, nn.Sequential(stage, *children[split.index:]))
+    layers = nn.Sequential(*[model.get_submodule(p) for p in split.modules])
+    stage = PatchedStage(layers, tiles, graph.sizes[graph.input], graph.sizes[split.value])
+    new = {p: nn.Identity() for p in split.modules[1:]}
+    new[split.modules[0]] = stage
+    return _swap(model, new)
 
 
 def _tile_axes(graph: SpatialGraph, t: Tile) -> tuple[dict, dict]:

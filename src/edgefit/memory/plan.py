@@ -82,8 +82,9 @@ class PatchConfig:
         patches: patches per side (``4`` = 4 x 4), or ``"auto"`` to choose.
             With ``"auto"`` a model whose first stage cannot be patched keeps
             its plan and the reason is reported; with a number it is an error.
-        split: where the stage ends: a child index (children run patched) or
-            name of the ``nn.Sequential`` that receives the input; ``None`` chooses.
+        split: where the stage ends: the number of modules of the model's
+            chain (its children, plain ``nn.Sequential`` ones opened up) run
+            patched, or the path of the last one; ``None`` chooses.
         max_extra_macs: most extra MACs allowed (halo recomputation), as a
             fraction of the model's MACs.
         max_patches: largest patches per side tried by ``"auto"``.
@@ -384,10 +385,10 @@ def _candidate(state: _State, graph, split: Split, n: int, conv_macs, total_macs
 def _pick_splits(splits: list[Split], want) -> list[Split]:
     if want is None:
         return splits
-    chosen = [s for s in splits if (s.index == want if isinstance(want, int) else want in (s.child, s.label))]
+    chosen = [s for s in splits if (s.index == want if isinstance(want, int) else want == s.label)]
     if not chosen:
         names = ", ".join(s.label for s in splits[:12])
-        raise PatchError(f"cannot end the patched stage at {want!r}: possible splits are {names}")
+        raise PatchError(f"cannot end the patched stage at {want!r}; it can end after {names}")
     return chosen
 
 
@@ -448,6 +449,7 @@ def plan_memory(
     example_inputs: Sequence | torch.Tensor | None = None,
     *,
     input_shape: Sequence[int] | None = None,
+    input_dtype: torch.dtype | str = torch.float32,
     bits: int | Mapping[str, int] = 32,
     activation_bits: int | None = None,
     techniques: Sequence = (InPlaceConfig(), PatchConfig()),
@@ -460,6 +462,7 @@ def plan_memory(
             ops run in an ``nn.Sequential`` that receives the image.
         example_inputs: forward arguments (only shapes and dtypes are used).
         input_shape: instead of ``example_inputs``.
+        input_dtype: dtype of inputs made from ``input_shape``.
         bits: weight bit width, or per-layer patterns (as `edgefit.profile`).
         activation_bits: activation bit width (default: the weight default).
         techniques: `InPlaceConfig`, `PatchConfig`, or configs of registered techniques.
@@ -473,7 +476,7 @@ def plan_memory(
             known = ", ".join(t.__name__ for t in _TECHNIQUES)
             raise ConfigError(f"unknown memory technique {type(cfg).__name__} (known: {known})")
     with gc_paused():
-        tr = trace(model, example_inputs, input_shape=input_shape)
+        tr = trace(model, example_inputs, input_shape=input_shape, input_dtype=input_dtype)
         profile = build_profile(tr, bits=bits, activation_bits=activation_bits, model_label=name)
     act_bits = check_bits(profile.activation_bits)
     state = _State(model, tr, profile, act_bits)
