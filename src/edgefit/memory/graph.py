@@ -75,7 +75,7 @@ def tensors_from_trace(tr: Trace) -> list[Tensor]:
             t["is_output"] = t["is_output"] or v.is_output
     last = len(tr.ops)
     out = [Tensor(**{**t, "end": min(max(t["end"], t["start"]), last)}) for t in found.values()]
-    return sorted(out, key=lambda t: (t.start, t.key))
+    return sorted(out, key=lambda t: (t.start, t.producer))
 
 
 def live_bytes_per_op(tensors, sizes: dict[int, int], n_steps: int) -> list[int]:
