@@ -87,7 +87,7 @@ def _mobilenet():
     (chain, (2, 3, 16, 16), 3, *F32),
     (Mixed, (1, 3, 37, 29), 2, *F64),
     (Mixed, (1, 3, 37, 29), 3, *F32),
-    (_mobilenet, (1, 3, 64, 64), 3, *F64),
+    pytest.param(_mobilenet, (1, 3, 64, 64), 3, *F64, marks=pytest.mark.slow),
     (_mobilenet, (1, 3, 64, 64), 2, *F32),
 ])
 def test_patched_forward_equals_the_model(build, shape, patches, dtype, tol):
