@@ -11,6 +11,10 @@ MODULES = [
     "edgefit.metrics.formulas",
     "edgefit.zoo",
     "edgefit.hardware",
+    "edgefit.memory",
+    "edgefit.memory.arena",
+    "edgefit.memory.plan",
+    "edgefit.hardware.mcu",
 ]
 
 

@@ -19,6 +19,8 @@ _LAZY = {
     "trace": ("edgefit.trace", "trace"),
     "estimate": ("edgefit.hardware", "estimate"),
     "get_device": ("edgefit.hardware", "get_device"),
+    "plan": ("edgefit.hardware.mcu", "plan"),
+    "plan_memory": ("edgefit.memory", "plan_memory"),
     "load_compressed": ("edgefit.compress", "load_compressed"),
     "EdgefitError": ("edgefit.errors", "EdgefitError"),
 }

@@ -9,7 +9,7 @@ activation and weight memory, all through one verb, `plan_memory`.
 >>> from edgefit.zoo import create
 >>> p = plan_memory(create("mobilenet_v2", width_mult=0.35), input_shape=(1, 3, 144, 144), bits=8)
 >>> p.peak_live_bytes, p.patch.patches, p.arena_bytes < 320 * 1024
-(497760, 4, True)
+(497760, 5, True)
 """
 
 from edgefit.memory.arena import Arena, Buffer, PlanError, plan_arena, validate_arena

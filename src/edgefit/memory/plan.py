@@ -14,7 +14,7 @@ dispatched through a registry keyed on its type:
 >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1))
 >>> p = plan_memory(net, input_shape=(1, 1, 8, 8), bits=8, techniques=[InPlaceConfig()])
 >>> p.estimate_bytes, p.peak_live_bytes, p.arena_bytes
-(384, 512, 384)
+(384, 520, 384)
 """
 
 from __future__ import annotations
