@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -76,7 +77,10 @@ def mcunet_style(num_classes: int = 1000) -> nn.Module:
     for t, out, k, s in MCUNET_BLOCKS:
         layers.append(MBConv(c, out, k, s, t))
         c = out
-    return nn.Sequential(nn.Sequential(*layers), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
+    return nn.Sequential(OrderedDict(
+        features=nn.Sequential(*layers), pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
+        classifier=nn.Linear(c, num_classes),
+    ))
 
 
 CASES = [

@@ -99,8 +99,9 @@ def demo_section(echo) -> None:
     from edgefit.zoo import create
 
     dp = run_plan(create("mobilenet_v2", device="meta"), "stm32f746", input_shape=(1, 3, 224, 224), bits=8,
-                  patches=None, inplace=False, name="mobilenet_v2")
+                  name="mobilenet_v2")
     echo(f"today, MobileNetV2 1.0-224 int8: {dp.before.message}")
+    echo(f"planned (in place, {dp.memory.patch.patches}x{dp.memory.patch.patches} patches): {dp.fit.message}")
     echo("")
     small = create("mobilenet_v2", width_mult=0.35, num_classes=100, device="meta")
     dp = run_plan(small, "stm32f746", input_shape=(1, 3, 144, 144), bits=8,
