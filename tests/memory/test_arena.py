@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch.nn as nn
 
-from edgefit.memory import Buffer, InPlaceConfig, PlanError, plan_arena, plan_memory, tensors_from_trace
+from edgefit.memory import (
+    Buffer,
+    InPlaceConfig,
+    PlanError,
+    plan_arena,
+    plan_memory,
+    tensors_from_trace,
+)
 from edgefit.memory.arena import Arena, overlapping_pairs, validate_arena
 from edgefit.trace import trace
 

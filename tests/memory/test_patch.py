@@ -104,7 +104,7 @@ def test_patched_forward_equals_the_model(build, shape, patches, dtype, tol):
         want, got = model(x), patched(x)
     assert want.shape == got.shape
     torch.testing.assert_close(got, want, rtol=tol, atol=tol)
-    assert patched is not model and all(a is b for a, b in zip(patched.parameters(), model.parameters()))
+    assert patched is not model and all(a is b for a, b in zip(patched.parameters(), model.parameters(), strict=True))
 
 
 def test_extra_macs_are_what_the_patched_model_runs():

@@ -137,7 +137,7 @@ def plan_arena(buffers: Sequence[Buffer], orders: Sequence[str] | None = None) -
         ranked = sorted(buffers, key=_ORDERS[order])
         offsets, top = _greedy(ranked)
         if best is None or top < best[0]:
-            best = (top, order, {b.name: int(o) for b, o in zip(ranked, offsets)})
+            best = (top, order, {b.name: int(o) for b, o in zip(ranked, offsets, strict=True)})
     top, order, placed = best if best else (0, "size", {})
     offsets = {b.name: placed[b.name] for b in buffers}
     arena = Arena(

@@ -182,9 +182,9 @@ def spatial_graph(tr: Trace) -> SpatialGraph:
         else:
             out_f = tuple(
                 Field(u.stride * s, u.lo - p * u.stride, u.hi + (e - 1 - p) * u.stride)
-                for u, (e, s, p, _) in zip(union, rule)
+                for u, (e, s, p, _) in zip(union, rule, strict=True)
             )
-            out_hw = tuple(window_size(n, *r) for n, r in zip((h, w), rule))
+            out_hw = tuple(window_size(n, *r) for n, r in zip((h, w), rule, strict=True))
         outs = []
         for o in op.outputs:
             if o.role == "activation" and len(o.shape) == 4 and tuple(o.shape[2:]) == out_hw:
