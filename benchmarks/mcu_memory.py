@@ -6,7 +6,7 @@ LeNets, at int8 (weights and activations), it reports:
 
 * the lectures' estimate (largest input + output of one layer, reference/000),
 * the peak live bytes (the lower bound of any arena) and the greedy arena (TFLite Micro's
-  largest-first placement, best of five orders),
+  largest-first placement, best of five orders and seeded random ones),
 * the arena with elementwise ops and depthwise convolutions in place (TinyEngine),
 * the arena with the first stage run patch by patch (MCUNetV2), the split, the patches and
   the extra MACs,
@@ -193,7 +193,8 @@ def main() -> int:
         "## Planned memory at int8 (weights and activations)",
         "",
         "Estimate: the lectures' largest input + output of one layer. Live peak: most bytes alive at once "
-        "(lower bound of any arena). Arena: greedy placement (best of five orders), its excess over the bound. "
+        "(lower bound of any arena). Arena: greedy placement (best of five orders, then seeded random ones), "
+        "its excess over the bound. "
         "In-place: elementwise ops and depthwise convs overwrite inputs that die. Patches: the first stage run "
         "patch by patch (setting chosen for the lowest peak under +20% MACs; extra MACs over the whole model). "
         "Cut: live peak / final arena, and in-place arena / final arena (the patches' own share).",
