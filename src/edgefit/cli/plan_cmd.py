@@ -62,6 +62,8 @@ def plan(
     as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
 ) -> None:
     """Plan activation memory (arena, in-place, patches) and judge it against a device."""
+    from rich.console import Console
+
     from edgefit.cli.profile_cmd import load_model
     from edgefit.hardware.mcu import plan as run_plan
     from edgefit.report.memory import layer_table, memory_figure, plan_lines
@@ -69,11 +71,13 @@ def plan(
 
     bit_spec = parse_per_layer(bits, int, "bits", "classifier.*=4,default=8")
     resolved, shapes = load_model(model, option, input_shape)
-    dp = run_plan(
-        resolved.model, device, input_shape=list(shapes[0]), input_dtype=resolved.input_dtype or "float32", bits=bit_spec, activation_bits=activation_bits,
-        patches=parse_patches(patches), split=parse_split(split), max_extra_macs=max_extra_macs,
-        inplace=not no_inplace, target_bytes=parse_bytes(target), name=resolved.name,
-    )
+    with Console(stderr=True).status(f"planning {resolved.name}..."):
+        dp = run_plan(
+            resolved.model, device, input_shape=list(shapes[0]), input_dtype=resolved.input_dtype or "float32",
+            bits=bit_spec, activation_bits=activation_bits, patches=parse_patches(patches), split=parse_split(split),
+            max_extra_macs=max_extra_macs, inplace=not no_inplace, target_bytes=parse_bytes(target),
+            name=resolved.name,
+        )
     if as_json:
         d = dp.memory.to_dict()
         d.update(device=dp.device.name, today=dp.before.message, verdict=dp.fit.message, fits=dp.fits,
