@@ -180,3 +180,23 @@ def test_config_validation():
             PatchConfig(**bad)
     with pytest.raises(ConfigError):
         InPlaceConfig(elementwise=False, depthwise=False)
+
+
+def test_patched_plan_of_a_tiny_chain_by_hand():
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 2, 3, padding=1),
+        nn.Flatten(), nn.Linear(32, 10),
+    )
+    p = plan_memory(net, input_shape=(1, 1, 8, 8), bits=8, techniques=[PatchConfig(patches=2, split="2",
+                                                                                 max_extra_macs=1.0)])
+    # pool output q reads input 2q-1 .. 2q+2: tile rows [0,2) read [0,5), rows [2,4) read [2,8) (crop 1)
+    assert [(t.out_rows, t.in_rows, t.crop) for t in p.patch.tiles[::3]] == [((0, 2), (0, 5), (0, 0)),
+                                                                            ((2, 4), (2, 8), (1, 1))]
+    # unpatched peak at the relu: conv out 256 + relu out 256
+    assert p.peak_live_bytes == 512
+    # patched, at the relu of the largest (6x6) tile: input 64 + assembled output 4x4x4 = 64
+    # + conv out 4x6x6 = 144 + relu out 144
+    assert p.arena_bytes == p.lower_bound_bytes == 416
+    # conv1: 36 MACs per output position; tiles 5x5 + 5x6 + 6x5 + 6x6 = 121 positions against 64
+    assert p.patch.extra_macs == 36 * (121 - 64) == 2052
+    assert p.macs == 2304 + 1152 + 320
