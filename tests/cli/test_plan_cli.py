@@ -9,7 +9,7 @@ import pytest
 
 from edgefit.cli.main import main
 
-SMALL = ["zoo:mobilenet_v2", "-o", "width_mult=0.35", "-o", "resolution=144"]
+SMALL = ["zoo:mobilenet_v2", "--option", "width_mult=0.35", "--option", "resolution=144"]
 
 
 def test_plan_report(capsys, tmp_path):
@@ -24,9 +24,10 @@ def test_plan_report(capsys, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_plan_json_fits_with_fewer_classes(capsys):
-    assert main(["plan", *SMALL, "-o", "num_classes=100", "--json"]) == 0
-    d = json.loads(capsys.readouterr().out)
+def test_plan_json_fits_with_fewer_classes(tmp_path):
+    out = tmp_path / "plan.json"
+    assert main(["plan", *SMALL, "--option", "num_classes=100", "--json", "-o", str(out)]) == 0
+    d = json.loads(out.read_text())
     assert d["fits"] is True and d["arena_bytes"] == 94976 and d["peak_live_bytes"] == 497760
     assert d["patch"]["split"] == "features.2" and len(d["patch"]["tiles"]) == 25
 

@@ -56,7 +56,8 @@ def plan(
     no_inplace: bool = typer.Option(False, "--no-inplace", help="do not plan ops in place"),
     target: str = typer.Option(None, "--target", help="peak the patches must reach (e.g. 256KB); default: lowest"),
     input_shape: str = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,144,144"),
-    option: list[str] = typer.Option([], "--option", "-o", help="model option key=value (zoo models)"),
+    option: list[str] = typer.Option([], "--option", help="builder option KEY=VALUE (repeatable), e.g. width_mult=0.35"),
+    output: str = typer.Option(None, "--output", "-o", help="write the report to FILE (atomically) instead of stdout"),
     layers: bool = typer.Option(False, "--layers", help="also print the per-layer memory table"),
     plot: str = typer.Option(None, "--plot", help="write the per-layer memory picture (png, svg, pdf)"),
     as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
@@ -64,7 +65,7 @@ def plan(
     """Plan activation memory (arena, in-place, patches) and judge it against a device."""
     from rich.console import Console
 
-    from edgefit.cli.profile_cmd import load_model
+    from edgefit.cli.profile_cmd import load_model, write_or_print
     from edgefit.hardware.mcu import plan as run_plan
     from edgefit.report.memory import layer_table, memory_figure, plan_lines
     from edgefit.report.plots import save_figure
@@ -82,13 +83,10 @@ def plan(
         d = dp.memory.to_dict()
         d.update(device=dp.device.name, today=dp.before.message, verdict=dp.fit.message, fits=dp.fits,
                  advice=list(dp.advice))
-        typer.echo(json.dumps(d, indent=2))
+        text = json.dumps(d, indent=2)
     else:
-        for line in plan_lines(dp):
-            typer.echo(line)
-        if layers:
-            typer.echo("")
-            typer.echo(layer_table(dp.memory))
+        text = "\n".join(plan_lines(dp) + (["", layer_table(dp.memory)] if layers else []))
+    write_or_print(text, output)
     if plot:
         fig = memory_figure(dp.memory, capacity_bytes=dp.device.activation_ram_bytes,
                             capacity_label=f"{dp.device.display_name} {dp.device.activation_memory}")
@@ -113,4 +111,5 @@ def demo_section(echo) -> None:
     for line in plan_lines(dp):
         echo(line)
     echo("")
-    echo("Try: edgefit plan zoo:mobilenet_v2 -o width_mult=0.35 -o resolution=144 --layers --plot memory.png")
+    echo("Try: edgefit plan zoo:mobilenet_v2 --option width_mult=0.35 --option resolution=144 --layers "
+         "--plot memory.png")
