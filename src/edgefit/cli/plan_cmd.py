@@ -51,7 +51,7 @@ def plan(
     bits: str = typer.Option("8", "--bits", "-b", help="weight bit width, or per-layer 'pattern=bits,...,default=8'"),
     activation_bits: int = typer.Option(None, "--activation-bits", help="activation bit width (default: --bits)"),
     patches: str = typer.Option("auto", "--patches", "-p", help="auto, none, or patches per side (4 = 4x4)"),
-    split: str = typer.Option(None, "--split", help="end the patched stage after this child (index or name)"),
+    split: str = typer.Option(None, "--split", help="end the patched stage after this module (its path, or how many modules of the chain)"),
     max_extra_macs: float = typer.Option(0.2, "--max-extra-macs", help="most extra MACs patches may add (0.2 = 20%)"),
     no_inplace: bool = typer.Option(False, "--no-inplace", help="do not plan ops in place"),
     target: str = typer.Option(None, "--target", help="peak the patches must reach (e.g. 256KB); default: lowest"),
