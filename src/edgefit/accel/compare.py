@@ -1,0 +1,221 @@
+"""Compare dataflows over a whole network, and the Eyeriss chip against its measurements.
+
+>>> from edgefit.accel import DataflowConfig
+>>> DataflowConfig(dataflows=("rs", "ws")).batch
+16
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgefit.accel.arch import LEVELS, SpatialArch, eyeriss_chip, paper_array, reference_data
+from edgefit.accel.dataflow import DATA, LayerEnergy, get_dataflow, map_layer
+from edgefit.accel.layers import ConvLayer, layers_from_profile
+from edgefit.errors import ConfigError
+
+#: RF words each dataflow's definition needs under ``equal_area`` (RS keeps the array's RF):
+#: WS one stationary weight and one operand in flight, OS one partial sum and one operand,
+#: NLR no local storage at all (Chen et al., ISCA 2016, Sec. V).
+EQUAL_AREA_RF_WORDS = {"ws": 2, "os": 2, "nlr": 0}
+
+
+@dataclass(frozen=True)
+class DataflowConfig:
+    """What to compare.
+
+    Attributes:
+        arch: the array (RS's RF and buffer; default: the ISCA 2016 256-PE array).
+        dataflows: names, any of ``rs, ws, os, nlr``.
+        batch: batch size N.
+        equal_area: give WS, OS and NLR the same total on-chip storage, with the
+            RF their definition needs and the rest as buffer (the paper's setup);
+            ``False`` maps every dataflow on ``arch`` as given.
+    """
+
+    arch: SpatialArch = field(default_factory=paper_array)
+    dataflows: tuple[str, ...] = ("rs", "ws", "os", "nlr")
+    batch: int = 16
+    equal_area: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.dataflows:
+            raise ConfigError("give at least one dataflow (rs, ws, os, nlr)")
+        object.__setattr__(self, "dataflows", tuple(d.strip().lower() for d in self.dataflows))
+        for d in self.dataflows:
+            get_dataflow(d)
+        if not isinstance(self.batch, int) or self.batch < 1:
+            raise ConfigError(f"batch must be an integer >= 1, got {self.batch!r}")
+
+    def arch_for(self, dataflow: str) -> SpatialArch:
+        """The array a dataflow is mapped on (its own RF / buffer split under ``equal_area``)."""
+        if not self.equal_area or dataflow not in EQUAL_AREA_RF_WORDS:
+            return self.arch
+        return self.arch.with_rf(int(EQUAL_AREA_RF_WORDS[dataflow] * self.arch.word_bytes))
+
+
+@dataclass(frozen=True)
+class DataflowReport:
+    """Per-layer energy of each dataflow, plus the layers the model does not cover."""
+
+    model: str
+    config: DataflowConfig
+    results: dict[str, tuple[LayerEnergy, ...]]
+    uncovered: tuple[tuple[str, str, int], ...]
+
+    @property
+    def layers(self) -> tuple[ConvLayer, ...]:
+        return tuple(r.layer for r in next(iter(self.results.values())))
+
+    def rows(self, dataflow: str, kind: str | None = None) -> tuple[LayerEnergy, ...]:
+        return tuple(r for r in self.results[dataflow] if kind is None or r.layer.kind == kind)
+
+    def total(self, dataflow: str, kind: str | None = None) -> float:
+        """Energy in MAC units over the layers of ``kind`` (``conv``, ``fc`` or all)."""
+        return sum(r.total for r in self.rows(dataflow, kind))
+
+    def ratio(self, dataflow: str, kind: str | None = None, against: str = "rs") -> float:
+        """Energy of ``dataflow`` over that of ``against`` (how much more it uses)."""
+        return self.total(dataflow, kind) / self.total(against, kind)
+
+    def breakdown(self, dataflow: str, kind: str | None = None) -> dict[str, float]:
+        """Energy by level (alu, rf, array, buffer, dram) summed over the layers."""
+        out = dict.fromkeys(LEVELS, 0.0)
+        for r in self.rows(dataflow, kind):
+            for level, v in r.by_level().items():
+                out[level] += v
+        return out
+
+    def breakdown_by_data(self, dataflow: str, kind: str | None = None) -> dict[str, float]:
+        out = dict.fromkeys(("mac", *DATA), 0.0)
+        for r in self.rows(dataflow, kind):
+            for d, v in r.by_data().items():
+                out[d] += v
+        return out
+
+    def table(self, markdown: bool = False) -> str:
+        """Per layer: energy per MAC of each dataflow and its ratio to RS; totals per kind."""
+        dfs = self.config.dataflows
+        head = ["layer", "kind", "MACs", *[f"{d.upper()} /MAC" for d in dfs]]
+        if "rs" in dfs:
+            head += [f"{d.upper()}/RS" for d in dfs if d != "rs"]
+        lines = []
+        for i, layer in enumerate(self.layers):
+            rows = [self.results[d][i] for d in dfs]
+            cells = [layer.name, layer.kind, f"{layer.macs:,}", *[f"{r.total / layer.macs:.3f}" for r in rows]]
+            if "rs" in dfs:
+                rs = self.results["rs"][i].total
+                cells += [f"{self.results[d][i].total / rs:.2f}x" for d in dfs if d != "rs"]
+            lines.append(cells)
+        for kind in ("conv", "fc"):
+            if not self.rows(dfs[0], kind):
+                continue
+            macs = sum(r.layer.macs for r in self.rows(dfs[0], kind))
+            cells = [f"total {kind.upper()}", kind, f"{macs:,}", *[f"{self.total(d, kind) / macs:.3f}" for d in dfs]]
+            if "rs" in dfs:
+                cells += [f"{self.ratio(d, kind):.2f}x" for d in dfs if d != "rs"]
+            lines.append(cells)
+        return _render(head, lines, markdown)
+
+    def breakdown_table(self, kind: str | None = None, markdown: bool = False) -> str:
+        """Energy by level, normalized to RS's total (or the first dataflow's), like the paper's figures."""
+        dfs = self.config.dataflows
+        ref = self.total("rs" if "rs" in dfs else dfs[0], kind)
+        lines = []
+        for d in dfs:
+            b = self.breakdown(d, kind)
+            lines.append([d.upper(), *[f"{b[lv] / ref:.3f}" for lv in LEVELS], f"{sum(b.values()) / ref:.3f}"])
+        return _render(["dataflow", *LEVELS, "total"], lines, markdown)
+
+
+def _render(head: list[str], lines: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
+        return "\n".join(out + ["| " + " | ".join(c) + " |" for c in lines])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
+    fmt = "  ".join("{:<%d}" % widths[0] if i == 0 else "{:>%d}" % w for i, w in enumerate(widths))
+    return "\n".join(fmt.format(*row) for row in [head, *lines])
+
+
+def compare_dataflows(profile, config: DataflowConfig | None = None, on_layer=None) -> DataflowReport:
+    """Map every CONV / FC layer of ``profile`` under each dataflow of ``config``.
+
+    Args:
+        profile: an `edgefit.metrics.Profile` (any batch: ``config.batch`` replaces it).
+        config: arrays, dataflows, batch.
+        on_layer: optional callback ``(layer_name, dataflow)`` after each mapping (progress).
+
+    Raises:
+        NoMappingError: a layer fits no mapping of a dataflow (one line naming both).
+        UnsupportedLayerError: the profile has no CONV / FC layer at all.
+    """
+    from edgefit.accel.layers import UnsupportedLayerError
+
+    config = config or DataflowConfig()
+    layers, uncovered = layers_from_profile(profile, batch=config.batch)
+    if not layers:
+        names = ", ".join(f"{n} ({k})" for n, k, _ in uncovered) or "none with MACs"
+        raise UnsupportedLayerError(f"{profile.model}: no CONV or FC layer for the accelerator model; layers with MACs: {names}")
+    results = {}
+    for d in config.dataflows:
+        arch = config.arch_for(d)
+        rows = []
+        for layer in layers:
+            rows.append(map_layer(layer, arch, d))
+            if on_layer is not None:
+                on_layer(layer.name, d)
+        results[d] = tuple(rows)
+    return DataflowReport(profile.model, config, results, tuple(uncovered))
+
+
+@dataclass(frozen=True)
+class ChipComparison:
+    """Predicted AlexNet CONV figures on the Eyeriss chip beside the measured ones."""
+
+    report: DataflowReport
+    latency_seconds: float
+    compute_seconds: float
+    dram_bytes_per_image: float
+    dram_accesses_per_mac: float
+    power_watts: float | None
+    measured: dict[str, tuple[float, str]]
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(figure, predicted, measured, source of the measurement)."""
+        m = self.measured
+        batch = self.report.config.batch
+        out = [
+            (f"CONV latency per batch of {batch}", f"{self.latency_seconds * 1e3:.1f} ms",
+             f"{m['runtime_seconds'][0] * 1e3:.1f} ms", m["runtime_seconds"][1]),
+            ("  of which compute-bound (MACs / active PEs)", f"{self.compute_seconds * 1e3:.1f} ms", "", ""),
+            ("off-chip traffic per image", f"{self.dram_bytes_per_image / 1e6:.2f} MB",
+             f"{m['dram_bytes_per_image'][0] / 1e6:.2f} MB", m["dram_bytes_per_image"][1]),
+            ("DRAM accesses per MAC", f"{self.dram_accesses_per_mac:.4f}", "", ""),
+        ]
+        if self.power_watts is not None:
+            out.append(("power", f"{self.power_watts * 1e3:.0f} mW", f"{m['power_watts'][0] * 1e3:.0f} mW",
+                        m["power_watts"][1]))
+        return out
+
+
+def eyeriss_comparison(profile, *, arch: SpatialArch | None = None, batch: int | None = None) -> ChipComparison:
+    """RS on the Eyeriss chip for the CONV layers of ``profile``: latency, DRAM traffic, power.
+
+    Latency per layer is the larger of the compute time (MACs / active PEs at the
+    clock) and the DRAM time (words x 2 B / bandwidth); power is the model's energy
+    (``pj_per_unit`` per normalized unit, an estimate) over that latency.
+    """
+    arch = arch or eyeriss_chip()
+    data = reference_data()["eyeriss_measured"]
+    batch = batch or int(data["batch"]["value"])
+    report = compare_dataflows(profile, DataflowConfig(arch=arch, dataflows=("rs",), batch=batch, equal_area=False))
+    rows = report.rows("rs", "conv")
+    compute = sum(r.cycles for r in rows) / arch.clock_hz
+    latency = sum(max(r.cycles / arch.clock_hz, r.dram_words() * arch.word_bytes / arch.dram_bytes_per_s) for r in rows)
+    dram_words = sum(r.dram_words() for r in rows)
+    macs = sum(r.layer.macs for r in rows)
+    energy = sum(r.total for r in rows)
+    power = energy * arch.pj_per_unit * 1e-12 / latency if arch.pj_per_unit else None
+    measured = {k: (float(v["value"]), v["source"]) for k, v in data.items()}
+    return ChipComparison(report, latency, compute, dram_words * arch.word_bytes / batch, dram_words / macs,
+                          power, measured)

@@ -1,0 +1,380 @@
+"""Dataflow energy on a spatial array: WS, OS, NLR and RS (Chen et al., ISCA 2016).
+
+The analysis framework of the Eyeriss paper: every MAC reads an ifmap value and
+a weight and updates a partial sum; each data type reaches the ALU through a
+chain DRAM -> global buffer -> array (PE-to-PE / on-chip network) -> register
+file, and the reuse a dataflow achieves at each level decides how many accesses
+each level sees. For a data type with ``rf`` uses per RF fill and ``array``
+PEs fed by one buffer read,
+
+* RF accesses      = MACs,
+* array accesses   = MACs / rf,
+* buffer accesses  = MACs / (rf x array),
+
+where a partial sum costs a read and a write at every level it is accumulated
+in (RF and array: twice the count; buffer: the writes plus a read of every
+write but the first of each output),
+* DRAM accesses    from the tiling of the layer into the global buffer.
+
+Energy = sum over levels of accesses x cost (RF 1, array 2, buffer 6, DRAM 200,
+ALU 1 per MAC, `edgefit.accel.arch.Costs`).
+
+The dataflows, and the reuse each exploits (reference/003):
+
+* ``ws`` weight stationary: a PE keeps one weight in its RF and uses it for
+  every output of the batch tile; ifmaps are broadcast to ``p_m`` filters and
+  passed across the ``p_k`` PEs that hold one filter plane; partial sums move
+  through the array, accumulating across ``p_c`` channels and ``p_k`` PEs.
+* ``os`` output stationary: a PE keeps one partial sum and accumulates
+  C x R x S MACs locally; ifmaps are forwarded between the ``p_e x p_f`` PEs of
+  an output block, weights broadcast to them, ``p_m`` filters side by side.
+* ``nlr`` no local reuse: no RF at all, the storage goes to the buffer; ifmaps
+  broadcast to ``p_m`` filters, partial sums reduced across ``p_c`` channels.
+* ``rs`` row stationary: a PE runs a 1-D row convolution with ``p`` filter rows
+  of ``q`` channels and a sliding ifmap window in its RF; a PE set of R x
+  ``e`` PEs computes a 2-D convolution with weights reused horizontally,
+  ifmaps diagonally and partial sums accumulated vertically; ``t_m`` sets share
+  ifmaps, ``t_c`` sets accumulate across channels.
+
+The mapping of each layer is searched: the buffer tile (``n_b, m_b, c_b, e_b``),
+the order of the DRAM loops and the dataflow's spatial and RF parameters, under
+the PE count, the RF and the buffer size. Simplifications (stated, not hidden):
+one value per 16-bit word; no double buffering; the RF and buffer fills that
+come with a read from the level above are not counted separately (as in the
+paper's formula E = a·DRAM + ab·buffer + abc·array + abcd·RF); the ifmap halo
+re-read at each row-tile boundary is R - U rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from edgefit.accel.arch import LEVELS, SpatialArch
+from edgefit.accel.layers import ConvLayer
+from edgefit.errors import ConfigError, RegistryError, close_names
+
+DATA = ("ifmap", "weight", "psum")
+DATAFLOWS: dict[str, Callable] = {}
+
+
+class NoMappingError(ConfigError):
+    """The array, RF or buffer is too small for any mapping of a layer."""
+
+
+def register_dataflow(name: str):
+    """Register a mapper ``fn(layer, arch, tile) -> iterator of (params, reuse, pes, rf_words)``."""
+    def deco(fn):
+        if name in DATAFLOWS:
+            raise RegistryError(f"dataflow {name!r} is already registered")
+        DATAFLOWS[name] = fn
+        return fn
+    return deco
+
+
+def get_dataflow(name: str) -> Callable:
+    """The mapper of a dataflow; raises `RegistryError` with close names."""
+    try:
+        return DATAFLOWS[name.lower()]
+    except KeyError:
+        raise RegistryError(
+            f"unknown dataflow {name!r}; known: {', '.join(DATAFLOWS)}.{close_names(name.lower(), DATAFLOWS)}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """Uses per RF fill (``rf``), PEs fed by one buffer read (``array``), and whether the RF holds it."""
+
+    rf: float
+    array: float
+    in_rf: bool
+
+
+@dataclass(frozen=True)
+class Tile:
+    """The part of the layer held in the global buffer, and the DRAM loop order (outer to inner)."""
+
+    n: int
+    m: int
+    c: int
+    e: int
+    order: str = "nmce"
+
+
+@dataclass(frozen=True)
+class LayerEnergy:
+    """Accesses and energy of one layer under one dataflow's best mapping.
+
+    Attributes:
+        layer: the layer (for a grouped layer, counts cover all groups).
+        dataflow: ``ws``, ``os``, ``nlr`` or ``rs``.
+        arch: the array it was mapped on (for ``equal_area``, its own RF/buffer split).
+        params: the dataflow's spatial / RF parameters.
+        tile: buffer tile and DRAM loop order.
+        active_pes: PEs that hold work.
+        accesses: level -> data type -> accesses (``alu``: ``{"mac": MACs}``).
+        cycles: MACs / active PEs (one MAC per PE per cycle, no stalls).
+    """
+
+    layer: ConvLayer
+    dataflow: str
+    arch: SpatialArch
+    params: dict
+    tile: Tile
+    active_pes: int
+    accesses: dict[str, dict[str, float]]
+    cycles: float
+    energy: dict[str, dict[str, float]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        costs = self.arch.costs
+        object.__setattr__(self, "energy", {
+            level: {d: n * getattr(costs, level) for d, n in per.items()} for level, per in self.accesses.items()
+        })
+
+    @property
+    def total(self) -> float:
+        """Energy in units of one MAC."""
+        return sum(sum(per.values()) for per in self.energy.values())
+
+    def by_level(self) -> dict[str, float]:
+        return {level: sum(per.values()) for level, per in self.energy.items()}
+
+    def by_data(self) -> dict[str, float]:
+        out = {"mac": 0.0, **{d: 0.0 for d in DATA}}
+        for per in self.energy.values():
+            for d, v in per.items():
+                out[d] += v
+        return out
+
+    def dram_words(self) -> float:
+        return sum(self.accesses["dram"].values())
+
+
+# ---- the search -------------------------------------------------------------------------------
+
+def divisors(x: int) -> list[int]:
+    """Divisors of ``x`` in increasing order.
+
+    >>> divisors(12)
+    [1, 2, 3, 4, 6, 12]
+    """
+    small = [d for d in range(1, math.isqrt(x) + 1) if x % d == 0]
+    return sorted(set(small + [x // d for d in small]))
+
+
+_RELEVANT = {"ifmap": "nce", "weight": "mc", "psum": "nme"}
+_ORDERS = tuple("".join(p) for p in itertools.permutations("nmce"))
+
+
+def _loads(tile_counts: dict[str, int], order: str, relevant: str) -> int:
+    """Times a data type's buffer tile is loaded: trips of every loop down to its innermost relevant one."""
+    inner = max(order.index(x) for x in relevant)
+    return math.prod(tile_counts[x] for x in order[: inner + 1])
+
+
+def dram_accesses(layer: ConvLayer, tile: Tile, m: int | None = None) -> dict[str, float]:
+    """DRAM words per data type for one group of ``layer`` under ``tile`` (``m``: filters per group)."""
+    m = m or layer.m // layer.groups
+    counts = {"n": -(-layer.n // tile.n), "m": -(-m // tile.m), "c": -(-layer.c // tile.c), "e": -(-layer.e // tile.e)}
+    halo = max(0, layer.r - layer.stride[0])
+    ifmap_pass = layer.n * layer.c * layer.w * (layer.h + (counts["e"] - 1) * halo)
+    out = {}
+    refetch = _loads(counts, tile.order, _RELEVANT["ifmap"]) / (counts["n"] * counts["c"] * counts["e"])
+    out["ifmap"] = refetch * ifmap_pass
+    refetch = _loads(counts, tile.order, _RELEVANT["weight"]) / (counts["m"] * counts["c"])
+    out["weight"] = refetch * m * layer.c * layer.r * layer.s
+    outputs = layer.n * m * layer.e * layer.f
+    writes = _loads(counts, tile.order, _RELEVANT["psum"]) / (counts["n"] * counts["m"] * counts["e"]) * outputs
+    out["psum"] = 2 * writes - outputs
+    return out
+
+
+def buffer_words_needed(layer: ConvLayer, tile: Tile) -> int:
+    """Words of the buffer tile: ifmap rows with halo, weights, partial sums."""
+    rows = min((tile.e - 1) * layer.stride[0] + layer.r, layer.hp)
+    return (tile.n * tile.c * rows * layer.wp + tile.m * tile.c * layer.r * layer.s
+            + tile.n * tile.m * tile.e * layer.f)
+
+
+def onchip_accesses(macs: float, outputs: float, reuse: dict[str, Reuse]) -> dict[str, dict[str, float]]:
+    """RF, array and buffer accesses from the reuse of each data type (see the module doc)."""
+    acc = {"rf": {}, "array": {}, "buffer": {}}
+    for d in DATA:
+        ru = reuse[d]
+        per_use = 2 if d == "psum" else 1
+        acc["rf"][d] = per_use * macs if ru.in_rf else 0.0
+        acc["array"][d] = per_use * macs / ru.rf
+        leaving = macs / (ru.rf * ru.array)
+        acc["buffer"][d] = 2 * leaving - outputs if d == "psum" else leaving
+    return acc
+
+
+def _best_dram(layer: ConvLayer, tile_dims: tuple[int, int, int, int], m: int, cost: float):
+    best = None
+    for order in _ORDERS:
+        tile = Tile(*tile_dims, order=order)
+        dram = dram_accesses(layer, tile, m)
+        e = cost * sum(dram.values())
+        if best is None or e < best[0]:
+            best = (e, tile, dram)
+    return best
+
+
+def _onchip_energy(macs: float, outputs: float, reuse: dict[str, Reuse], c) -> float:
+    """``onchip_accesses`` weighted by the costs, in scalar arithmetic (the search's inner loop)."""
+    total = 0.0
+    for d in DATA:
+        ru = reuse[d]
+        k = 2 if d == "psum" else 1
+        leaving = macs / (ru.rf * ru.array)
+        total += (k * macs * c.rf if ru.in_rf else 0.0) + k * macs / ru.rf * c.array
+        total += ((2 * leaving - outputs) if d == "psum" else leaving) * c.buffer
+    return total
+
+
+def _best_inner(layer: ConvLayer, arch: SpatialArch, mapper, tile: Tile, macs: float, outputs: float):
+    """Lowest on-chip energy (then fewest cycles) over the dataflow's parameters for one tile."""
+    best = None
+    for params, reuse, pes in mapper(layer, arch, tile):
+        key = (_onchip_energy(macs, outputs, reuse, arch.costs), macs / pes)
+        if best is None or key < best[0]:
+            best = (key, params, pes, reuse)
+    if best is not None:
+        best = (best[0], best[1], best[2], onchip_accesses(macs, outputs, best[3]))
+    return best
+
+
+def map_layer(layer: ConvLayer, arch: SpatialArch, dataflow: str) -> LayerEnergy:
+    """The lowest-energy mapping of ``layer`` on ``arch`` under ``dataflow``.
+
+    A grouped layer is mapped one group at a time; its counts cover all groups.
+
+    Raises:
+        NoMappingError: no mapping fits the array, RF and buffer.
+        RegistryError: unknown dataflow.
+    """
+    mapper = get_dataflow(dataflow)
+    g = layer.groups
+    m = layer.m // g
+    macs = layer.macs / g
+    outputs = layer.n * m * layer.e * layer.f
+    best = None
+    for dims in itertools.product(divisors(layer.n), divisors(m), divisors(layer.c), divisors(layer.e)):
+        if buffer_words_needed(layer, Tile(*dims)) > arch.buffer_words:
+            continue
+        inner = _best_inner(layer, arch, mapper, Tile(*dims), macs, outputs)
+        if inner is None:
+            continue
+        e_dram, tile, dram = _best_dram(layer, dims, m, arch.costs.dram)
+        key = (inner[0][0] + e_dram, inner[0][1])
+        if best is None or key < best[0]:
+            best = (key, tile, inner, dram)
+    if best is None:
+        raise NoMappingError(
+            f"layer {layer.name!r} ({layer.kind} {layer.c}x{layer.h}x{layer.w} -> {layer.m}, {layer.r}x{layer.s}): "
+            f"no {dataflow.upper()} mapping fits {arch.pe_rows}x{arch.pe_cols} PEs, {arch.rf_bytes} B RF "
+            f"and a {arch.buffer_bytes} B buffer"
+        )
+    (_, cycles), tile, (_, params, pes, onchip), dram = best
+    accesses = {"alu": {"mac": macs}, **onchip, "dram": dram}
+    accesses = {lv: {d: v * g for d, v in accesses[lv].items()} for lv in LEVELS}
+    return LayerEnergy(layer, dataflow, arch, params, tile, pes, accesses, cycles * g)
+
+
+# ---- the four dataflows -----------------------------------------------------------------------
+
+def _fits(pes: int, arch: SpatialArch) -> bool:
+    return 1 <= pes <= arch.pes
+
+
+@register_dataflow("nlr")
+def _nlr(layer: ConvLayer, arch: SpatialArch, tile: Tile) -> Iterator:
+    for p_m in divisors(tile.m):
+        for p_c in divisors(tile.c):
+            if not _fits(p_m * p_c, arch):
+                continue
+            reuse = {"ifmap": Reuse(1, p_m, False), "weight": Reuse(1, 1, False), "psum": Reuse(1, p_c, False)}
+            yield {"p_m": p_m, "p_c": p_c}, reuse, p_m * p_c
+
+
+@register_dataflow("ws")
+def _ws(layer: ConvLayer, arch: SpatialArch, tile: Tile) -> Iterator:
+    if arch.rf_words < 1:
+        return
+    plane = layer.r * layer.s
+    conv_uses = max(1.0, plane / (layer.stride[0] * layer.stride[1]))
+    for p_k in divisors(plane):
+        for p_m in divisors(tile.m):
+            for p_c in divisors(tile.c):
+                pes = p_m * p_c * p_k
+                if not _fits(pes, arch):
+                    continue
+                reuse = {
+                    "ifmap": Reuse(1, p_m * min(p_k, conv_uses), False),
+                    "weight": Reuse(tile.n * tile.e * layer.f, 1, True),
+                    "psum": Reuse(1, p_c * p_k, False),
+                }
+                yield {"p_k": p_k, "p_m": p_m, "p_c": p_c}, reuse, pes
+
+
+def block_reuse(rows: int, cols: int, layer: ConvLayer) -> float:
+    """Uses per delivered ifmap value over a ``rows x cols`` block of outputs of one filter plane."""
+    uy, ux = layer.stride
+    return rows * cols * layer.r * layer.s / (((rows - 1) * uy + layer.r) * ((cols - 1) * ux + layer.s))
+
+
+@register_dataflow("os")
+def _os(layer: ConvLayer, arch: SpatialArch, tile: Tile) -> Iterator:
+    if arch.rf_words < 1:
+        return
+    for p_m in divisors(tile.m):
+        for p_e in divisors(tile.e):
+            for p_f in divisors(layer.f):
+                pes = p_m * p_e * p_f
+                if not _fits(pes, arch):
+                    continue
+                reuse = {
+                    "ifmap": Reuse(1, p_m * block_reuse(p_e, p_f, layer), False),
+                    "weight": Reuse(1, p_e * p_f, False),
+                    "psum": Reuse(tile.c * layer.r * layer.s, 1, True),
+                }
+                yield {"p_m": p_m, "p_e": p_e, "p_f": p_f}, reuse, pes
+
+
+def rs_rf_words(p: int, q: int, s: int) -> int:
+    """RF words of a row-stationary PE: p x q filter rows, q ifmap windows, p partial sums."""
+    return p * q * s + q * s + p
+
+
+@register_dataflow("rs")
+def _rs(layer: ConvLayer, arch: SpatialArch, tile: Tile) -> Iterator:
+    r, s, f = layer.r, layer.s, layer.f
+    uy, ux = layer.stride
+    if r > arch.pe_rows:
+        return
+    window = s * f / ((f - 1) * ux + s)
+    widest = min(tile.e, arch.pes // r)
+    for e_set in sorted({d for d in divisors(tile.e) if d <= widest} | {widest}):
+        diag = r * e_set / ((e_set - 1) * uy + r)
+        folds = -(-tile.e // e_set) * e_set / tile.e
+        for p in divisors(tile.m):
+            if rs_rf_words(p, 1, s) > arch.rf_words:
+                break
+            for q in divisors(tile.c):
+                if rs_rf_words(p, q, s) > arch.rf_words:
+                    break
+                for t_m in divisors(tile.m // p):
+                    for t_c in divisors(tile.c // q):
+                        pes = r * e_set * t_m * t_c
+                        if pes > arch.pes:
+                            break
+                        reuse = {
+                            "ifmap": Reuse(p * window, t_m * diag, True),
+                            "weight": Reuse(tile.n * f, e_set, True),
+                            "psum": Reuse(q * s, r * t_c, True),
+                        }
+                        yield ({"p": p, "q": q, "e_set": e_set, "t_m": t_m, "t_c": t_c}, reuse, pes / folds)
