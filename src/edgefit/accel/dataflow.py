@@ -285,6 +285,21 @@ def map_layer(layer: ConvLayer, arch: SpatialArch, dataflow: str) -> LayerEnergy
     return LayerEnergy(layer, dataflow, arch, params, tile, pes, accesses, cycles * g)
 
 
+def evaluate_mapping(layer: ConvLayer, arch: SpatialArch, dataflow: str, tile: Tile, params: dict) -> LayerEnergy:
+    """Accesses and energy of one given mapping (``layer`` must have one group).
+
+    Raises:
+        NoMappingError: ``params`` is not a valid mapping of ``tile`` on ``arch``.
+    """
+    for cand, reuse, pes in get_dataflow(dataflow)(layer, arch, tile):
+        if cand == params:
+            macs = float(layer.macs)
+            onchip = onchip_accesses(macs, layer.ofmap_elements, reuse)
+            accesses = {"alu": {"mac": macs}, **onchip, "dram": dram_accesses(layer, tile)}
+            return LayerEnergy(layer, dataflow, arch, params, tile, pes, accesses, macs / pes)
+    raise NoMappingError(f"{params} is not a {dataflow.upper()} mapping of tile {tile} on {arch.pe_rows}x{arch.pe_cols} PEs")
+
+
 # ---- the four dataflows -----------------------------------------------------------------------
 
 def _fits(pes: int, arch: SpatialArch) -> bool:
