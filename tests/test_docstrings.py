@@ -11,6 +11,8 @@ MODULES = [
     "edgefit.metrics.formulas",
     "edgefit.zoo",
     "edgefit.hardware",
+    "edgefit.accel", "edgefit.accel.arch", "edgefit.accel.layers", "edgefit.accel.dataflow",
+    "edgefit.accel.compare", "edgefit.accel.sparsity", "edgefit.accel.fastconv", "edgefit.accel.energy_tool",
 ]
 
 

@@ -1,0 +1,39 @@
+"""`edgefit dataflow`, `edgefit sparsity`, `edgefit convalgo`: output and one-line errors."""
+
+import pytest
+
+from edgefit.cli.main import main
+
+
+def test_dataflow_table_plot_and_energy_tool(tmp_path, capsys):
+    plot, tool = tmp_path / "e.png", tmp_path / "l.txt"
+    assert main(["dataflow", "zoo:lenet5_digits", "--batch", "1", "--dataflow", "rs,nlr",
+                 "--plot", str(plot), "--energy-tool", str(tool)]) == 0
+    out = capsys.readouterr().out
+    assert "NLR/RS" in out and "total CONV" in out and "energy by level, FC layers" in out
+    assert plot.stat().st_size > 0 and len(tool.read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataflow", "rs,xs"], "unknown dataflow 'xs'"),
+    (["--pes", "2x2", "--dataflow", "rs"], "no RS mapping fits 2x2 PEs"),
+    (["--rf", "lots"], "size 'lots'"),
+    (["--batch", "0"], "batch must be"),
+])
+def test_dataflow_errors_are_one_line(args, message, capsys):
+    assert main(["dataflow", "zoo:lenet5_digits", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err
+
+
+def test_convalgo(capsys):
+    assert main(["convalgo", "zoo:lenet5_digits"]) == 0
+    out = capsys.readouterr().out
+    assert "winograd_f2 Mmul" in out and "features.3" in out and "fewest mults" in out
+
+
+@pytest.mark.slow
+def test_sparsity_trains_then_measures(capsys):
+    assert main(["sparsity", "zoo:lenet5_digits", "--train-epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "360 digits test images" in out and "RLC BW" in out and "classifier.2" in out
