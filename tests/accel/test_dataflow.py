@@ -41,46 +41,48 @@ def test_dram_row_tiles_refetch_the_halo_and_loop_order_decides_weight_refetch()
 
 
 def test_nlr_hand_counts():
-    # no RF: every operand comes over the array, every psum update is a buffer read + write
+    # no RF: every operand comes over the array; an output's 9 MACs go through the buffer:
+    # 2a(b - 1) = 2 x 8 accesses per output (a = 1, b = 9, c = d = 1)
     a = _acc("nlr", {"p_m": 1, "p_c": 1}, ARCH.with_rf(0))
     assert a["rf"] == {"ifmap": 0, "weight": 0, "psum": 0}
-    assert a["array"] == {"ifmap": 36, "weight": 36, "psum": 72}
-    assert a["buffer"] == {"ifmap": 36, "weight": 36, "psum": 2 * 36 - 4}
+    assert a["array"] == {"ifmap": 36, "weight": 36, "psum": 0}
+    assert a["buffer"] == {"ifmap": 36, "weight": 36, "psum": 4 * 2 * 8}
 
 
 def test_ws_hand_counts():
     # 9 PEs hold the 9 weights; each weight serves the 4 outputs; a pixel delivered once
-    # serves the whole plane (9 uses); psums move through the 9 PEs and leave once per output
+    # serves the whole plane (9 uses); psums hop through the 9 PEs: ab(c - 1) = 8 per output
     a = _acc("ws", {"p_k": 9, "p_m": 1, "p_c": 1})
     assert a["rf"] == {"ifmap": 0, "weight": 36, "psum": 0}
-    assert a["array"] == {"ifmap": 36, "weight": 9, "psum": 72}
-    assert a["buffer"] == {"ifmap": 4, "weight": 9, "psum": 4}
+    assert a["array"] == {"ifmap": 36, "weight": 9, "psum": 4 * 8}
+    assert a["buffer"] == {"ifmap": 4, "weight": 9, "psum": 0}
 
 
 def test_os_hand_counts():
     # 4 PEs hold the 2x2 outputs; the 4x4 ifmap block serves 4 x 9 uses (reuse 36/16);
-    # a weight is broadcast to the 4 PEs; psums stay in the RF for all 9 MACs
+    # a weight is broadcast to the 4 PEs; psums stay in the RF for all 9 MACs: 2(d - 1) = 16
     a = _acc("os", {"p_m": 1, "p_e": 2, "p_f": 2})
-    assert a["rf"] == {"ifmap": 0, "weight": 0, "psum": 72}
-    assert a["array"] == {"ifmap": 36, "weight": 36, "psum": 8}
-    assert a["buffer"] == {"ifmap": 16, "weight": 9, "psum": 4}
+    assert a["rf"] == {"ifmap": 0, "weight": 0, "psum": 4 * 16}
+    assert a["array"] == {"ifmap": 36, "weight": 36, "psum": 0}
+    assert a["buffer"] == {"ifmap": 16, "weight": 9, "psum": 0}
 
 
 def test_rs_hand_counts():
     # PE set 3 rows x 2 columns: a filter row (3 weights) reused over 2 outputs in the RF,
     # an ifmap row of 4 serves 6 uses (1.5), ifmap rows shared diagonally (6 uses / 4 rows),
-    # weights horizontally (2 PEs), psums accumulate 3 MACs in the RF then 3 PEs vertically
+    # weights horizontally (2 PEs), psums accumulate 3 MACs in the RF (2abc(d - 1) = 12 per
+    # output) then over 3 PEs vertically (ab(c - 1) = 2 per output)
     a = _acc("rs", {"p": 1, "q": 1, "e_set": 2, "t_m": 1, "t_c": 1})
-    assert a["rf"] == {"ifmap": 36, "weight": 36, "psum": 72}
-    assert a["array"] == {"ifmap": 24, "weight": 18, "psum": 24}
-    assert a["buffer"] == {"ifmap": 16, "weight": 9, "psum": 4}
+    assert a["rf"] == {"ifmap": 36, "weight": 36, "psum": 48}
+    assert a["array"] == {"ifmap": 24, "weight": 18, "psum": 8}
+    assert a["buffer"] == {"ifmap": 16, "weight": 9, "psum": 0}
 
 
 def test_energy_is_accesses_times_costs():
     r = evaluate_mapping(TINY, ARCH, "rs", FULL, {"p": 1, "q": 1, "e_set": 2, "t_m": 1, "t_c": 1})
-    # ALU 36 + RF 144 x 1 + array 66 x 2 + buffer 29 x 6 + DRAM 29 x 200
-    assert r.total == 36 + 144 + 66 * 2 + 29 * 6 + 29 * 200
-    assert r.by_level() == {"alu": 36, "rf": 144, "array": 132, "buffer": 174, "dram": 5800}
+    # ALU 36 + RF 120 x 1 + array 50 x 2 + buffer 25 x 6 + DRAM 29 x 200
+    assert r.total == 36 + 120 + 50 * 2 + 25 * 6 + 29 * 200
+    assert r.by_level() == {"alu": 36, "rf": 120, "array": 100, "buffer": 150, "dram": 5800}
 
 
 def test_search_finds_at_most_the_hand_mapping_energy():
@@ -90,7 +92,17 @@ def test_search_finds_at_most_the_hand_mapping_energy():
                              ("nlr", {"p_m": 1, "p_c": 1}, ARCH.with_rf(0))]:
         best = map_layer(TINY, arch, df)
         assert best.total <= evaluate_mapping(TINY, arch, df, FULL, params).total
-    assert map_layer(TINY, ARCH, "rs").total == 36 + 144 + 132 + 174 + 5800
+    assert map_layer(TINY, ARCH, "rs").total == 36 + 120 + 100 + 150 + 5800
+
+
+def test_partial_sums_through_dram():
+    # two channels, one per buffer tile, channel loop outermost: each output goes to DRAM twice
+    # (a = 2: 2a - 1 = 3 accesses) and the buffer no longer sees the accumulation across channels
+    layer = ConvLayer("c2", n=1, c=2, h=4, w=4, m=1, r=3, s=3)
+    r = evaluate_mapping(layer, ARCH, "os", Tile(1, 1, 1, 2, order="cnme"), {"p_m": 1, "p_e": 2, "p_f": 2})
+    assert r.accesses["dram"]["psum"] == 4 * 3
+    assert r.accesses["rf"]["psum"] == 4 * 2 * 2 * 8    # 2abc(d - 1) with a = 2, b = c = 1, d = 9
+    assert r.accesses["buffer"]["psum"] == 0
 
 
 def test_grouped_layer_counts_every_group():

@@ -190,7 +190,8 @@ class ChipComparison:
             ("  of which compute-bound (MACs / active PEs)", f"{self.compute_seconds * 1e3:.1f} ms", "", ""),
             ("off-chip traffic per image", f"{self.dram_bytes_per_image / 1e6:.2f} MB",
              f"{m['dram_bytes_per_image'][0] / 1e6:.2f} MB", m["dram_bytes_per_image"][1]),
-            ("DRAM accesses per MAC", f"{self.dram_accesses_per_mac:.4f}", "", ""),
+            ("DRAM accesses per MAC", f"{self.dram_accesses_per_mac:.4f}", f"{m['dram_accesses_per_mac'][0]:.4f}",
+             m["dram_accesses_per_mac"][1]),
         ]
         if self.power_watts is not None:
             out.append(("power", f"{self.power_watts * 1e3:.0f} mW", f"{m['power_watts'][0] * 1e3:.0f} mW",

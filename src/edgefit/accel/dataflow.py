@@ -4,17 +4,21 @@ The analysis framework of the Eyeriss paper: every MAC reads an ifmap value and
 a weight and updates a partial sum; each data type reaches the ALU through a
 chain DRAM -> global buffer -> array (PE-to-PE / on-chip network) -> register
 file, and the reuse a dataflow achieves at each level decides how many accesses
-each level sees. For a data type with ``rf`` uses per RF fill and ``array``
-PEs fed by one buffer read,
+each level sees. An input value (ifmap or weight) read ``a`` times from DRAM,
+used ``b`` times per DRAM read at the buffer, ``c`` times per buffer read in the
+array and ``d`` times per array delivery in the RF costs
 
-* RF accesses      = MACs,
-* array accesses   = MACs / rf,
-* buffer accesses  = MACs / (rf x array),
+    a·DRAM + ab·buffer + abc·array + abcd·RF       (abcd = its MACs),
 
-where a partial sum costs a read and a write at every level it is accumulated
-in (RF and array: twice the count; buffer: the writes plus a read of every
-write but the first of each output),
-* DRAM accesses    from the tiling of the layer into the global buffer.
+and an output accumulated over ``abcd`` = C·R·S MACs, ``d`` in the RF, ``c``
+PEs in the array, ``b`` rounds through the buffer and ``a`` rounds through DRAM,
+costs
+
+    (2a - 1)·DRAM + 2a(b - 1)·buffer + ab(c - 1)·array + 2abc(d - 1)·RF
+
+(Chen et al., ISCA 2016, Sec. VI-A). Here ``d`` is `Reuse.rf` and ``c`` is
+`Reuse.array`; an input with ``in_rf`` False (no local storage) has no RF term.
+DRAM accesses come from the tiling of the layer into the global buffer.
 
 Energy = sum over levels of accesses x cost (RF 1, array 2, buffer 6, DRAM 200,
 ALU 1 per MAC, `edgefit.accel.arch.Costs`).
@@ -200,25 +204,37 @@ def buffer_words_needed(layer: ConvLayer, tile: Tile) -> int:
             + tile.n * tile.m * tile.e * layer.f)
 
 
-def onchip_accesses(macs: float, outputs: float, reuse: dict[str, Reuse]) -> dict[str, dict[str, float]]:
-    """RF, array and buffer accesses from the reuse of each data type (see the module doc)."""
+def onchip_accesses(macs: float, outputs: float, reuse: dict[str, Reuse], rounds: float = 1) -> dict[str, dict[str, float]]:
+    """RF, array and buffer accesses from the reuse of each data type (see the module doc).
+
+    ``rounds`` is how many times each output goes to DRAM and back as a partial sum, plus one.
+    """
     acc = {"rf": {}, "array": {}, "buffer": {}}
-    for d in DATA:
+    for d in ("ifmap", "weight"):
         ru = reuse[d]
-        per_use = 2 if d == "psum" else 1
-        acc["rf"][d] = per_use * macs if ru.in_rf else 0.0
-        acc["array"][d] = per_use * macs / ru.rf
-        leaving = macs / (ru.rf * ru.array)
-        acc["buffer"][d] = 2 * leaving - outputs if d == "psum" else leaving
+        acc["rf"][d] = float(macs) if ru.in_rf else 0.0
+        acc["array"][d] = macs / ru.rf
+        acc["buffer"][d] = macs / (ru.rf * ru.array)
+    rf, arr = reuse["psum"].rf, reuse["psum"].array
+    acc["rf"]["psum"] = 2 * (macs - macs / rf)
+    acc["array"]["psum"] = macs / rf - macs / (rf * arr)
+    acc["buffer"]["psum"] = max(2 * (macs / (rf * arr) - outputs * rounds), 0.0)
     return acc
 
 
-def _best_dram(layer: ConvLayer, tile_dims: tuple[int, int, int, int], m: int, cost: float):
+def psum_rounds(dram: dict[str, float], outputs: float) -> float:
+    """DRAM rounds of each output (``a`` of the paper): writes per output, from ``2a - 1`` accesses."""
+    return (dram["psum"] + outputs) / (2 * outputs)
+
+
+def _best_dram(layer: ConvLayer, tile_dims: tuple[int, int, int, int], m: int, costs, outputs: float):
+    """The DRAM loop order of least energy: DRAM accesses, less the buffer partial-sum accesses that
+    the extra DRAM rounds replace (``2a(b - 1)``)."""
     best = None
     for order in _ORDERS:
         tile = Tile(*tile_dims, order=order)
         dram = dram_accesses(layer, tile, m)
-        e = cost * sum(dram.values())
+        e = costs.dram * sum(dram.values()) - costs.buffer * 2 * outputs * (psum_rounds(dram, outputs) - 1)
         if best is None or e < best[0]:
             best = (e, tile, dram)
     return best
@@ -227,13 +243,12 @@ def _best_dram(layer: ConvLayer, tile_dims: tuple[int, int, int, int], m: int, c
 def _onchip_energy(macs: float, outputs: float, reuse: dict[str, Reuse], c) -> float:
     """``onchip_accesses`` weighted by the costs, in scalar arithmetic (the search's inner loop)."""
     total = 0.0
-    for d in DATA:
+    for d in ("ifmap", "weight"):
         ru = reuse[d]
-        k = 2 if d == "psum" else 1
-        leaving = macs / (ru.rf * ru.array)
-        total += (k * macs * c.rf if ru.in_rf else 0.0) + k * macs / ru.rf * c.array
-        total += ((2 * leaving - outputs) if d == "psum" else leaving) * c.buffer
-    return total
+        total += (macs * c.rf if ru.in_rf else 0.0) + macs / ru.rf * c.array + macs / (ru.rf * ru.array) * c.buffer
+    rf, arr = reuse["psum"].rf, reuse["psum"].array
+    total += 2 * (macs - macs / rf) * c.rf + (macs / rf - macs / (rf * arr)) * c.array
+    return total + 2 * (macs / (rf * arr) - outputs) * c.buffer
 
 
 def _best_inner(layer: ConvLayer, arch: SpatialArch, mapper, tile: Tile, macs: float, outputs: float):
@@ -243,8 +258,6 @@ def _best_inner(layer: ConvLayer, arch: SpatialArch, mapper, tile: Tile, macs: f
         key = (_onchip_energy(macs, outputs, reuse, arch.costs), macs / pes)
         if best is None or key < best[0]:
             best = (key, params, pes, reuse)
-    if best is not None:
-        best = (best[0], best[1], best[2], onchip_accesses(macs, outputs, best[3]))
     return best
 
 
@@ -269,7 +282,7 @@ def map_layer(layer: ConvLayer, arch: SpatialArch, dataflow: str) -> LayerEnergy
         inner = _best_inner(layer, arch, mapper, Tile(*dims), macs, outputs)
         if inner is None:
             continue
-        e_dram, tile, dram = _best_dram(layer, dims, m, arch.costs.dram)
+        e_dram, tile, dram = _best_dram(layer, dims, m, arch.costs, outputs)
         key = (inner[0][0] + e_dram, inner[0][1])
         if best is None or key < best[0]:
             best = (key, tile, inner, dram)
@@ -279,7 +292,8 @@ def map_layer(layer: ConvLayer, arch: SpatialArch, dataflow: str) -> LayerEnergy
             f"no {dataflow.upper()} mapping fits {arch.pe_rows}x{arch.pe_cols} PEs, {arch.rf_bytes} B RF "
             f"and a {arch.buffer_bytes} B buffer"
         )
-    (_, cycles), tile, (_, params, pes, onchip), dram = best
+    (_, cycles), tile, (_, params, pes, reuse), dram = best
+    onchip = onchip_accesses(macs, outputs, reuse, psum_rounds(dram, outputs))
     accesses = {"alu": {"mac": macs}, **onchip, "dram": dram}
     accesses = {lv: {d: v * g for d, v in accesses[lv].items()} for lv in LEVELS}
     return LayerEnergy(layer, dataflow, arch, params, tile, pes, accesses, cycles * g)
@@ -294,8 +308,9 @@ def evaluate_mapping(layer: ConvLayer, arch: SpatialArch, dataflow: str, tile: T
     for cand, reuse, pes in get_dataflow(dataflow)(layer, arch, tile):
         if cand == params:
             macs = float(layer.macs)
-            onchip = onchip_accesses(macs, layer.ofmap_elements, reuse)
-            accesses = {"alu": {"mac": macs}, **onchip, "dram": dram_accesses(layer, tile)}
+            dram = dram_accesses(layer, tile)
+            onchip = onchip_accesses(macs, layer.ofmap_elements, reuse, psum_rounds(dram, layer.ofmap_elements))
+            accesses = {"alu": {"mac": macs}, **onchip, "dram": dram}
             return LayerEnergy(layer, dataflow, arch, params, tile, pes, accesses, macs / pes)
     raise NoMappingError(f"{params} is not a {dataflow.upper()} mapping of tile {tile} on {arch.pe_rows}x{arch.pe_cols} PEs")
 

@@ -332,8 +332,8 @@ def applies(layer: ConvLayer, algorithm: str) -> bool:
     return count_ops(layer, algorithm) is not None
 
 
-def time_algorithms(algorithms, layer: ConvLayer, repeats: int = 5, leaf: int = 64, seed: int = 0) -> dict[str, float]:
-    """Median seconds of one run of each algorithm on random fp32 data of ``layer``'s shape.
+def time_algorithms(algorithms, layer: ConvLayer, repeats: int = 5, leaf: int = 64, seed: int = 0) -> dict[str, list[float]]:
+    """Seconds of each run (sorted) of each algorithm on random fp32 data of ``layer``'s shape.
 
     The algorithms run interleaved, round after round, on one intra-op thread, so a
     busy host slows them alike; the first round is a warm-up and is dropped.
@@ -356,7 +356,12 @@ def time_algorithms(algorithms, layer: ConvLayer, repeats: int = 5, leaf: int = 
                         times[a].append(time.perf_counter() - t0)
     finally:
         torch.set_num_threads(old)
-    return {a: sorted(t)[len(t) // 2] for a, t in times.items()}
+    return {a: sorted(t) for a, t in times.items()}
+
+
+def median(values: list[float]) -> float:
+    """The middle value of a sorted list (the upper one of two)."""
+    return values[len(values) // 2]
 
 
 @dataclass(frozen=True)
@@ -390,8 +395,9 @@ def compare_conv_algorithms(profile, config: ConvAlgoConfig | None = None, *, ti
         counts = {a: (count_ops(layer, a, config.strassen_leaf) if applies(layer, a) else None) for a in config.algorithms}
         secs = None
         if time:
-            secs = time_algorithms([a for a in config.algorithms if counts[a] is not None], layer,
+            runs = time_algorithms([a for a in config.algorithms if counts[a] is not None], layer,
                                    config.repeats, config.strassen_leaf)
+            secs = {a: median(t) for a, t in runs.items()}
         rows.append(ConvAlgoRow(layer, counts, secs))
         if on_layer is not None:
             on_layer(layer.name)
