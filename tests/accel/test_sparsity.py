@@ -73,6 +73,25 @@ def test_measure_sparsity_on_a_small_network():
     assert conv.energy["gating"] == (conv.macs - conv.macs_nonzero_ifmap) * 2  # ALU 1 + weight RF read 1
     assert 0 < conv.energy["rlc_dram"] < conv.energy["total"]
     assert "total" in rep.table()
+    assert conv.zeros == (int((x == 0).sum()), 0, int((torch.relu(net[0](x)) == 0).sum()))
+    assert (conv.layer.n, conv.layer.m, fc.layer.kind) == (6, 4, "fc")
+
+
+def test_zero_counts_go_to_the_energy_tool_file(tmp_path):
+    from edgefit.accel.energy_tool import read_energy_tool
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+    with torch.no_grad():
+        net[0].weight[0].zero_()
+    x = torch.zeros(2, 1, 5, 5)
+    x[:, :, 0, 0] = 1.0
+    rep = measure_sparsity(net, x, SparsityConfig(arch=SpatialArch(4, 4, 128, 8192), batch=1))
+    line = rep.write_energy_tool(tmp_path / "z.txt").read_text().strip()
+    # ifmap 2 x 25 values, 48 zeros; 9 of the 18 weights zero; all 2 x 2 x 3 x 3 outputs zero
+    # (only the bias remains, and the default init draws it; so count from the model)
+    zeros_out = int((torch.relu(net(x)) == 0).sum())
+    assert line == f"1,5,5,1,2,48,16,3,3,1,2,9,16,3,3,2,2,{zeros_out},16,1,1,0,0,0,0"
+    assert read_energy_tool(tmp_path / "z.txt")[0].n == 2
 
 
 def test_unknown_dataflow_in_config():

@@ -20,6 +20,8 @@ _LAZY = {
     "map_layer": ("edgefit.accel.dataflow", "map_layer"),
     "DataflowConfig": ("edgefit.accel.compare", "DataflowConfig"),
     "compare_dataflows": ("edgefit.accel.compare", "compare_dataflows"),
+    "compare_layers": ("edgefit.accel.compare", "compare_layers"),
+    "layer_energy": ("edgefit.accel.compare", "layer_energy"),
     "eyeriss_comparison": ("edgefit.accel.compare", "eyeriss_comparison"),
     "SparsityConfig": ("edgefit.accel.sparsity", "SparsityConfig"),
     "measure_sparsity": ("edgefit.accel.sparsity", "measure_sparsity"),

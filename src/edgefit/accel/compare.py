@@ -156,6 +156,14 @@ def compare_dataflows(profile, config: DataflowConfig | None = None, on_layer=No
     if not layers:
         names = ", ".join(f"{n} ({k})" for n, k, _ in uncovered) or "none with MACs"
         raise UnsupportedLayerError(f"{profile.model}: no CONV or FC layer for the accelerator model; layers with MACs: {names}")
+    return compare_layers(profile.model, layers, config, uncovered=uncovered, on_layer=on_layer)
+
+
+def compare_layers(model: str, layers, config: DataflowConfig | None = None, *, uncovered=(),
+                   on_layer=None) -> DataflowReport:
+    """`compare_dataflows` on a list of `ConvLayer` (e.g. read from an energy-tool file);
+    each layer keeps its own batch size."""
+    config = config or DataflowConfig()
     results = {}
     for d in config.dataflows:
         arch = config.arch_for(d)
@@ -165,7 +173,23 @@ def compare_dataflows(profile, config: DataflowConfig | None = None, on_layer=No
             if on_layer is not None:
                 on_layer(layer.name, d)
         results[d] = tuple(rows)
-    return DataflowReport(profile.model, config, results, tuple(uncovered))
+    return DataflowReport(model, config, results, tuple(uncovered))
+
+
+def layer_energy(profile, dataflow: str = "rs", config: DataflowConfig | None = None) -> dict[str, float]:
+    """Energy of each CONV / FC layer (in units of one MAC) under one dataflow: an energy
+    source for energy-aware pruning (Yang et al., CVPR 2017), layer name -> energy.
+
+    >>> from edgefit.metrics import profile
+    >>> from torch import nn
+    >>> e = layer_energy(profile(nn.Sequential(nn.Conv2d(1, 2, 3)), input_shape=(1, 1, 5, 5)),
+    ...                  config=DataflowConfig(dataflows=("rs",), batch=1))
+    >>> list(e), e["0"] > 2 * 3 * 3 * 9
+    (['0'], True)
+    """
+    config = config or DataflowConfig(dataflows=(dataflow,))
+    report = compare_dataflows(profile, config)
+    return {r.layer.name: r.total for r in report.results[dataflow.lower()]}
 
 
 @dataclass(frozen=True)

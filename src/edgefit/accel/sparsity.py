@@ -113,6 +113,9 @@ class LayerSparsity:
         bits: uncompressed / zero flag / rlc / huffman bits of the ifmap.
         energy: the layer's model energy (MAC units) and the savings of gating,
             skipping and RLC on DRAM.
+        layer: its shape, at the batch of the measured inputs.
+        zeros: zero entries of (ifmap, filters, ofmap after the next ReLU), for the
+            energy-estimation tool's format.
     """
 
     name: str
@@ -124,6 +127,8 @@ class LayerSparsity:
     macs_nonzero_both: int
     bits: dict[str, int]
     energy: dict[str, float]
+    layer: object = None
+    zeros: tuple[int, int, int] = (0, 0, 0)
 
     def reduction(self, code: str) -> float:
         """Bandwidth reduction of a code: uncompressed bits / coded bits."""
@@ -185,8 +190,9 @@ def measure_sparsity(model: nn.Module, inputs: torch.Tensor, config: SparsityCon
         q = quantize16(x.numpy())
         bits = {"raw": q.size * WORD_BITS, "zero flag": zero_flag_bits(q), "rlc": rlc_bits(q), "huffman": huffman_bits16(q)}
         energy = _savings(map_layer(shapes[lname], config.arch, config.dataflow), macs, act_macs, both_macs, bits)
-        rows.append(LayerSparsity(lname, macs, float((x == 0).double().mean()), float((mod.weight == 0).double().mean()),
-                                  float((torch.relu(y) == 0).double().mean()), act_macs, both_macs, bits, energy))
+        zeros = (int((x == 0).sum()), int((mod.weight == 0).sum()), int((torch.relu(y) == 0).sum()))
+        rows.append(LayerSparsity(lname, macs, zeros[0] / x.numel(), zeros[1] / mod.weight.numel(), zeros[2] / y.numel(),
+                                  act_macs, both_macs, bits, energy, shapes[lname].with_batch(int(inputs.shape[0])), zeros))
     return SparsityReport(name or type(model).__name__, int(inputs.shape[0]), tuple(rows))
 
 
@@ -213,6 +219,12 @@ class SparsityReport:
     model: str
     images: int
     layers: tuple[LayerSparsity, ...]
+
+    def write_energy_tool(self, path):
+        """The layers with their measured zero counts, in the energy-estimation tool's format."""
+        from edgefit.accel.energy_tool import write_energy_tool
+
+        return write_energy_tool([r.layer for r in self.layers], path, [r.zeros for r in self.layers])
 
     def total_reduction(self, code: str) -> float:
         return sum(r.bits["raw"] for r in self.layers) / sum(r.bits[code] for r in self.layers)

@@ -23,6 +23,23 @@ def _profile(model: str, input_shape: str | None):
         return run_profile(resolved.model, input_shape=list(shapes), name=resolved.name), resolved
 
 
+def _layers(model: str, input_shape: str | None, batch: int):
+    """(name, CONV/FC layers at ``batch``, uncovered rows) from a model or an energy-tool file."""
+    from dataclasses import replace
+
+    from edgefit.accel.layers import UnsupportedLayerError, layers_from_profile
+
+    if model.endswith(".txt") and Path(model).is_file():
+        from edgefit.accel.energy_tool import read_energy_tool
+
+        return Path(model).stem, [replace(layer, n=batch) for layer in read_energy_tool(model)], []
+    prof, _ = _profile(model, input_shape)
+    layers, uncovered = layers_from_profile(prof, batch=batch)
+    if not layers:
+        raise UnsupportedLayerError(f"{prof.model}: no CONV or FC layer for the accelerator model")
+    return prof.model, layers, uncovered
+
+
 def _progress(total: int, label: str):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -34,7 +51,7 @@ def _progress(total: int, label: str):
 
 @app.command()
 def dataflow(
-    model: str = typer.Argument(..., help="zoo:NAME (or NAME), file.py:fn or pkg.mod:fn"),
+    model: str = typer.Argument(..., help="zoo:NAME (or NAME), file.py:fn, pkg.mod:fn, or an energy-tool .txt file"),
     input_shape: str = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,224,224 (default: the zoo's)"),
     pes: str = typer.Option("16x16", "--pes", help="PE array ROWSxCOLS"),
     rf: str = typer.Option("512B", "--rf", help="register file per PE, e.g. 512B"),
@@ -48,23 +65,21 @@ def dataflow(
 ) -> None:
     """Energy of each CONV / FC layer under WS, OS, NLR and RS dataflows on a spatial array."""
     from edgefit.accel.arch import SpatialArch, default_costs, parse_array, parse_bytes
-    from edgefit.accel.compare import DataflowConfig, compare_dataflows
-    from edgefit.accel.layers import layers_from_profile
+    from edgefit.accel.compare import DataflowConfig, compare_layers
 
     rows, cols = parse_array(pes)
     arch = SpatialArch(rows, cols, parse_bytes(rf), parse_bytes(buffer), costs=default_costs(), name=f"{rows}x{cols}")
     config = DataflowConfig(arch=arch, dataflows=tuple(dataflows.split(",")), batch=batch, equal_area=not same_array)
-    prof, _ = _profile(model, input_shape)
+    name, layers, uncovered = _layers(model, input_shape, batch)
     if energy_tool:
         from edgefit.accel.energy_tool import write_energy_tool
 
-        write_energy_tool(layers_from_profile(prof, batch=batch)[0], energy_tool)
+        write_energy_tool(layers, energy_tool)
         typer.echo(f"wrote {energy_tool}", err=True)
-    n_layers = len(layers_from_profile(prof)[0]) * len(config.dataflows)
-    bar, tick = _progress(n_layers, "mapping")
+    bar, tick = _progress(len(layers) * len(config.dataflows), "mapping")
     with bar:
-        report = compare_dataflows(prof, config, on_layer=tick)
-    typer.echo(f"{prof.model}: {rows}x{cols} PEs, {arch.rf_bytes} B RF, {arch.buffer_bytes} B buffer, batch {batch}, "
+        report = compare_layers(name, layers, config, uncovered=uncovered, on_layer=tick)
+    typer.echo(f"{name}: {rows}x{cols} PEs, {arch.rf_bytes} B RF, {arch.buffer_bytes} B buffer, batch {batch}, "
                f"{'equal area' if config.equal_area else 'same array'}; energy in units of one MAC\n")
     typer.echo(report.table(markdown))
     for kind in ("conv", "fc"):
@@ -88,6 +103,7 @@ def sparsity(
     train_epochs: int = typer.Option(20, help="training epochs when no --weights is given"),
     dataflow_name: str = typer.Option("rs", "--dataflow", help="dataflow of the energy model"),
     markdown: bool = typer.Option(False, "--markdown", help="a Markdown table"),
+    energy_tool: Path | None = typer.Option(None, "--energy-tool", help="also write the layers with their zero counts in the energy-estimation tool's format"),
 ) -> None:
     """Zeros of real activations and weights, skippable MACs, energy saved, activation compression."""
     import torch
@@ -110,6 +126,9 @@ def sparsity(
     report = measure_sparsity(net, torch.from_numpy(data.x_test), config, name=name or model)
     typer.echo(f"{report.model} on {report.images} {data.name} test images (16-bit activations)\n")
     typer.echo(report.table(markdown))
+    if energy_tool:
+        report.write_energy_tool(energy_tool)
+        typer.echo(f"wrote {energy_tool}", err=True)
 
 
 @app.command()
