@@ -36,7 +36,14 @@ import torch
 from edgefit._io import atomic_write
 from edgefit.accel.arch import reference_data
 from edgefit.accel.compare import DataflowConfig, _render, compare_dataflows, eyeriss_comparison
-from edgefit.accel.fastconv import ALGORITHMS, count_ops, applies, median, time_algorithms, toeplitz_redundancy
+from edgefit.accel.fastconv import (
+    ALGORITHMS,
+    applies,
+    count_ops,
+    median,
+    time_algorithms,
+    toeplitz_redundancy,
+)
 from edgefit.accel.layers import layers_from_profile
 from edgefit.accel.sparsity import measure_sparsity
 from edgefit.data import TrainConfig, evaluate, load_digits, train

@@ -24,7 +24,7 @@ def report(lenet):
 
 def test_layers_of_lenet(lenet):
     layers, uncovered = layers_from_profile(lenet, batch=2)
-    assert [(l.name, l.kind, l.r, l.macs) for l in layers] == [
+    assert [(x.name, x.kind, x.r, x.macs) for x in layers] == [
         ("features.0", "conv", 5, 2 * 32_000), ("features.3", "conv", 5, 2 * 400_000),
         ("classifier.0", "fc", 2, 2 * 100_000), ("classifier.2", "fc", 1, 2 * 5_000)]
     assert uncovered == []

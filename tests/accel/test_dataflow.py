@@ -2,7 +2,14 @@
 
 import pytest
 
-from edgefit.accel.arch import Costs, SpatialArch, eyeriss_chip, paper_array, parse_array, parse_bytes
+from edgefit.accel.arch import (
+    Costs,
+    SpatialArch,
+    eyeriss_chip,
+    paper_array,
+    parse_array,
+    parse_bytes,
+)
 from edgefit.accel.dataflow import (
     NoMappingError,
     Tile,

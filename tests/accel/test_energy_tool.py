@@ -2,7 +2,13 @@
 
 import pytest
 
-from edgefit.accel.energy_tool import FIELDS, from_line, read_energy_tool, to_line, write_energy_tool
+from edgefit.accel.energy_tool import (
+    FIELDS,
+    from_line,
+    read_energy_tool,
+    to_line,
+    write_energy_tool,
+)
 from edgefit.accel.layers import ConvLayer, layers_from_profile
 from edgefit.errors import DataError
 from edgefit.metrics import profile

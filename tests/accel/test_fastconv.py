@@ -30,7 +30,7 @@ LAYERS = [
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("layer", LAYERS, ids=lambda l: l.name)
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.name)
 @pytest.mark.parametrize("algo", ["im2col", "winograd_f2", "winograd_f4", "fft", "strassen"])
 def test_algorithm_matches_direct(algo, layer, dtype):
     if count_ops(layer, algo) is None:

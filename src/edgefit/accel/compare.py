@@ -133,8 +133,9 @@ def _render(head: list[str], lines: list[list[str]], markdown: bool) -> str:
         out = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
         return "\n".join(out + ["| " + " | ".join(c) + " |" for c in lines])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
-    fmt = "  ".join("{:<%d}" % widths[0] if i == 0 else "{:>%d}" % w for i, w in enumerate(widths))
-    return "\n".join(fmt.format(*row) for row in [head, *lines])
+    return "\n".join("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+                     for row in [head, *lines])
 
 
 def compare_dataflows(profile, config: DataflowConfig | None = None, on_layer=None) -> DataflowReport:
