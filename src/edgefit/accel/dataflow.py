@@ -317,18 +317,19 @@ def evaluate_mapping(layer: ConvLayer, arch: SpatialArch, dataflow: str, tile: T
 
 # ---- the four dataflows -----------------------------------------------------------------------
 
-def _fits(pes: int, arch: SpatialArch) -> bool:
-    return 1 <= pes <= arch.pes
+def _spatial(arch: SpatialArch, **limits: int) -> Iterator[dict[str, int]]:
+    """Every choice of a divisor of each limit whose product fits the PE count."""
+    names = list(limits)
+    for combo in itertools.product(*(divisors(limits[n]) for n in names)):
+        if math.prod(combo) <= arch.pes:
+            yield dict(zip(names, combo, strict=True))
 
 
 @register_dataflow("nlr")
 def _nlr(layer: ConvLayer, arch: SpatialArch, tile: Tile) -> Iterator:
-    for p_m in divisors(tile.m):
-        for p_c in divisors(tile.c):
-            if not _fits(p_m * p_c, arch):
-                continue
-            reuse = {"ifmap": Reuse(1, p_m, False), "weight": Reuse(1, 1, False), "psum": Reuse(1, p_c, False)}
-            yield {"p_m": p_m, "p_c": p_c}, reuse, p_m * p_c
+    for sp in _spatial(arch, p_m=tile.m, p_c=tile.c):
+        reuse = {"ifmap": Reuse(1, sp["p_m"], False), "weight": Reuse(1, 1, False), "psum": Reuse(1, sp["p_c"], False)}
+        yield sp, reuse, sp["p_m"] * sp["p_c"]
 
 
 @register_dataflow("ws")
@@ -337,18 +338,13 @@ def _ws(layer: ConvLayer, arch: SpatialArch, tile: Tile) -> Iterator:
         return
     plane = layer.r * layer.s
     conv_uses = max(1.0, plane / (layer.stride[0] * layer.stride[1]))
-    for p_k in divisors(plane):
-        for p_m in divisors(tile.m):
-            for p_c in divisors(tile.c):
-                pes = p_m * p_c * p_k
-                if not _fits(pes, arch):
-                    continue
-                reuse = {
-                    "ifmap": Reuse(1, p_m * min(p_k, conv_uses), False),
-                    "weight": Reuse(tile.n * tile.e * layer.f, 1, True),
-                    "psum": Reuse(1, p_c * p_k, False),
-                }
-                yield {"p_k": p_k, "p_m": p_m, "p_c": p_c}, reuse, pes
+    for sp in _spatial(arch, p_k=plane, p_m=tile.m, p_c=tile.c):
+        reuse = {
+            "ifmap": Reuse(1, sp["p_m"] * min(sp["p_k"], conv_uses), False),
+            "weight": Reuse(tile.n * tile.e * layer.f, 1, True),
+            "psum": Reuse(1, sp["p_c"] * sp["p_k"], False),
+        }
+        yield sp, reuse, sp["p_k"] * sp["p_m"] * sp["p_c"]
 
 
 def block_reuse(rows: int, cols: int, layer: ConvLayer) -> float:
@@ -361,18 +357,13 @@ def block_reuse(rows: int, cols: int, layer: ConvLayer) -> float:
 def _os(layer: ConvLayer, arch: SpatialArch, tile: Tile) -> Iterator:
     if arch.rf_words < 1:
         return
-    for p_m in divisors(tile.m):
-        for p_e in divisors(tile.e):
-            for p_f in divisors(layer.f):
-                pes = p_m * p_e * p_f
-                if not _fits(pes, arch):
-                    continue
-                reuse = {
-                    "ifmap": Reuse(1, p_m * block_reuse(p_e, p_f, layer), False),
-                    "weight": Reuse(1, p_e * p_f, False),
-                    "psum": Reuse(tile.c * layer.r * layer.s, 1, True),
-                }
-                yield {"p_m": p_m, "p_e": p_e, "p_f": p_f}, reuse, pes
+    for sp in _spatial(arch, p_m=tile.m, p_e=tile.e, p_f=layer.f):
+        reuse = {
+            "ifmap": Reuse(1, sp["p_m"] * block_reuse(sp["p_e"], sp["p_f"], layer), False),
+            "weight": Reuse(1, sp["p_e"] * sp["p_f"], False),
+            "psum": Reuse(tile.c * layer.r * layer.s, 1, True),
+        }
+        yield sp, reuse, sp["p_m"] * sp["p_e"] * sp["p_f"]
 
 
 def rs_rf_words(p: int, q: int, s: int) -> int:
