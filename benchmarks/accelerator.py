@@ -158,6 +158,10 @@ def bench_lock(path: str = "/tmp/edgefit-bench.lock"):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def write(path: str, head: list[str], sections: list[str]) -> None:
+    atomic_write(path, "\n".join(head + sections) + "\n")
+
+
 def fastconv_section(alexnet, lenet, repeats: int) -> list[str]:
     out = ["## 4. Fast convolution: multiplies and time per CONV layer (batch 1, fp32)\n",
            f"Millions of real multiplies, transforms included (filter transforms excluded: offline), and the median "
@@ -197,15 +201,21 @@ def main() -> None:
     t0 = time.time()
     alexnet = _profile("alexnet", (1, 3, 224, 224))
     lenet = _profile("lenet5_digits", (1, 1, 8, 8))
-    sections = dataflow_section(alexnet) + eyeriss_section(alexnet) + sparsity_section(args.epochs) \
-        + fastconv_section(alexnet, lenet, args.repeats)
-    head = ["# Accelerator view: dataflows, Eyeriss, sparsity, fast convolution\n",
+    sections: list[str] = []
+    # written after every section, so a finished part is on disk while the timing waits for the lock
+    for make in (lambda: dataflow_section(alexnet), lambda: eyeriss_section(alexnet),
+                 lambda: sparsity_section(args.epochs), lambda: fastconv_section(alexnet, lenet, args.repeats)):
+        sections += make()
+        write(args.output, header(t0), sections)
+    print(f"wrote {args.output}")
+
+
+def header(t0: float) -> list[str]:
+    return ["# Accelerator view: dataflows, Eyeriss, sparsity, fast convolution\n",
             f"Host: {platform.machine()}, {os.cpu_count()} CPUs, shared with other jobs (timings are medians of "
             f"interleaved rounds); torch {torch.__version__}. Run took {time.time() - t0:.0f} s.",
             "Reproduce: `.venv/bin/python benchmarks/accelerator.py` (section 4 holds /tmp/edgefit-bench.lock "
             "while it times, as `flock /tmp/edgefit-bench.lock` would)\n"]
-    atomic_write(args.output, "\n".join(head + sections) + "\n")
-    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":
