@@ -37,3 +37,15 @@ def test_sparsity_trains_then_measures(capsys):
     assert main(["sparsity", "zoo:lenet5_digits", "--train-epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "360 digits test images" in out and "RLC BW" in out and "classifier.2" in out
+
+
+def test_dataflow_reads_an_energy_tool_file(tmp_path, capsys):
+    tool = tmp_path / "lenet.txt"
+    assert main(["dataflow", "zoo:lenet5_digits", "--batch", "1", "--dataflow", "rs", "--energy-tool", str(tool)]) == 0
+    from_model = capsys.readouterr().out.splitlines()
+    assert main(["dataflow", str(tool), "--batch", "1", "--dataflow", "rs"]) == 0
+    from_file = capsys.readouterr().out.splitlines()
+    # the same energies, layer by layer (names become layer1, layer2, ...)
+    pick = [line.split()[-1] for line in from_model if line.startswith(("features", "classifier"))]
+    assert pick == [line.split()[-1] for line in from_file if line.startswith("layer") and "kind" not in line]
+    assert len(pick) == 4
