@@ -93,27 +93,29 @@ class DataflowReport:
                 out[d] += v
         return out
 
-    def table(self, markdown: bool = False) -> str:
-        """Per layer: energy per MAC of each dataflow and its ratio to RS; totals per kind."""
+    def table(self, markdown: bool = False, kind: str | None = None) -> str:
+        """Per layer (of ``kind``, or all): energy per MAC of each dataflow and its ratio to RS; totals per kind."""
         dfs = self.config.dataflows
         head = ["layer", "kind", "MACs", *[f"{d.upper()} /MAC" for d in dfs]]
         if "rs" in dfs:
             head += [f"{d.upper()}/RS" for d in dfs if d != "rs"]
         lines = []
         for i, layer in enumerate(self.layers):
+            if kind is not None and layer.kind != kind:
+                continue
             rows = [self.results[d][i] for d in dfs]
             cells = [layer.name, layer.kind, f"{layer.macs:,}", *[f"{r.total / layer.macs:.3f}" for r in rows]]
             if "rs" in dfs:
                 rs = self.results["rs"][i].total
                 cells += [f"{self.results[d][i].total / rs:.2f}x" for d in dfs if d != "rs"]
             lines.append(cells)
-        for kind in ("conv", "fc"):
-            if not self.rows(dfs[0], kind):
+        for k in ("conv", "fc"):
+            if not self.rows(dfs[0], k) or kind not in (None, k):
                 continue
-            macs = sum(r.layer.macs for r in self.rows(dfs[0], kind))
-            cells = [f"total {kind.upper()}", kind, f"{macs:,}", *[f"{self.total(d, kind) / macs:.3f}" for d in dfs]]
+            macs = sum(r.layer.macs for r in self.rows(dfs[0], k))
+            cells = [f"total {k.upper()}", k, f"{macs:,}", *[f"{self.total(d, k) / macs:.3f}" for d in dfs]]
             if "rs" in dfs:
-                cells += [f"{self.ratio(d, kind):.2f}x" for d in dfs if d != "rs"]
+                cells += [f"{self.ratio(d, k):.2f}x" for d in dfs if d != "rs"]
             lines.append(cells)
         return _render(head, lines, markdown)
 
