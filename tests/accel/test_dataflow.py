@@ -147,6 +147,9 @@ def test_bad_mapping_params():
 def test_arrays_from_data():
     e = eyeriss_chip()
     assert (e.pes, e.buffer_bytes, e.word_bits, e.clock_hz) == (168, 108 * 1024, 16, 200e6)
+    from edgefit.hardware import get_device
+
+    assert e.dram_bytes_per_s == get_device("eyeriss").bandwidth_bytes_per_s  # one source of truth
     p = paper_array()
     assert (p.pes, p.rf_bytes, p.buffer_bytes) == (256, 512, 128 * 1024)
     assert (p.costs.alu, p.costs.rf, p.costs.array, p.costs.buffer, p.costs.dram) == (1, 1, 2, 6, 200)

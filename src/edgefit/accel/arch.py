@@ -140,11 +140,16 @@ def default_costs() -> Costs:
 def _array(name: str) -> SpatialArch:
     d = _data()["arrays"][name]
     v = {k: d[k]["value"] for k in d if isinstance(d[k], dict)}
+    bandwidth = pj = None
+    if "device" in d:  # off-chip bandwidth and MAC energy from the hardware package's device file
+        from edgefit.hardware import get_device
+
+        device = get_device(d["device"])
+        bandwidth, pj = device.bandwidth_bytes_per_s, device.energy.mac_pj["int16"]
     return SpatialArch(
         pe_rows=int(v["pe_rows"]), pe_cols=int(v["pe_cols"]), rf_bytes=int(v["rf_bytes"]),
         buffer_bytes=int(v["buffer_bytes"]), word_bits=int(v["word_bits"]), costs=default_costs(),
-        clock_hz=v.get("clock_hz"), dram_bytes_per_s=v.get("dram_bytes_per_s"),
-        pj_per_unit=v.get("pj_per_unit"), name=name,
+        clock_hz=v.get("clock_hz"), dram_bytes_per_s=bandwidth, pj_per_unit=pj, name=name,
     )
 
 
