@@ -40,10 +40,10 @@ from edgefit._io import atomic_write
 from edgefit.accel.arch import reference_data
 from edgefit.accel.compare import (
     DataflowConfig,
-    _render,
     compare_dataflows,
     compare_layers,
     eyeriss_comparison,
+    render_table,
 )
 from edgefit.accel.fastconv import (
     ALGORITHMS,
@@ -110,8 +110,8 @@ def eyeriss_section(alexnet) -> list[str]:
     return ["## 2. The Eyeriss chip: AlexNet CONV layers, batch 4\n",
             "RS on 12x14 PEs, 520 B of scratchpad per PE, 108 KiB buffer, 200 MHz, 16-bit; the zoo's AlexNet "
             "(224x224 input, conv1 padded to a 55x55 output, as the chip's 227x227 input gives).\n",
-            _render(["figure", "edgefit", "measured", "source"], rows, True), "",
-            _render(["layer", "RS mapping", "active PEs", "compute ms / batch", "DRAM MB / image"], per_layer, True), "",
+            render_table(["figure", "edgefit", "measured", "source"], rows, True), "",
+            render_table(["layer", "RS mapping", "active PEs", "compute ms / batch", "DRAM MB / image"], per_layer, True), "",
             "Why the figures differ:",
             "- Latency: the model assumes one MAC per active PE per cycle with no stall; the chip also waits on "
             "its off-chip link and on PE-array reconfiguration between layers and passes, and zero gating saves "
@@ -172,7 +172,7 @@ def sparsity_section(epochs: int) -> list[str]:
             f"(min {100 * min(accs):.2f}, max {100 * max(accs):.2f}). Each cell: mean over the seeds (min-max). "
             "Activations in 16-bit dynamic fixed point; BW = uncompressed bits / coded bits of the layer's input; "
             "energy under RS on the 256-PE array at batch 16.\n",
-            _render(head, lines, True), "",
+            render_table(head, lines, True), "",
             "The lecture's figures (reference/003, 'Compression of Weights & Activations', measured on MNIST-size "
             "LeNet-5 and ImageNet AlexNet): LeNet-5 image BW reduction 5.2x (layer 1) and 1.9x (layer 2); AlexNet "
             "layers 1-5: 1.3x, 5.8x, 4.1x, 2.9x, 2.9x, 2x overall. The digits are 8x8 with a large zero background, "
@@ -184,7 +184,7 @@ def sparsity_section(epochs: int) -> list[str]:
             f"Test accuracy {100 * statistics.mean(pruned_accs):.2f}% (min {100 * min(pruned_accs):.2f}, "
             f"max {100 * max(pruned_accs):.2f}). Gating skips a MAC whose activation is zero (saving the ALU and "
             "the weight RF read); skipping skips it when either operand is zero (the ALU and all RF accesses).\n",
-            _render(phead, plines, True), ""]
+            render_table(phead, plines, True), ""]
 
 
 @contextlib.contextmanager
@@ -247,7 +247,7 @@ def fastconv_section(alexnet, lenet, repeats: int, lock_wait: float | None) -> l
                    "columns are missing (rerun with `--only fastconv` when the lock is free).\n")
         tables = [_algo_rows(p, lambda layer, algos: None) for p in (alexnet, lenet)]
     for prof, lines in zip((alexnet, lenet), tables, strict=True):
-        out += [f"### {prof.model}\n", _render(head, lines, True), ""]
+        out += [f"### {prof.model}\n", render_table(head, lines, True), ""]
     out += ["Reading: Winograd F(2x2,3x3) does 2.25x fewer element-wise multiplies than direct and F(4x4,3x3) 4x, "
             "less what their data transforms add; FFT wins on multiplies for large maps but pays in memory and in "
             "transforms; Strassen saves 1/8 of the multiplies per level at the price of 18 block additions. In "

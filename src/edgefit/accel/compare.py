@@ -117,7 +117,7 @@ class DataflowReport:
             if "rs" in dfs:
                 cells += [f"{self.ratio(d, k):.2f}x" for d in dfs if d != "rs"]
             lines.append(cells)
-        return _render(head, lines, markdown)
+        return render_table(head, lines, markdown)
 
     def breakdown_table(self, kind: str | None = None, markdown: bool = False) -> str:
         """Energy by level, normalized to RS's total (or the first dataflow's), like the paper's figures."""
@@ -127,10 +127,11 @@ class DataflowReport:
         for d in dfs:
             b = self.breakdown(d, kind)
             lines.append([d.upper(), *[f"{b[lv] / ref:.3f}" for lv in LEVELS], f"{sum(b.values()) / ref:.3f}"])
-        return _render(["dataflow", *LEVELS, "total"], lines, markdown)
+        return render_table(["dataflow", *LEVELS, "total"], lines, markdown)
 
 
-def _render(head: list[str], lines: list[list[str]], markdown: bool) -> str:
+def render_table(head: list[str], lines: list[list[str]], markdown: bool) -> str:
+    """A Markdown table, or plain columns (first left-aligned, the rest right-aligned)."""
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
         return "\n".join(out + ["| " + " | ".join(c) + " |" for c in lines])

@@ -406,7 +406,7 @@ def compare_conv_algorithms(profile, config: ConvAlgoConfig | None = None, *, ti
 
 def conv_algo_table(rows: list[ConvAlgoRow], markdown: bool = False) -> str:
     """Millions of multiplies per algorithm per layer, the Toeplitz redundancy, fewest and fastest."""
-    from edgefit.accel.compare import _render
+    from edgefit.accel.compare import render_table
 
     algos = list(rows[0].counts) if rows else []
     head = ["layer", "im2col redundancy", *[f"{a} Mmul" for a in algos], "fewest mults"]
@@ -421,4 +421,4 @@ def conv_algo_table(rows: list[ConvAlgoRow], markdown: bool = False) -> str:
         if timed:
             cells += [f"{r.seconds[a] * 1e3:.2f}" if a in r.seconds else "n/a" for a in algos] + [r.fastest]
         lines.append(cells)
-    return _render(head, lines, markdown)
+    return render_table(head, lines, markdown)

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from edgefit.accel.arch import SpatialArch, paper_array
+from edgefit.accel.layers import ConvLayer
 from edgefit.errors import ConfigError
 
 WORD_BITS = 16
@@ -127,7 +128,7 @@ class LayerSparsity:
     macs_nonzero_both: int
     bits: dict[str, int]
     energy: dict[str, float]
-    layer: object = None
+    layer: ConvLayer | None = None
     zeros: tuple[int, int, int] = (0, 0, 0)
 
     def reduction(self, code: str) -> float:
@@ -230,7 +231,7 @@ class SparsityReport:
         return sum(r.bits["raw"] for r in self.layers) / sum(r.bits[code] for r in self.layers)
 
     def table(self, markdown: bool = False) -> str:
-        from edgefit.accel.compare import _render
+        from edgefit.accel.compare import render_table
 
         head = ["layer", "ifmap zeros", "weight zeros", "MACs kept (gating)", "MACs kept (skipping)",
                 "zero-flag BW", "RLC BW", "Huffman BW", "energy saved (gating+RLC)", "energy saved (skipping+RLC)"]
@@ -244,4 +245,4 @@ class SparsityReport:
                           f"{100 * (e['skipping'] + e['rlc_dram']) / e['total']:.1f}%"])
         lines.append(["total", "", "", "", "", f"{self.total_reduction('zero flag'):.2f}x",
                       f"{self.total_reduction('rlc'):.2f}x", f"{self.total_reduction('huffman'):.2f}x", "", ""])
-        return _render(head, lines, markdown)
+        return render_table(head, lines, markdown)

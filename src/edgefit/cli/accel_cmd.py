@@ -109,7 +109,6 @@ def sparsity(
     import torch
 
     from edgefit.accel.sparsity import SparsityConfig, measure_sparsity
-    from edgefit.cli.compress_cmd import _resolve
     from edgefit.data import TrainConfig, load_dataset, load_weights_
     from edgefit.data import train as train_fn
     from edgefit.data.train import check_model_fits
@@ -117,7 +116,10 @@ def sparsity(
     config = SparsityConfig(dataflow=dataflow_name)
     data = load_dataset(dataset)
     torch.manual_seed(0)
-    net, name = _resolve(model)
+    from edgefit.zoo import resolve_model
+
+    resolved = resolve_model(model)
+    net, name = resolved.model, resolved.name if resolved.from_zoo else None
     if weights is not None:
         load_weights_(net, weights)
         check_model_fits(net, data)
