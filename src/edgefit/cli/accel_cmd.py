@@ -124,7 +124,9 @@ def sparsity(
         load_weights_(net, weights)
         check_model_fits(net, data)
     else:
-        train_fn(net, data, TrainConfig(epochs=train_epochs))
+        bar, tick = _progress(train_epochs, f"train {name or model}")
+        with bar:
+            train_fn(net, data, TrainConfig(epochs=train_epochs), on_epoch=tick)
     report = measure_sparsity(net, torch.from_numpy(data.x_test), config, name=name or model)
     typer.echo(f"{report.model} on {report.images} {data.name} test images (16-bit activations)\n")
     typer.echo(report.table(markdown))
@@ -147,7 +149,9 @@ def convalgo(
 
     config = ConvAlgoConfig(strassen_leaf=leaf, repeats=repeats)
     prof, _ = _profile(model, input_shape)
-    rows, uncovered = compare_conv_algorithms(prof, config, time=time)
+    bar, tick = _progress(sum(1 for r in prof.layers if r.kind == "Conv2d" and r.macs), "timing" if time else "counting")
+    with bar:
+        rows, uncovered = compare_conv_algorithms(prof, config, time=time, on_layer=tick)
     if not rows:
         raise ConfigError(f"{prof.model} has no Conv2d layer to compare algorithms on")
     typer.echo(conv_algo_table(rows, markdown))
