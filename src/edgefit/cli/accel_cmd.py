@@ -160,7 +160,7 @@ def convalgo(
 
 
 def demo_section(echo) -> None:
-    """AlexNet's CONV layers under the four dataflows on the 256-PE array, batch 4 for speed."""
+    """AlexNet's CONV layers under the four dataflows on the 256-PE array, batch 1 for speed."""
     import warnings
 
     from edgefit.accel.compare import DataflowConfig, compare_dataflows
