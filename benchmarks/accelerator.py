@@ -30,6 +30,7 @@ import contextlib
 import fcntl
 import os
 import platform
+import signal
 import statistics
 import time
 import warnings
@@ -191,19 +192,23 @@ def sparsity_section(epochs: int) -> list[str]:
 def bench_lock(wait_seconds: float | None = None, path: str = "/tmp/edgefit-bench.lock"):
     """Hold the benchmarks' timing lock (the one ``flock PATH <command>`` takes).
 
+    Waits in the kernel's queue like ``flock`` does; an alarm ends the wait.
+
     Raises:
         TimeoutError: another benchmark held it for all of ``wait_seconds``.
     """
+    def expired(signum, frame):
+        raise TimeoutError(f"{path} stayed held for {wait_seconds:.0f} s")
+
     with open(path, "a") as fh:
-        deadline = None if wait_seconds is None else time.monotonic() + wait_seconds
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline else 0))
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{path} stayed held for {wait_seconds:.0f} s") from None
-                time.sleep(5)
+        previous = signal.signal(signal.SIGALRM, expired)
+        if wait_seconds:
+            signal.setitimer(signal.ITIMER_REAL, wait_seconds)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
         try:
             yield
         finally:
