@@ -6,12 +6,19 @@ from edgefit.cli.main import main
 
 
 def test_dataflow_table_plot_and_energy_tool(tmp_path, capsys):
-    plot, tool = tmp_path / "e.png", tmp_path / "l.txt"
-    assert main(["dataflow", "zoo:lenet5_digits", "--batch", "1", "--dataflow", "rs,nlr",
-                 "--plot", str(plot), "--energy-tool", str(tool)]) == 0
+    import json
+
+    plot, tool, js = tmp_path / "e.png", tmp_path / "l.txt", tmp_path / "r.json"
+    assert main(["dataflow", "zoo:lenet5_digits", "--batch", "1", "--dataflow", "rs,nlr", "--accesses",
+                 "--plot", str(plot), "--energy-tool", str(tool), "--json", str(js)]) == 0
     out = capsys.readouterr().out
     assert "NLR/RS" in out and "total CONV" in out and "energy by level, FC layers" in out
+    assert "RS: accesses (words) per level" in out and "dram i/w/p" in out
     assert plot.stat().st_size > 0 and len(tool.read_text().splitlines()) == 4
+    data = json.loads(js.read_text())
+    first = data["dataflows"]["rs"][0]
+    assert first["layer"] == "features.0" and first["accesses"]["alu"]["mac"] == 32_000
+    assert data["dataflows"]["nlr"][0]["rf_bytes"] == 0    # equal area: NLR has no RF
 
 
 @pytest.mark.parametrize("args, message", [

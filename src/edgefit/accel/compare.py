@@ -119,6 +119,41 @@ class DataflowReport:
             lines.append(cells)
         return render_table(head, lines, markdown)
 
+    def accesses_table(self, dataflow: str, markdown: bool = False) -> str:
+        """Per layer: accesses at every level for each data type (ifmap / weight / psum), and the mapping."""
+        head = ["layer", *[f"{lv} i/w/p" for lv in LEVELS if lv != "alu"], "mapping", "tile (n,m,c,e) order"]
+        lines = []
+        for r in self.results[dataflow]:
+            cells = [r.layer.name]
+            for lv in LEVELS[1:]:
+                cells.append("/".join(f"{r.accesses[lv][d]:,.0f}" for d in DATA))
+            t = r.tile
+            cells += [",".join(f"{k}={v}" for k, v in r.params.items()), f"{t.n},{t.m},{t.c},{t.e} {t.order}"]
+            lines.append(cells)
+        return render_table(head, lines, markdown)
+
+    def to_dict(self) -> dict:
+        """Everything, JSON-ready: per dataflow and layer the mapping, accesses and energy by level and data type."""
+        arch = self.config.arch
+        return {
+            "model": self.model,
+            "array": {"pe_rows": arch.pe_rows, "pe_cols": arch.pe_cols, "rf_bytes": arch.rf_bytes,
+                      "buffer_bytes": arch.buffer_bytes, "word_bits": arch.word_bits,
+                      "costs": {lv: getattr(arch.costs, lv) for lv in LEVELS}},
+            "batch": self.config.batch,
+            "equal_area": self.config.equal_area,
+            "units": "energy in units of one MAC; accesses in words",
+            "dataflows": {
+                d: [{"layer": r.layer.name, "kind": r.layer.kind, "macs": r.layer.macs,
+                     "rf_bytes": r.arch.rf_bytes, "buffer_bytes": r.arch.buffer_bytes,
+                     "params": r.params, "tile": {"n": r.tile.n, "m": r.tile.m, "c": r.tile.c, "e": r.tile.e,
+                                                  "order": r.tile.order},
+                     "active_pes": r.active_pes, "cycles": r.cycles, "accesses": r.accesses,
+                     "energy": r.energy, "total": r.total} for r in rows]
+                for d, rows in self.results.items()},
+            "not_covered": [{"layer": n, "kind": k, "macs": m} for n, k, m in self.uncovered],
+        }
+
     def breakdown_table(self, kind: str | None = None, markdown: bool = False) -> str:
         """Energy by level, normalized to RS's total (or the first dataflow's), like the paper's figures."""
         dfs = self.config.dataflows

@@ -60,6 +60,8 @@ def dataflow(
     batch: int = typer.Option(16, "--batch", help="batch size N"),
     same_array: bool = typer.Option(False, "--same-array", help="map every dataflow on the array as given (default: equal area)"),
     markdown: bool = typer.Option(False, "--markdown", help="Markdown tables"),
+    accesses: bool = typer.Option(False, "--accesses", help="also print each layer's accesses per level and data type, and its mapping"),
+    json_out: Path | None = typer.Option(None, "--json", help="write every mapping, access count and energy as JSON"),
     plot: Path | None = typer.Option(None, "--plot", help="write the stacked energy plot (.png/.svg/.pdf)"),
     energy_tool: Path | None = typer.Option(None, "--energy-tool", help="also write the layers in the energy-estimation tool's format"),
 ) -> None:
@@ -86,8 +88,19 @@ def dataflow(
         if report.rows(config.dataflows[0], kind):
             typer.echo(f"\nenergy by level, {kind.upper()} layers (normalized to {'RS' if 'rs' in config.dataflows else config.dataflows[0].upper()}):")
             typer.echo(report.breakdown_table(kind, markdown))
-    for name, kind, macs in report.uncovered:
-        typer.echo(f"not covered by the model: {name} ({kind}, {macs:,} MACs)")
+    if accesses:
+        for d in config.dataflows:
+            typer.echo(f"\n{d.upper()}: accesses (words) per level, ifmap/weight/psum, and the mapping:")
+            typer.echo(report.accesses_table(d, markdown))
+    for uname, kind, macs in report.uncovered:
+        typer.echo(f"not covered by the model: {uname} ({kind}, {macs:,} MACs)")
+    if json_out:
+        import json
+
+        from edgefit._io import atomic_write
+
+        atomic_write(json_out, json.dumps(report.to_dict(), indent=2) + "\n")
+        typer.echo(f"wrote {json_out}", err=True)
     if plot:
         from edgefit.report.accel_plots import plot_dataflow_energy
 
