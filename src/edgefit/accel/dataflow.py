@@ -69,7 +69,7 @@ class NoMappingError(ConfigError):
 
 
 def register_dataflow(name: str):
-    """Register a mapper ``fn(layer, arch, tile) -> iterator of (params, reuse, pes, rf_words)``."""
+    """Register a mapper ``fn(layer, arch, tile) -> iterator of (params, {data type: Reuse}, active PEs)``."""
     def deco(fn):
         if name in DATAFLOWS:
             raise RegistryError(f"dataflow {name!r} is already registered")
