@@ -184,7 +184,7 @@ def sparsity_section(epochs: int) -> list[str]:
             f"{PRUNE_EPOCHS} epochs of retraining with the masks)\n",
             f"Test accuracy {100 * statistics.mean(pruned_accs):.2f}% (min {100 * min(pruned_accs):.2f}, "
             f"max {100 * max(pruned_accs):.2f}). Gating skips a MAC whose activation is zero (saving the ALU and "
-            "the weight RF read); skipping skips it when either operand is zero (the ALU and all RF accesses).\n",
+            "the weight RF read); skipping skips it when either operand is zero (the ALU and the MAC's RF accesses).\n",
             render_table(phead, plines, True), ""]
 
 

@@ -19,9 +19,11 @@ MAC counts are exact (a convolution of the zero masks): a MAC on a padding
 position has a zero activation and counts as gated, as the hardware sees it.
 
 Energy: zero gating (Eyeriss v1) skips the MAC and the weight RF read when the
-ifmap is zero; zero skipping skips the ALU and all three RF accesses when either
-operand is zero; RLC shrinks the ifmap's DRAM traffic. Each saving is taken
-against the layer's energy under ``config.dataflow`` on ``config.arch``.
+ifmap is zero; zero skipping skips the ALU and every RF access of the MAC when
+either operand is zero; RLC shrinks the ifmap's DRAM traffic. The RF energy per
+MAC is the layer's own under ``config.dataflow`` on ``config.arch`` (per data
+type, averaged over its MACs), and each saving is taken against that layer's
+energy.
 
 >>> zero_flag_bits(np.array([0, 0, 5, 0]))
 20
@@ -207,8 +209,8 @@ def _savings(mapped, macs: int, act_macs: int, both_macs: int, bits: dict[str, i
     dram_ifmap = mapped.energy["dram"]["ifmap"] / mapped.layer.macs * macs
     return {
         "total": total,
-        "gating": gated * (c.alu + c.rf),
-        "skipping": skipped * (c.alu + 4 * c.rf),
+        "gating": gated * (c.alu + mapped.energy["rf"]["weight"] / mapped.layer.macs),
+        "skipping": skipped * (c.alu + sum(mapped.energy["rf"].values()) / mapped.layer.macs),
         "rlc_dram": dram_ifmap * (1 - bits["rlc"] / bits["raw"]),
     }
 
