@@ -309,7 +309,8 @@ def main() -> None:
 
 
 def header(t0: float, only: str | None = None) -> list[str]:
-    took = f"Section {only} rerun alone, in {time.time() - t0:.0f} s." if only else f"Run took {time.time() - t0:.0f} s."
+    took = (f"Section {only} was rerun alone (in {time.time() - t0:.0f} s); the other sections come from an earlier "
+            "run of the same script." if only else f"Run took {time.time() - t0:.0f} s.")
     return ["# Accelerator view: dataflows, Eyeriss, sparsity, fast convolution\n",
             f"Host: {platform.machine()}, {os.cpu_count()} CPUs, shared with other jobs (timings are medians of "
             f"interleaved rounds); torch {torch.__version__}. {took}",
