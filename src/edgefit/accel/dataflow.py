@@ -51,6 +51,7 @@ re-read at each row-tile boundary is R - U rows.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterator
@@ -160,14 +161,15 @@ class LayerEnergy:
 
 # ---- the search -------------------------------------------------------------------------------
 
-def divisors(x: int) -> list[int]:
-    """Divisors of ``x`` in increasing order.
+@functools.lru_cache(maxsize=4096)
+def divisors(x: int) -> tuple[int, ...]:
+    """Divisors of ``x`` in increasing order (cached: the mapping search asks for the same ones often).
 
     >>> divisors(12)
-    [1, 2, 3, 4, 6, 12]
+    (1, 2, 3, 4, 6, 12)
     """
     small = [d for d in range(1, math.isqrt(x) + 1) if x % d == 0]
-    return sorted(set(small + [x // d for d in small]))
+    return tuple(sorted(set(small + [x // d for d in small])))
 
 
 _RELEVANT = {"ifmap": "nce", "weight": "mc", "psum": "nme"}
@@ -382,6 +384,7 @@ def _rs(layer: ConvLayer, arch: SpatialArch, tile: Tile) -> Iterator:
     for e_set in sorted({d for d in divisors(tile.e) if d <= widest} | {widest}):
         diag = r * e_set / ((e_set - 1) * uy + r)
         folds = -(-tile.e // e_set) * e_set / tile.e
+        weight = Reuse(tile.n * f, e_set, True)
         for p in divisors(tile.m):
             if rs_rf_words(p, 1, s) > arch.rf_words:
                 break
@@ -389,13 +392,10 @@ def _rs(layer: ConvLayer, arch: SpatialArch, tile: Tile) -> Iterator:
                 if rs_rf_words(p, q, s) > arch.rf_words:
                     break
                 for t_m in divisors(tile.m // p):
+                    ifmap = Reuse(p * window, t_m * diag, True)
                     for t_c in divisors(tile.c // q):
                         pes = r * e_set * t_m * t_c
                         if pes > arch.pes:
                             break
-                        reuse = {
-                            "ifmap": Reuse(p * window, t_m * diag, True),
-                            "weight": Reuse(tile.n * f, e_set, True),
-                            "psum": Reuse(q * s, r * t_c, True),
-                        }
+                        reuse = {"ifmap": ifmap, "weight": weight, "psum": Reuse(q * s, r * t_c, True)}
                         yield ({"p": p, "q": q, "e_set": e_set, "t_m": t_m, "t_c": t_c}, reuse, pes / folds)
