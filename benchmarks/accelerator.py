@@ -272,10 +272,13 @@ def fastconv_section(alexnet, lenet, repeats: int, lock_wait: float | None) -> l
         out += [f"### {prof.model}\n", render_table(head, lines, True), ""]
     out += ["Reading: Winograd F(2x2,3x3) does 2.25x fewer element-wise multiplies than direct and F(4x4,3x3) 4x, "
             "less what their data transforms add; FFT wins on multiplies for large maps but pays in memory and in "
-            "transforms; Strassen saves 1/8 of the multiplies per level at the price of 18 block additions. In "
-            "time, torch's convolution (oneDNN) is one tuned kernel while these algorithms are written with "
-            "einsum / torch.fft / Python recursion, so fewer multiplies do not make them faster here.", ""]
-    return out
+            "transforms; Strassen saves 1/8 of the multiplies per level at the price of 18 block additions."]
+    if "fastest" in head:
+        rows = [line for lines in tables for line in lines]
+        wins = {a: sum(line[-1] == a for line in rows) for a in ALGORITHMS}
+        out.append("Measured fastest on this host: " + ", ".join(f"{a} on {n} of {len(rows)} layers"
+                                                                  for a, n in wins.items() if n) + ".")
+    return out + [""]
 
 
 def splice(path: str, number: int, new: list[str]) -> list[str]:
