@@ -15,6 +15,8 @@ MODULES = [
     "edgefit.memory.arena",
     "edgefit.memory.plan",
     "edgefit.hardware.mcu",
+    "edgefit.accel", "edgefit.accel.arch", "edgefit.accel.layers", "edgefit.accel.dataflow",
+    "edgefit.accel.compare", "edgefit.accel.sparsity", "edgefit.accel.fastconv", "edgefit.accel.energy_tool",
 ]
 
 

@@ -17,6 +17,7 @@ SECTIONS = (
     ("edgefit.cli.hardware_cmd", "Hardware: roofline, energy and memory fit"),
     ("edgefit.cli.compress_cmd", "Deep Compression on the digits LeNet-300-100"),
     ("edgefit.cli.plan_cmd", "Fit a microcontroller: activation memory planning"),
+    ("edgefit.cli.accel_cmd", "Accelerator: dataflow energy on a spatial array"),
 )
 
 
