@@ -16,12 +16,13 @@ SECTIONS = (
     ("edgefit.cli.profile_cmd", "Profile: exact efficiency metrics"),
     ("edgefit.cli.hardware_cmd", "Hardware: roofline, energy and memory fit"),
     ("edgefit.cli.compress_cmd", "Deep Compression on the digits LeNet-300-100"),
+    ("edgefit.cli.report_cmd", "HTML report: dense vs compressed LeNet-300-100 on two devices"),
 )
 
 
 @app.command()
 def demo(
-    only: str = typer.Option("", help="Run one section: profile, hardware or compress."),
+    only: str = typer.Option("", help="Run one section: profile, hardware, compress or report."),
 ) -> None:
     """Run edgefit's main jobs on zoo models and bundled data."""
     for module_name, title in SECTIONS:
