@@ -1,0 +1,34 @@
+"""`edgefit report`: writes the page; bad input is one line and exit code 2."""
+
+import pytest
+
+from edgefit.cli.main import main
+
+
+def test_report_writes_the_page(tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", "lenet5", "--compare", "zoo:lenet5", "--device", "stm32f746", "--no-measure",
+                 "-o", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    html = out.read_text()
+    assert "Side by side" in html and 'data-metric="macs" data-v="416520"' in html
+
+
+@pytest.mark.parametrize("args, message", [
+    (["lenet5", "--device", "nosuch"], "error: unknown device 'nosuch'."),
+    (["lenet5", "--compare", "lenet_300_100_digits"],
+     "error: cannot compare lenet_300_100_digits (1x1x8x8 float32) with lenet5 (1x1x32x32 float32)"),
+    (["lenet5", "--output", "{blocker}/r.html"], "error: cannot write the report to"),
+    (["missing.efz"], "error: compressed file not found: missing.efz"),
+    (["lenet5", "--sensitivity"], "error: the sensitivity scan needs a dataset"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, args, message):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a directory")
+    args = [a.replace("{blocker}", str(blocker)) for a in args]
+    if "--output" not in args:
+        args += ["--output", str(tmp_path / "r.html")]
+    assert main(["report", *args, "--no-measure"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+    assert not (tmp_path / "r.html").exists()
