@@ -96,7 +96,8 @@ def html_report(
         raise ConfigError("give at least one model for the report")
     target = check_output(output) if output is not None else None
     devs = [get_device(d) for d in devices]
-    entries = [m if isinstance(m, ReportModel) else load_report_model(m, input_shape=input_shape) for m in models]
+    entries = [m if isinstance(m, ReportModel) else load_report_model(m, input_shape=input_shape, materialize=measure)
+               for m in models]
     check_same_inputs(entries)
     data = _dataset(dataset)
     if sensitivity:
@@ -196,10 +197,10 @@ def _card(i: int, r: ModelResult, devices) -> str:
                          f"{r.file_bytes:,} B", "measured"))
     if r.latency is not None:
         lat = r.latency
-        m.append(_metric(i, "host_latency_s", f"host latency, batch 1 (median of {lat.runs}, p90 "
+        m.append(_metric(i, "host_latency_s", f"host latency, 1 thread, batch 1 (median of {lat.runs}, p90 "
                          f"{human_seconds(lat.p90_s)})", lat.median_s, human_seconds(lat.median_s), "measured"))
         batch, ips = r.throughput
-        m.append(_metric(i, "host_throughput", f"host throughput, batch {batch}", ips, f"{ips:,.1f} /s",
+        m.append(_metric(i, "host_throughput", f"host throughput, 1 thread, batch {batch}", ips, f"{ips:,.1f} /s",
                          "measured"))
     if r.accuracy is not None:
         m.append(_metric(i, "accuracy", f"test accuracy ({r.dataset})", r.accuracy, f"{100 * r.accuracy:.2f}%",
@@ -257,8 +258,9 @@ def _comparison_rows(r: ModelResult, devices) -> list[tuple[str, float | None, C
 def _comparison(results, devices) -> str:
     base = _comparison_rows(results[0], devices)
     others = [_comparison_rows(r, devices) for r in results[1:]]
-    head = "<th>metric</th>" + "".join(f"<th>{esc(r.entry.label)}</th>" for r in results)
-    head += "".join(f"<th>{esc(r.entry.label)} / {esc(results[0].entry.label)}</th>" for r in results[1:])
+    head = "<th>metric</th>" + "".join(f"<th>{esc(r.entry.label)}{' (baseline)' if not k else ''}</th>"
+                                       for k, r in enumerate(results))
+    head += "".join(f"<th>{esc(r.entry.label)} / baseline</th>" for r in results[1:])
     body = []
     for k, (name, v0, fmt) in enumerate(base):
         cells = [f"<td>{esc(name)}</td>", _valcell(v0, fmt)] + [_valcell(o[k][1], fmt) for o in others]
