@@ -11,6 +11,9 @@ MODULES = [
     "edgefit.metrics.formulas",
     "edgefit.zoo",
     "edgefit.hardware",
+    "edgefit.report.html",
+    "edgefit.report.html.sections",
+    "edgefit.report.html.svg",
 ]
 
 
