@@ -6,12 +6,15 @@ from edgefit.cli.main import main
 
 
 def test_report_writes_the_page(tmp_path, capsys):
-    out = tmp_path / "r.html"
+    out, front = tmp_path / "r.html", tmp_path / "front.json"
+    front.write_text('{"type": "scatter", "title": "Search front", "x_label": "MACs", "y_label": "accuracy", '
+                     '"points": [["a", 1e5, 0.9], ["b", 4e5, 0.97]]}')
     assert main(["report", "lenet5", "--compare", "zoo:lenet5", "--device", "stm32f746", "--no-measure",
-                 "-o", str(out)]) == 0
+                 "--section", str(front), "-o", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     html = out.read_text()
     assert "Side by side" in html and 'data-metric="macs" data-v="416520"' in html
+    assert "Search front" in html and html.count('data-chart="scatter"') == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -21,6 +24,7 @@ def test_report_writes_the_page(tmp_path, capsys):
     (["lenet5", "--output", "{blocker}/r.html"], "error: cannot write the report to"),
     (["missing.efz"], "error: compressed file not found: missing.efz"),
     (["lenet5", "--sensitivity"], "error: the sensitivity scan needs a dataset"),
+    (["lenet5", "--section", "missing.json"], "error: cannot read sections from missing.json"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):
     blocker = tmp_path / "blocker"

@@ -21,6 +21,7 @@ def report(
     input_shape: str = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,224,224 (for models from files)"),
     sensitivity: bool = typer.Option(False, "--sensitivity", help="scan per-layer pruning sensitivity (needs --dataset)"),
     measure: bool = typer.Option(True, "--measure/--no-measure", help="time the models on this host"),
+    section: list[Path] = typer.Option([], "--section", help="extra sections from a JSON file (repeatable; see docs/report.md)"),
     title: str = typer.Option(None, "--title", help="page title"),
     output: Path = typer.Option(..., "--output", "-o", help="the .html file to write (atomically)"),
 ) -> None:
@@ -28,8 +29,9 @@ def report(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from edgefit.cli.profile_cmd import parse_shape
-    from edgefit.report.html import DEFAULT_DEVICES, html_report
+    from edgefit.report.html import DEFAULT_DEVICES, html_report, load_sections
 
+    extra = [s for path in section for s in load_sections(path)]
     models = [model, *compare]
     steps = 3 * len(models) + 1
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True) as bar:
@@ -37,7 +39,7 @@ def report(
         result = html_report(
             models, output, devices=device or DEFAULT_DEVICES, dataset=dataset,
             input_shape=parse_shape(input_shape) if input_shape else None, measure=measure,
-            sensitivity=sensitivity, title=title,
+            sensitivity=sensitivity, extra_sections=extra, title=title,
             on_step=lambda msg: bar.update(task, advance=1, description=msg),
         )
     typer.echo(f"wrote {result.path} ({result.bytes:,} bytes, {result.seconds:.1f}s); open it in a browser")

@@ -54,3 +54,25 @@ def test_compression_section_ratios():
     s = compression_section(rec, "m")
     assert s.rows == (("dense fp32", 1000, 1.0, 90.0), ("P", 100, 10.0, "not measured"),
                       ("P+Q", 40, 25.0, "not measured"), ("P+Q+H", 25, 40.0, 91.0))
+
+
+def test_sections_from_json(tmp_path):
+    import json
+
+    from edgefit.report.html import load_sections, section_from_dict
+
+    p = tmp_path / "s.json"
+    p.write_text(json.dumps([
+        {"type": "table", "title": "family", "columns": ["w", "ms"], "rows": [[0.5, 1.5]]},
+        {"type": "curves", "title": "c", "x_label": "x", "y_label": "y", "series": {"a": [[0, 1]]}},
+    ]))
+    table, curves = load_sections(p)
+    assert table.rows == ((0.5, 1.5),) and curves.series == {"a": [(0, 1)]}
+    p.write_text(json.dumps({"type": "table", "title": "t", "cols": []}))
+    with pytest.raises(ConfigError, match=r"unknown fields \['cols'\], missing fields \['columns', 'rows'\]"):
+        load_sections(p)
+    p.write_text("{nope")
+    with pytest.raises(ConfigError, match="not a JSON file"):
+        load_sections(p)
+    with pytest.raises(ConfigError, match='needs "type"'):
+        section_from_dict({"title": "t"})

@@ -282,7 +282,7 @@ def _device_section(results, device) -> str:
     head = (f'<h2>{esc(device.display_name)}</h2><p class="note">estimated at {esc(e0.precision)}: peak '
             f"{e0.peak_ops_per_s:.3g} op/s, bandwidth {device.bandwidth_bytes_per_s:.3g} B/s, ridge "
             f"{e0.ridge_point:.3g} op/B. Points: blue memory-bound, red compute-bound; "
-            + ", ".join(f"{esc(label)} {shape}" for (label, _), shape in zip(ests, _SHAPES * 3)) + "</p>")
+            + ", ".join(f"{esc(label)} {_SHAPES[k % 3]}" for k, (label, _) in enumerate(ests)) + "</p>")
     charts = [f'<div class="chartbox">{roofline_svg(ests, f"roofline on {device.display_name}")}</div>']
     for label, est in ests:
         charts.append(f"<h3>Per-layer time and energy of {esc(label)} on {esc(device.display_name)}</h3>"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 
 from edgefit.errors import ConfigError, RegistryError
 from edgefit.report.html.svg import esc, lines_svg, scatter_svg
@@ -228,3 +228,55 @@ def stages_from_report(rep) -> StageRecord:
     """A `StageRecord` from a `CompressionReport` (`edgefit.compress.report.build_report`)."""
     return StageRecord(rep.dense_file_bytes, dict(rep.file_bytes), dict(rep.accuracy),
                        "measured: every stage written as a real file; accuracy (%) on the test split")
+
+
+# ---------------------------------------------------------------- sections from JSON files
+
+_SECTION_TYPES = {"table": TableSection, "curves": CurvesSection, "scatter": ScatterSection}
+
+
+def section_from_dict(d: Mapping):
+    """A section from plain data: ``{"type": "table" | "curves" | "scatter", **its fields}``.
+
+    >>> section_from_dict({"type": "scatter", "title": "Pareto", "x_label": "MACs", "y_label": "acc",
+    ...                    "points": [["a", 1e6, 0.95]]}).points
+    (('a', 1000000.0, 0.95),)
+    """
+    from dataclasses import fields
+
+    if not isinstance(d, Mapping) or d.get("type") not in _SECTION_TYPES:
+        raise ConfigError(f"a section needs \"type\": one of {', '.join(_SECTION_TYPES)}")
+    cls = _SECTION_TYPES[d["type"]]
+    args = {k: v for k, v in d.items() if k != "type"}
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(args) - known)
+    missing = sorted(f.name for f in fields(cls) if f.name not in args and f.default is MISSING)
+    if unknown or missing:
+        raise ConfigError(f"{d['type']} section: unknown fields {unknown}, missing fields {missing}; "
+                          f"fields: {', '.join(sorted(known))}")
+    for key in ("columns", "rows", "points"):
+        if key in args:
+            args[key] = tuple(tuple(x) if isinstance(x, list) else x for x in args[key])
+    if "series" in args and isinstance(args["series"], Mapping):
+        args["series"] = {str(k): [tuple(p) for p in v] for k, v in args["series"].items()}
+    return cls(**args)
+
+
+def load_sections(path) -> list:
+    """Sections from a JSON file holding one section object or a list of them (see `section_from_dict`)."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read sections from {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a JSON file ({exc})") from None
+    items = data if isinstance(data, list) else [data]
+    try:
+        return [section_from_dict(item) for item in items]
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{path}: {exc}") from None
