@@ -68,10 +68,10 @@ def spread(xs: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--only", default="")
+    ap.add_argument("--only", default="", help="comma-separated zoo names (default: every zoo model)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    names = [args.only] if args.only else list_models()
+    names = args.only.split(",") if args.only else list_models()
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -89,6 +89,7 @@ def main() -> None:
             rows.append(f"| `{name}` | {spread(t_m)} | {one} | {spread(t_n)} | {size / 1e6:.3f} | {spread(t_p)} | "
                         f"{png_bytes / 1e6:.3f} |")
             print(rows[-1], flush=True)
+            write(rows, results, [], args.repeat)  # a killed run keeps what it measured
         cli = [cli_seconds("resnet50", d / "cli.html") for _ in range(args.repeat)] if "resnet50" in names else []
     write(rows, results, cli, args.repeat)
 

@@ -79,6 +79,7 @@ def test_compressed_pair_side_by_side_with_stages_and_accuracy(tmp_path, digits_
     assert c.profile.totals.model_size_bytes < d.profile.totals.model_size_bytes  # 4-bit codebooks
 
 
+@pytest.mark.slow
 def test_sensitivity_curves(tmp_path, digits_pair):
     dense, _, _ = digits_pair
     res = html_report([dense], None, devices=(), dataset="digits", measure=False, sensitivity=True)
