@@ -36,3 +36,18 @@ def test_bad_input_is_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
     assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.slow
+def test_demo_step_writes_dense_vs_compressed(tmp_path, monkeypatch):
+    from edgefit.cli import compress_cmd, report_cmd
+
+    monkeypatch.setattr(compress_cmd, "DEMO_DIR", tmp_path)
+    monkeypatch.setattr(compress_cmd, "DEMO_DENSE", tmp_path / "dense.safetensors")
+    monkeypatch.setattr(compress_cmd, "DEMO_EFZ", tmp_path / "small.efz")
+    lines = []
+    report_cmd.demo_section(lines.append)  # runs the Deep Compression step first: its files are missing
+    html = (tmp_path / "report.html").read_text()
+    assert str((tmp_path / "report.html").resolve()) in lines[-1]
+    assert "Deep Compression stages" in html and html.count('class="card"') == 2
+    assert f'data-metric="file_bytes" data-v="{(tmp_path / "small.efz").stat().st_size}"' in html
