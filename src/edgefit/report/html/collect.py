@@ -300,7 +300,8 @@ def _measure(res: ModelResult, budget_s: float) -> None:
 
     e = res.entry
     if _on_meta(e.model):
-        res.not_measured.append("host latency and throughput: the model is on the meta device (built without weights: not asked for, or too large for this host)")
+        res.not_measured.append("host latency and throughput: the model is on the meta device "
+                                "(built without weights: not asked for, or too large for this host)")
         return
     with torch_threads(MEASURE_THREADS):
         _timed(res, budget_s)
