@@ -26,7 +26,6 @@ from edgefit.compress.encode.sparse import csr_encode
 
 STAGES = ("P", "P+Q", "P+Q+H")
 _ENCODING = {"P": "sparse", "P+Q": "fixed", "P+Q+H": "huff"}
-_STAGE_ACC = {"dense": "dense", "P": "pruned", "P+Q": "quantized"}
 
 # Han, Mao, Dally, "Deep Compression", ICLR 2016, Tables 1-3 (MNIST, 28x28).
 PAPER = {
@@ -248,10 +247,7 @@ def build_report(
         saves["P+Q"] = save_compressed(model, wd / "quantized.efz", model_name=recorded, encoding="fixed",
                                        index_bits=index_bits)
         final = Path(output) if output else wd / "final.efz"
-        # The file carries its own history: the P and P+Q files and accuracies it came from.
-        stages = {"dense_bytes": dense_bytes, "P": saves["P"].file_bytes, "P+Q": saves["P+Q"].file_bytes,
-                  "acc": {k: round(result.accuracy[v], 6) for k, v in _STAGE_ACC.items()}}
-        extra = {"acc": round(result.accuracy["quantized"], 6), "stages": stages}
+        extra = {"acc": round(result.accuracy["quantized"], 6)}
         saves["P+Q+H"] = save_compressed(model, final, model_name=recorded, encoding="huff",
                                          index_bits=index_bits, extra=extra)
         t_encode = time.perf_counter() - t

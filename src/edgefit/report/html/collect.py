@@ -188,33 +188,34 @@ def _from_efz(path: Path, input_shape) -> ReportModel:
     bits = {r["name"].removesuffix(".weight"): r["bits"] for r in info["tensors"] if "bits" in r}
     bits["default"] = 32
     return ReportModel(path.name, model, shapes, dtype, bits=bits, file_path=path, trained=True,
-                       stages=_stages_from_extra(info) or _stages_of_file(info, model),
+                       stages=_stages_of_file(info, model),
                        description=f"zoo model {info['model']}, compressed (.efz, decoded weights)")
 
 
-def _stages_from_extra(info: dict) -> StageRecord | None:
-    """The stages `build_report` recorded in the file; P+Q+H is the file itself."""
-    rec = info["extra"].get("stages")
-    if not isinstance(rec, dict):
-        return None
-    acc = {k: float(v) for k, v in rec.get("acc", {}).items()}
-    sizes = {k: int(rec[k]) for k in ("P", "P+Q") if k in rec}
-    sizes["P+Q+H"] = info["file_bytes"]
-    return StageRecord(int(rec["dense_bytes"]), sizes, acc,
-                       "P and P+Q: written and measured at compression (recorded in the file); "
-                       "P+Q+H: this file; accuracy (%) on the test split")
-
-
 def _stages_of_file(info: dict, model: nn.Module) -> StageRecord:
-    """A file that records no stages: its own size against the fp32 file of the same model, written now."""
+    """The Deep Compression stages of a file, each written now as a real file from its decoded weights.
+
+    Dense fp32: the weights as a safetensors file (same tensors and shapes as the
+    original dense file); P: the same nonzeros as sparse fp32 with relative
+    indices (the pruned file's size exactly); P+Q: fixed-width codebook indices
+    at the width the codebook needs (a k-means width with unused centroids is
+    not kept in the file, so this can be smaller than the pipeline's P+Q file);
+    P+Q+H: the file itself.
+    """
+    from edgefit.compress.file import save_compressed
     from edgefit.data.weights import save_weights
 
     with tempfile.TemporaryDirectory(prefix="edgefit-report-") as tmp:
-        dense_bytes = save_weights(model, Path(tmp) / "dense.safetensors").stat().st_size
+        d = Path(tmp)
+        dense_bytes = save_weights(model, d / "dense.safetensors").stat().st_size
+        sizes = {stage: save_compressed(model, d / f"{enc}.efz", model_name=info["model"], encoding=enc).file_bytes
+                 for stage, enc in (("P", "sparse"), ("P+Q", "fixed"))}
+    sizes["P+Q+H"] = info["file_bytes"]
     acc = info["extra"].get("acc")
-    return StageRecord(dense_bytes, {"P+Q+H": info["file_bytes"]}, {"P+Q": float(acc)} if acc is not None else {},
-                       "this file records no P / P+Q stages; dense fp32: the decoded model written as "
-                       "safetensors now (same tensors and shapes as the original)")
+    return StageRecord(dense_bytes, sizes, {"P+Q": float(acc)} if isinstance(acc, (int, float)) else {},
+                       "bytes: each stage written now as a real file from this file's decoded weights (P+Q at "
+                       "the width its codebooks need); P+Q accuracy as recorded at compression, P+Q+H "
+                       "evaluated now; accuracy in %")
 
 
 # ---------------------------------------------------------------- counting, estimating, measuring
