@@ -71,8 +71,9 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated zoo names (default: every zoo model)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    names = args.only.split(",") if args.only else list_models()
-    rows, results = [], {}
+    # ResNet-50 (the target) first: a run cut short keeps it
+    names = args.only.split(",") if args.only else sorted(list_models(), key=lambda n: n != "resnet50")
+    rows, results, cli = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         for name in names:
@@ -89,9 +90,9 @@ def main() -> None:
             rows.append(f"| `{name}` | {spread(t_m)} | {one} | {spread(t_n)} | {size / 1e6:.3f} | {spread(t_p)} | "
                         f"{png_bytes / 1e6:.3f} |")
             print(rows[-1], flush=True)
-            write(rows, results, [], args.repeat)  # a killed run keeps what it measured
-        cli = [cli_seconds("resnet50", d / "cli.html") for _ in range(args.repeat)] if "resnet50" in names else []
-    write(rows, results, cli, args.repeat)
+            if name == "resnet50":
+                cli = [cli_seconds("resnet50", d / "cli.html") for _ in range(args.repeat)]
+            write(rows, results, cli, args.repeat)  # a killed run keeps what it measured
 
 
 def write(rows, results, cli, repeat) -> None:
