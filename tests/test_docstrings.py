@@ -17,6 +17,9 @@ MODULES = [
     "edgefit.hardware.mcu",
     "edgefit.accel", "edgefit.accel.arch", "edgefit.accel.layers", "edgefit.accel.dataflow",
     "edgefit.accel.compare", "edgefit.accel.sparsity", "edgefit.accel.fastconv", "edgefit.accel.energy_tool",
+    "edgefit.report.html",
+    "edgefit.report.html.sections",
+    "edgefit.report.html.svg",
 ]
 
 

@@ -4,6 +4,8 @@ and the Deep Compression section of `edgefit demo`."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from enum import Enum
 from pathlib import Path
 
@@ -205,11 +207,14 @@ DEMO_RECIPE = dict(
     bits=4,
 )
 DENSE_EPOCHS = 60
+# The demo keeps its dense and compressed files (the report step reads them); one directory per user.
+DEMO_DIR = Path(tempfile.gettempdir()) / f"edgefit-demo-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+DEMO_DENSE = DEMO_DIR / "lenet_300_100_digits.dense.safetensors"
+DEMO_EFZ = DEMO_DIR / "lenet_300_100_digits.efz"
 
 
 def demo_section(echo) -> None:
     """Deep Compression of the digits LeNet-300-100: train, prune, quantize, Huffman, file, reload."""
-    import tempfile
     import time
 
     import torch
@@ -217,7 +222,7 @@ def demo_section(echo) -> None:
     from edgefit.compress.file import load_compressed
     from edgefit.compress.pipeline import DeepCompressionConfig, deep_compress
     from edgefit.compress.report import build_report
-    from edgefit.data import TrainConfig, evaluate, load_digits
+    from edgefit.data import TrainConfig, evaluate, load_digits, save_weights
     from edgefit.data import train as train_fn
     from edgefit.zoo import create
 
@@ -228,12 +233,12 @@ def demo_section(echo) -> None:
     train_fn(net, data, TrainConfig(epochs=DENSE_EPOCHS, lr=1e-3))
     echo(f"trained the dense 64-300-100-10 MLP on digits ({len(data.y_train)} train / {len(data.y_test)} test)"
          f" in {time.perf_counter() - t0:.1f}s")
+    save_weights(net, DEMO_DENSE, metadata={"model": "lenet_300_100_digits", "dataset": data.name})
     result = deep_compress(net, data, DeepCompressionConfig(**DEMO_RECIPE))
-    with tempfile.TemporaryDirectory(prefix="edgefit-demo-") as tmp:
-        path = Path(tmp) / "lenet_300_100_digits.efz"
-        rep = build_report(result, data, model_name="lenet_300_100_digits", output=path)
-        loaded = load_compressed(path)
-        acc = evaluate(loaded, data)
-        echo(rep.to_text())
-        echo(f"\nload_compressed({path.name}) rebuilt the model from the zoo: test accuracy {100 * acc:.2f}%"
-             f" ({path.stat().st_size:,} bytes on disk); total {time.perf_counter() - t0:.1f}s")
+    path = DEMO_EFZ
+    rep = build_report(result, data, model_name="lenet_300_100_digits", output=path)
+    loaded = load_compressed(path)
+    acc = evaluate(loaded, data)
+    echo(rep.to_text())
+    echo(f"\nload_compressed({path.name}) rebuilt the model from the zoo: test accuracy {100 * acc:.2f}%"
+         f" ({path.stat().st_size:,} bytes on disk); total {time.perf_counter() - t0:.1f}s")

@@ -18,12 +18,13 @@ SECTIONS = (
     ("edgefit.cli.compress_cmd", "Deep Compression on the digits LeNet-300-100"),
     ("edgefit.cli.plan_cmd", "Fit a microcontroller: activation memory planning"),
     ("edgefit.cli.accel_cmd", "Accelerator: dataflow energy on a spatial array"),
+    ("edgefit.cli.report_cmd", "HTML report: dense vs compressed LeNet-300-100 on two devices"),
 )
 
 
 @app.command()
 def demo(
-    only: str = typer.Option("", help="Run one section: profile, hardware or compress."),
+    only: str = typer.Option("", help="Run one section: profile, hardware, compress or report."),
 ) -> None:
     """Run edgefit's main jobs on zoo models and bundled data."""
     for module_name, title in SECTIONS:

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "edgefit.cli.accel_cmd",
     "edgefit.cli.demo_cmd",
     "edgefit.cli.plan_cmd",
+    "edgefit.cli.report_cmd",
 )
 
 
