@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from contextlib import contextmanager
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -213,13 +214,17 @@ def _objectives(objectives) -> list[Objective]:
 
 @contextmanager
 def _quiet_optuna():
-    """The library never prints: Optuna's INFO lines are muted while searching."""
+    """The library never prints: Optuna's INFO lines and warnings about its own API are muted."""
     import optuna
 
     old = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            # heartbeats are recorded by this loop, not by Study.optimize; the API is stable enough here
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            yield
     finally:
         optuna.logging.set_verbosity(old)
 

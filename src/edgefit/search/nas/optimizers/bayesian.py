@@ -37,8 +37,7 @@ def _tpe(config: TPEConfig, space, context):
     import optuna
 
     return optuna.samplers.TPESampler(
-        seed=config.seed, n_startup_trials=config.startup_trials, multivariate=True,
-        warn_independent_sampling=False,
+        seed=config.seed, n_startup_trials=config.startup_trials, multivariate=True
     )
 
 
@@ -46,5 +45,4 @@ def _tpe(config: TPEConfig, space, context):
 def _gp(config: GPConfig, space, context):
     import optuna
 
-    return optuna.samplers.GPSampler(seed=config.seed, n_startup_trials=config.startup_trials,
-                                     warn_independent_sampling=False)
+    return optuna.samplers.GPSampler(seed=config.seed, n_startup_trials=config.startup_trials)
