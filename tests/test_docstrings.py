@@ -11,6 +11,11 @@ MODULES = [
     "edgefit.metrics.formulas",
     "edgefit.zoo",
     "edgefit.hardware",
+    "edgefit.search.nas",
+    "edgefit.search.nas.pareto",
+    "edgefit.search.nas.objectives",
+    "edgefit.search.nas.space",
+    "edgefit.search.nas.result",
 ]
 
 
