@@ -75,7 +75,7 @@ class _RayPool:
         self.ray = ray
         self.owned = not ray.is_initialized()
         if self.owned:
-            if address:
+            if address and address != "local":
                 try:
                     ray.init(address=address, log_to_driver=False)
                 except Exception as exc:  # noqa: BLE001 - connection errors have many types
@@ -129,7 +129,7 @@ def search(
     data=None,
     eval_config: EvalConfig | None = None,
     evaluate: Callable[[dict], dict] | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     ray_address: str | None = None,
     latency_table=None,
     on_trial: Callable | None = None,
@@ -151,8 +151,10 @@ def search(
         data: the dataset for accuracy (default: digits).
         eval_config: how accuracy is approximated (`EvalConfig`).
         evaluate: replaces the training: ``evaluate(arch) -> {metric key: value}``.
-        workers: trials in flight; more than 1 (or ``ray_address``) runs them on Ray.
-        ray_address: a Ray cluster address (``auto``), else Ray starts in process.
+        workers: trials in flight. None: 1 in this process, or every CPU of the Ray
+            cluster when ``ray_address`` is given. More than 1 runs them on Ray.
+        ray_address: a Ray cluster address (``auto``); without it Ray starts in
+            process (``ray.init(num_cpus=workers)``) when ``workers`` > 1.
         latency_table: the `LatencyTable` for ``latency@host`` (default: the cache's).
         on_trial: called as ``on_trial(record, finished, trials)`` after each sample.
         heartbeat_s, grace_s: a RUNNING trial whose heartbeat is older than ``grace_s``
@@ -173,7 +175,7 @@ def search(
         raise ConfigError(f"algorithm must be a name or an optimizer config, got {type(algorithm).__name__}")
     objectives = _objectives(objectives)
     constraints = [c if isinstance(c, Constraint) else Constraint.parse(c) for c in constraints]
-    for name, value in (("trials", trials), ("workers", workers)):
+    for name, value in (("trials", trials), ("workers", 1 if workers is None else workers)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
     eval_config = eval_config or EvalConfig()
@@ -193,7 +195,7 @@ def search(
         context = SearchContext(study, data, eval_config, eval_config.threads)
         study.sampler = make_sampler(config, space, context)
         runner = _Runner(study, store, space, objectives, constraints, keys, context, evaluate, latency_table, on_trial)
-        pool = _RayPool(workers if workers > 1 or not ray_address else None, ray_address) if (workers > 1 or ray_address) else _Inline()
+        pool = _RayPool(workers, ray_address) if (ray_address or (workers or 1) > 1) else _Inline()
         try:
             runner.run(trials, pool)
         finally:
