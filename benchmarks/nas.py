@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+import edgefit
 from edgefit._io import atomic_write
 from edgefit.data import load_digits
 from edgefit.search import search
@@ -111,7 +112,7 @@ def throughput(space, data, args) -> dict:
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}})
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(edgefit.__file__).resolve().parents[1])}})
     rates: dict = {"inline": [], "ray, 1 worker": [], "ray, 2 workers": []}
     try:
         for _ in range(args.rounds):
