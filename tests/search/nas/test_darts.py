@@ -7,7 +7,12 @@ from torch import nn
 from edgefit.errors import ConfigError
 from edgefit.search import search
 from edgefit.search.nas import DartsConfig, EvalConfig, SearchSpace
-from edgefit.search.nas.optimizers.darts import MixedOp, build_supernet, learn_architecture, split_parameters
+from edgefit.search.nas.optimizers.darts import (
+    MixedOp,
+    build_supernet,
+    learn_architecture,
+    split_parameters,
+)
 
 
 def test_architecture_weights_find_the_identity_on_an_identity_task():

@@ -65,7 +65,7 @@ def test_no_architecture_is_sampled_twice_by_the_proposal_samplers():
 
 
 def _true_front():
-    archs = [dict(zip(TOY.params, combo)) for combo in itertools.product(*TOY.params.values())]
+    archs = [dict(zip(TOY.params, combo, strict=False)) for combo in itertools.product(*TOY.params.values())]
     values = [cost(a) for a in archs]
     idx = pareto_front([(v["accuracy"], v["macs"]) for v in values], ("maximize", "minimize"))
     return {(values[i]["accuracy"], values[i]["macs"]) for i in idx}

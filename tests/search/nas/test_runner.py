@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 import edgefit
-
 from edgefit.errors import ConfigError, DeviceError, RegistryError
 from edgefit.search import search
 from edgefit.search.nas import EvolutionConfig, RandomConfig, StorageError, load_architecture
@@ -70,6 +69,7 @@ def test_bad_input_is_one_clear_error(kwargs, error, text):
         search(args.pop("space"), args.pop("algorithm"), **args)
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_study(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     straight = search(TOY, EvolutionConfig(population=4, sample=2), trials=12, evaluate=score)
@@ -98,6 +98,7 @@ search(toy.TOY, EvolutionConfig(population=4, sample=2), trials=8, storage={url!
 """
 
 
+@pytest.mark.slow
 def test_resume_after_kill_retries_the_trial_left_running(tmp_path):
     import optuna
 

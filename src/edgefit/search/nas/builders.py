@@ -208,7 +208,7 @@ class Cell(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = [x]
-        for op, src in zip(self.ops, self.inputs):
+        for op, src in zip(self.ops, self.inputs, strict=True):
             states.append(op(states[src]))
         out = states[self.outputs[0]]
         for i in self.outputs[1:]:

@@ -9,7 +9,7 @@ from edgefit.errors import ConfigError
 
 def _signed(point: Sequence[float], directions: Sequence[str]) -> tuple[float, ...]:
     """Each value turned into a cost (smaller is better)."""
-    return tuple(-v if d == "maximize" else v for v, d in zip(point, directions))
+    return tuple(-v if d == "maximize" else v for v, d in zip(point, directions, strict=True))
 
 
 def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str]) -> bool:
@@ -19,7 +19,7 @@ def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str])
     True
     """
     sa, sb = _signed(a, directions), _signed(b, directions)
-    return all(x <= y for x, y in zip(sa, sb)) and any(x < y for x, y in zip(sa, sb))
+    return all(x <= y for x, y in zip(sa, sb, strict=True)) and any(x < y for x, y in zip(sa, sb, strict=False))
 
 
 def domination_counts(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:

@@ -41,7 +41,7 @@ def records_of(trials, objectives) -> list[TrialRecord]:
     out = []
     for t in trials:
         feasible = t.state == TrialState.COMPLETE
-        values = {o.key: v for o, v in zip(objectives, t.values)} if feasible else {}
+        values = {o.key: v for o, v in zip(objectives, t.values, strict=False)} if feasible else {}
         out.append(TrialRecord(t.number, dict(t.params), values, dict(t.user_attrs.get("metrics", {})), feasible,
                                dict(t.user_attrs.get("violations", {})), float(t.user_attrs.get("seconds", 0.0))))
     return out
@@ -130,7 +130,7 @@ class SearchResult:
         idx = pareto_front([[r.values[k] for k in self.objectives] for r in ok], self.directions)
         front = [ok[i] for i in idx]
         return sorted(front, key=lambda r: [-r.values[k] if d == "maximize" else r.values[k]
-                                             for k, d in zip(self.objectives, self.directions)])
+                                             for k, d in zip(self.objectives, self.directions, strict=False)])
 
     @property
     def best(self) -> TrialRecord | None:
@@ -164,9 +164,9 @@ class SearchResult:
         header = ["trial", *self.objectives, "architecture"]
         rows = self._rows(records)
         widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-        lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+        lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)).rstrip()]
         lines.append("-" * len(lines[0]))
-        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in rows]
         return "\n".join(lines)
 
     def to_markdown(self, records=None) -> str:
@@ -182,7 +182,7 @@ class SearchResult:
             "storage": self.storage,
             "space": self.space.name,
             "algorithm": self.algorithm,
-            "objectives": dict(zip(self.objectives, self.directions)),
+            "objectives": dict(zip(self.objectives, self.directions, strict=False)),
             "constraints": self.constraints,
             "time_nas": self.time_nas,
             "failed": self.failed,

@@ -13,14 +13,19 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from contextlib import contextmanager
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from optuna.trial import TrialState
 
 from edgefit.errors import ConfigError
-from edgefit.search.nas.evaluation import EvalConfig, call_user_evaluate, search_split, train_and_score
+from edgefit.search.nas.evaluation import (
+    EvalConfig,
+    call_user_evaluate,
+    search_split,
+    train_and_score,
+)
 from edgefit.search.nas.objectives import Constraint, Objective, cheap_keys, compute_metrics
 from edgefit.search.nas.optimizers import OptimizerConfig, make_sampler, optimizer_config
 from edgefit.search.nas.result import SearchResult, records_of

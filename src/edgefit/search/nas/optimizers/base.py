@@ -35,7 +35,7 @@ def fitness(history: Sequence, directions: Sequence[str]) -> list[float]:
         score = {t.number: sign * t.values[0] for t in done}
     else:
         counts = domination_counts([t.values for t in done], directions)
-        score = {t.number: -float(n) for t, n in zip(done, counts)}
+        score = {t.number: -float(n) for t, n in zip(done, counts, strict=True)}
     return [score.get(t.number, -math.inf) for t in history]
 
 

@@ -21,9 +21,13 @@ import torch
 from torch import nn
 
 from edgefit.errors import ConfigError
-from edgefit.search.nas.optimizers import OptimizerConfig, check_int, check_positive, register_optimizer
+from edgefit.search.nas.optimizers import (
+    OptimizerConfig,
+    check_int,
+    check_positive,
+    register_optimizer,
+)
 from edgefit.search.nas.optimizers.base import ProposalSampler, arch_key
-from edgefit.search.nas.optimizers.reinforce import softmax
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class MixedOp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = torch.softmax(self.alpha, 0)
-        return sum(wi * op(x) for wi, op in zip(w, self.ops))
+        return sum(wi * op(x) for wi, op in zip(w, self.ops, strict=True))
 
 
 class SuperCell(nn.Module):
@@ -71,9 +75,9 @@ class SuperCell(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = [x]
-        for op, src, beta in zip(self.mixed, self.sources, self.beta):
+        for op, src, beta in zip(self.mixed, self.sources, self.beta, strict=True):
             w = torch.softmax(beta, 0)
-            states.append(op(sum(wi * states[j] for wi, j in zip(w, src))))
+            states.append(op(sum(wi * states[j] for wi, j in zip(w, src, strict=True))))
         return sum(states[1:])
 
 
@@ -106,13 +110,13 @@ def split_parameters(model: nn.Module) -> tuple[list, list]:
 def learn_architecture(model, loss_fn, train_batches, val_batches, *, arch_lr: float, weight_lr: float, epochs: int):
     """First-order DARTS: alternate a weight step on a training batch and an
     architecture step on a validation batch. Batches are callables returning an
-    iterable (a fresh pass each epoch)."""
+    iterable (a fresh pass each epoch); an epoch lasts as many steps as the shorter."""
     arch, weights = split_parameters(model)
     opt_a = torch.optim.Adam(arch, lr=arch_lr, betas=(0.5, 0.999))
     opt_w = torch.optim.Adam(weights, lr=weight_lr) if weights else None
     model.train()
     for _ in range(epochs):
-        for (xt, yt), (xv, yv) in zip(train_batches(), val_batches()):
+        for (xt, yt), (xv, yv) in zip(train_batches(), val_batches(), strict=False):
             if opt_w is not None:
                 opt_w.zero_grad(set_to_none=True)
                 loss_fn(model(xt), yt).backward()
@@ -128,10 +132,11 @@ def architecture_weights(model: nn.Module, space) -> dict[str, list[float]]:
     cells = [m for m in model.modules() if isinstance(m, SuperCell)]
     out: dict[str, list[float]] = {}
     for i in range(len(cells[0].mixed)):
-        for key, get in ((f"node{i + 1}.op", lambda c: c.mixed[i].alpha), (f"node{i + 1}.input", lambda c: c.beta[i])):
+        for key, weights in ((f"node{i + 1}.op", [c.mixed[i].alpha for c in cells]),
+                             (f"node{i + 1}.input", [c.beta[i] for c in cells])):
             if key in space.params:
-                probs = [torch.softmax(get(c).detach(), 0) for c in cells]
-                out[key] = [float(x) for x in sum(probs) / len(probs)]
+                probs = sum(torch.softmax(w.detach(), 0) for w in weights) / len(weights)
+                out[key] = [float(x) for x in probs]
     return out
 
 

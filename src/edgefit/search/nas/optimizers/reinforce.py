@@ -50,7 +50,7 @@ def controller_logits(space, history, scores, lr: float, decay: float) -> dict[s
     std = math.sqrt(sum((s - mean) ** 2 for s in finite) / len(finite)) or 1.0
     floor = min(finite) - std
     baseline = None
-    for trial, score in zip(history, scores):
+    for trial, score in zip(history, scores, strict=True):
         reward = ((score if math.isfinite(score) else floor) - mean) / std
         baseline = reward if baseline is None else decay * baseline + (1 - decay) * reward
         advantage = reward - baseline
