@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from edgefit.cli.compress_cmd import _Progress
 from edgefit.cli.main import app
 
 
@@ -17,23 +18,8 @@ class SearchFormat(str, Enum):
     markdown = "markdown"
 
 
-class _TrialBar:
-    """A rich progress bar over samples, fed by the library's ``on_trial`` callback."""
-
-    def __init__(self, total: int, label: str) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
-                                 TimeElapsedColumn(), transient=False)
-        self.task = self.progress.add_task(label, total=total, info="")
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.__exit__(*exc)
+class _TrialBar(_Progress):
+    """The progress bar over samples, fed by the library's ``on_trial`` callback."""
 
     def __call__(self, record, finished: int, total: int) -> None:
         from edgefit.search.nas.result import format_value
@@ -117,7 +103,7 @@ def demo_section(echo) -> None:
     from edgefit.search.nas.runner import search
 
     result = search("cell", EvolutionConfig(population=4, sample=2), objectives=["accuracy", "macs"],
-                    constraints=["fits@stm32f746"], trials=8,
-                    eval_config=EvalConfig(epochs=2, train_fraction=0.5))
+                    constraints=["fits@stm32f746"], trials=6,
+                    eval_config=EvalConfig(epochs=2, train_fraction=0.3))
     echo(result.table())
     echo(result.time_nas_line())

@@ -4,7 +4,8 @@ import torch
 import edgefit
 from edgefit.errors import ConfigError, RegistryError
 from edgefit.search.nas import SearchSpace, list_spaces, load_space
-from edgefit.search.nas.builders import OPERATIONS, MBConv, make_operation
+from edgefit.search.nas.builders import OPERATIONS, make_operation
+from edgefit.zoo.blocks import InvertedResidual
 
 
 def test_builtin_spaces_sizes_and_cheapest_first():
@@ -45,10 +46,10 @@ def test_profile_counts_a_sampled_network_exactly():
     assert prof.uncounted == {}
 
 
-def test_mbconv_params_hand_derived():
+def test_searchable_kernel_block_params_hand_derived():
     # expand 8->24 (192) + BN 48, depthwise 5x5 (600) + BN 48, project 24->8 (192) + BN 16
-    assert sum(p.numel() for p in MBConv(8, 8, 1, 3, 5).parameters()) == 1096
-    assert MBConv(8, 8, 1, 3, 5).use_res_connect and not MBConv(8, 16, 2, 3, 5).use_res_connect
+    assert sum(p.numel() for p in InvertedResidual(8, 8, 1, 3, 5).parameters()) == 1096
+    assert InvertedResidual(8, 8, 1, 3, 5).use_res_connect and not InvertedResidual(8, 16, 2, 3, 5).use_res_connect
 
 
 def test_mbv2_resolution_adds_a_resize_and_profiles():

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgefit.errors import ConfigError, RegistryError, close_names
-from edgefit.zoo.blocks import ConvBNAct, make_divisible
+from edgefit.zoo.blocks import ConvBNAct, InvertedResidual, make_divisible
 
 BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -42,27 +42,6 @@ def get_builder(name: str) -> Callable[..., nn.Module]:
 
 
 # ------------------------------------------------------------------ MobileNetV2 space
-
-
-class MBConv(nn.Module):
-    """Inverted residual with a searchable depthwise kernel (MobileNetV2 block, k x k)."""
-
-    def __init__(self, cin: int, cout: int, stride: int, expand: int, kernel: int) -> None:
-        super().__init__()
-        hidden = cin * expand
-        self.use_res_connect = stride == 1 and cin == cout
-        layers: list[nn.Module] = []
-        if expand != 1:
-            layers.append(ConvBNAct(cin, hidden, 1, act="relu6"))
-        layers += [
-            ConvBNAct(hidden, hidden, kernel, stride, groups=hidden, act="relu6"),
-            nn.Conv2d(hidden, cout, 1, bias=False),
-            nn.BatchNorm2d(cout),
-        ]
-        self.conv = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.use_res_connect else self.conv(x)
 
 
 class Resize(nn.Module):
@@ -123,7 +102,7 @@ def build_mbv2(
         cout = make_divisible(stage["channels"] * width)
         kernel, expand = int(_need(arch, f"stage{i}.kernel")), int(_need(arch, f"stage{i}.expand"))
         for d in range(int(_need(arch, f"stage{i}.depth"))):
-            layers.append(MBConv(cin, cout, stage["stride"] if d == 0 else 1, expand, kernel))
+            layers.append(InvertedResidual(cin, cout, stage["stride"] if d == 0 else 1, expand, kernel))
             cin = cout
     last = make_divisible(last_channels * max(1.0, width))
     layers.append(ConvBNAct(cin, last, 1, act="relu6"))

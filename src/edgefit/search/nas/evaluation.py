@@ -34,18 +34,20 @@ class EvalConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+        self.train_config()  # validates epochs, lr, batch_size, seed, threads
+        if self.epochs < 1:
             raise ConfigError(f"epochs must be an integer >= 1, got {self.epochs!r}")
         if not 0 < self.train_fraction <= 1:
             raise ConfigError(f"train_fraction must be in (0, 1], got {self.train_fraction!r}")
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if not isinstance(self.threads, int) or self.threads < 1:
-            raise ConfigError(f"threads must be an integer >= 1, got {self.threads!r}")
+
+    def train_config(self):
+        """The `TrainConfig` of one sample's training."""
+        from edgefit.data import TrainConfig
+
+        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed,
+                           threads=self.threads)
 
 
 def search_split(data, config: EvalConfig):
@@ -72,14 +74,13 @@ def train_and_score(space_dict: dict, arch: dict, data, config: EvalConfig) -> d
     """
     import torch
 
-    from edgefit.data import TrainConfig, evaluate, train
+    from edgefit.data import evaluate, train
     from edgefit.search.nas.space import SearchSpace
 
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     model = SearchSpace.from_dict(space_dict).build(arch)
-    train(model, data, TrainConfig(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                                   seed=config.seed, threads=config.threads))
+    train(model, data, config.train_config())
     return {"accuracy": evaluate(model, data), "train_seconds": time.perf_counter() - start}
 
 

@@ -11,7 +11,7 @@ from edgefit.search.nas.optimizers import OptimizerConfig, check_int, register_o
 
 
 @dataclass(frozen=True)
-class TPEConfig(OptimizerConfig):
+class ModelBasedConfig(OptimizerConfig):
     """Attributes: startup_trials: random samples before the model is used."""
 
     startup_trials: int = 10
@@ -22,14 +22,13 @@ class TPEConfig(OptimizerConfig):
 
 
 @dataclass(frozen=True)
-class GPConfig(OptimizerConfig):
-    """Attributes: startup_trials: random samples before the model is used."""
+class TPEConfig(ModelBasedConfig):
+    """Tree-structured Parzen estimator (multivariate)."""
 
-    startup_trials: int = 10
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_int("startup_trials", self.startup_trials, 1)
+@dataclass(frozen=True)
+class GPConfig(ModelBasedConfig):
+    """Gaussian process with expected improvement."""
 
 
 @register_optimizer("tpe", TPEConfig)
