@@ -82,7 +82,7 @@ class SearchResult:
         failed: trials that failed (a dead process, an evaluation error).
         recovered: trial numbers a dead process left running, failed and retried now.
         time_nas: the lectures' accounting, time_nas = num_samples x time_per_sample
-            (``samples``, ``trained``, ``infeasible``, ``seconds_per_sample``,
+            (``samples``, ``evaluated``, ``infeasible``, ``seconds_per_sample``,
             ``time_nas_seconds``, ``supernet_seconds``, ``wall_seconds``, ``workers``).
     """
 
@@ -107,7 +107,7 @@ class SearchResult:
         supernet = float(study.user_attrs.get("darts_supernet_seconds", 0.0))
         time_nas = {
             "samples": len(records),
-            "trained": sum(r.feasible for r in records),
+            "evaluated": sum(r.feasible for r in records),
             "infeasible": sum(not r.feasible for r in records),
             "seconds_per_sample": total / len(records) if records else 0.0,
             "time_nas_seconds": total + supernet,
@@ -145,7 +145,7 @@ class SearchResult:
         """The lectures' accounting in one line."""
         t = self.time_nas
         line = (f"time_nas = {t['samples']} samples x {t['seconds_per_sample']:.2f} s/sample = "
-                f"{t['samples'] * t['seconds_per_sample']:.1f} s ({t['trained']} trained, {t['infeasible']} "
+                f"{t['samples'] * t['seconds_per_sample']:.1f} s ({t['evaluated']} evaluated, {t['infeasible']} "
                 f"rejected by constraints before training)")
         if t.get("supernet_seconds"):
             line += f" + {t['supernet_seconds']:.1f} s one-shot supernet"
