@@ -86,7 +86,8 @@ def mean_sd(xs) -> str:
     return f"{statistics.mean(xs):.4g} ± {sd:.2g}"
 
 
-def run_optimizers(space, data, args, table, limit) -> dict:
+def run_optimizers(space, data, args, table, limit, checkpoint=None) -> dict:
+    """Every optimizer for every seed; ``checkpoint(results)`` after each run (partial tables)."""
     results: dict = {}
     for seed in range(args.seeds):
         for name, config in optimizers(args.samples, seed).items():
@@ -105,6 +106,8 @@ def run_optimizers(space, data, args, table, limit) -> dict:
                 {"seed": seed, "best": best, "hv": hv, "wall": wall, "time_nas": res.time_nas["time_nas_seconds"],
                  "feasible": len(ok), "supernet": res.time_nas["supernet_seconds"]})
             print(f"{name:10s} seed {seed}: best {100 * best:.2f}%  hv {hv * 1e3:.4f}  wall {wall:.0f}s", flush=True)
+            if checkpoint is not None:
+                checkpoint(results)
     return results
 
 
@@ -198,14 +201,21 @@ def main() -> None:
 
     start, load_before = time.perf_counter(), os.getloadavg()[0]
     space, data = load_space("cell"), load_digits()
+    rates = {} if args.no_ray else throughput(space, data, args)
     with tempfile.TemporaryDirectory() as tmp:
         table = LatencyTable(Path(tmp) / "lut.sqlite", gate=SpeedGate(max_wait_s=2.0))
         limit, lat = warm_table(space, table)
-        results = run_optimizers(space, data, args, table, limit)
-    rates = {} if args.no_ray else throughput(space, data, args)
-    text = report(args, results, rates, limit, lat, load_before, os.getloadavg()[0], time.perf_counter() - start)
-    atomic_write(args.out, text)
-    print(text)
+
+        def checkpoint(results, final=False):
+            text = report(args, results, rates, limit, lat, load_before, os.getloadavg()[0],
+                          time.perf_counter() - start)
+            if not final:
+                text = text.replace("\n", "\n\n**Partial: the run was still going when this was written.**\n", 1)
+            atomic_write(args.out, text)
+            return text
+
+        results = run_optimizers(space, data, args, table, limit, checkpoint)
+        print(checkpoint(results, final=True))
 
 
 if __name__ == "__main__":
