@@ -27,6 +27,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,7 +53,7 @@ from edgefit.search.nas import (
 )
 
 OUT = Path(__file__).parent / "results" / "nas.md"
-OBJECTIVES = ["accuracy", "latency@host"]
+COSTS = ("latency@host", "macs")  # macs: nothing is timed (no lock needed), wall times are left out
 
 
 def optimizers(samples: int, seed: int) -> dict:
@@ -69,14 +70,15 @@ def optimizers(samples: int, seed: int) -> dict:
     }
 
 
-def warm_table(space, table) -> tuple[float, list[float]]:
-    """Measure every layer configuration of the space once; return the median single-op latency."""
+def warm_table(space, table, cost: str = "latency@host") -> tuple[float, list[float]]:
+    """Score the twelve single-operation networks (measuring every layer configuration of the
+    space once for latency@host); return their median cost and the costs."""
     from edgefit.search.nas.objectives import compute_metrics
 
     lat = []
     for op in space.params["node1.op"]:
         arch = {**space.smallest(), **{k: op for k in space.params if k.endswith(".op")}}
-        lat.append(compute_metrics(space.build(arch), space.input_shape(), ["latency@host"], latency_table=table)["latency@host"])
+        lat.append(compute_metrics(space.build(arch), space.input_shape(), [cost], latency_table=table)[cost])
     return statistics.median(lat), lat
 
 
@@ -94,13 +96,13 @@ def run_optimizers(space, data, args, table, limit, checkpoint=None) -> dict:
             if args.only and name not in args.only.split(","):
                 continue
             t0 = time.perf_counter()
-            res = search(space, config, objectives=OBJECTIVES, constraints=[f"latency@host<={limit}"],
+            res = search(space, config, objectives=["accuracy", args.cost], constraints=[f"{args.cost}<={limit}"],
                          trials=args.samples, data=data, latency_table=table,
                          eval_config=EvalConfig(epochs=args.epochs, train_fraction=args.train_fraction, seed=seed))
             wall = time.perf_counter() - t0
             ok = res.feasible
             best = max((r.values["accuracy"] for r in ok), default=0.0)
-            hv = hypervolume_2d([(r.values["accuracy"], r.values["latency@host"]) for r in ok],
+            hv = hypervolume_2d([(r.values["accuracy"], r.values[args.cost]) for r in ok],
                                 ("maximize", "minimize"), (0.0, limit))
             results.setdefault(name, []).append(
                 {"seed": seed, "best": best, "hv": hv, "wall": wall, "time_nas": res.time_nas["time_nas_seconds"],
@@ -131,27 +133,45 @@ def throughput(space, data, args) -> dict:
     return rates
 
 
+def _setup_lines(args, limit, lat, load_before, load_after, seconds) -> list[str]:
+    timed = args.cost == "latency@host"
+    lock = ("the run held the benchmark lock, so no other *timing* overlapped, but training jobs did"
+            if timed else "nothing is timed in this mode (MACs are exact counts), so it ran without the lock")
+    L = [f"Host: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. **The host was shared** with other "
+         f"engineers' jobs (load average {load_before:.1f} before, {load_after:.1f} after, on 2 CPUs); {lock}.", ""]
+    if timed:
+        cost = (f"latency@host (lookup table, warmed first: single-op networks {min(lat) * 1e3:.3f} to "
+                f"{max(lat) * 1e3:.3f} ms); constraint latency@host <= {limit * 1e3:.3f} ms (their median)")
+    else:
+        cost = (f"MACs (exact: single-op networks {min(lat):,.0f} to {max(lat):,.0f}); constraint "
+                f"macs <= {limit:,.0f} (their median)")
+    L.append(f"Space `cell` ({load_space('cell').size:,} architectures); objectives accuracy (validation split "
+             f"held out of the training split, {args.epochs} epochs on {int(100 * args.train_fraction)}% of the "
+             f"rest) and {cost}. Budget {args.samples} samples per run, seeds 0..{args.seeds - 1}; means ± "
+             f"standard deviation over seeds. Command: `{' '.join(['benchmarks/nas.py', *sys.argv[1:]])}`.")
+    return [*L, ""]
+
+
 def report(args, results, rates, limit, lat, load_before, load_after, seconds) -> str:
-    L = ["# Architecture search on the digits: every optimizer, same budget", ""]
-    L.append(f"Host: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. **The host was shared** with other "
-             f"engineers' jobs (load average {load_before:.1f} before, {load_after:.1f} after, on 2 CPUs); the "
-             f"run held the benchmark lock, so no other *timing* overlapped, but training jobs did. Total {seconds / 60:.0f} min.")
-    L.append("")
-    L.append(f"Space `cell` ({load_space('cell').size:,} architectures); objectives accuracy (validation split held out of "
-             f"the training split, {args.epochs} epochs on {int(100 * args.train_fraction)}% of the rest) and "
-             f"latency@host (lookup table, warmed first: single-op networks {min(lat) * 1e3:.3f} to "
-             f"{max(lat) * 1e3:.3f} ms); constraint latency@host <= {limit * 1e3:.3f} ms (their median). Budget "
-             f"{args.samples} samples per run, seeds 0..{args.seeds - 1}; means ± standard deviation over seeds.")
-    L.append("")
-    L += ["| optimizer | best accuracy under the constraint (%) | hypervolume (x1e-3) | feasible samples | wall (s) | time_nas (s) |",
-          "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    timed = args.cost == "latency@host"
+    L = [f"# Architecture search on the digits: every optimizer, same budget (accuracy vs {args.cost})", ""]
+    L += _setup_lines(args, limit, lat, load_before, load_after, seconds)
+    head = "| optimizer | best accuracy under the constraint (%) | hypervolume | feasible samples |"
+    L += [head + (" wall (s) | time_nas (s) |" if timed else ""), "| --- | ---: | ---: | ---: |" + (" ---: | ---: |" if timed else "")]
+    hv_scale = 1e3 if timed else 1e-6
     for name, runs in results.items():
-        L.append(f"| {name} | {mean_sd(100 * r['best'] for r in runs)} | {mean_sd(1e3 * r['hv'] for r in runs)} | "
-                 f"{mean_sd(r['feasible'] for r in runs)} | {mean_sd(r['wall'] for r in runs)} | "
-                 f"{mean_sd(r['time_nas'] for r in runs)} |")
-    L += ["", "DARTS's time_nas includes its one-shot supernet "
-          f"({mean_sd(r['supernet'] for r in results.get('darts', [{'supernet': 0}]))} s).", ""]
+        row = (f"| {name} | {mean_sd(100 * r['best'] for r in runs)} | {mean_sd(hv_scale * r['hv'] for r in runs)} | "
+               f"{mean_sd(r['feasible'] for r in runs)} |")
+        if timed:
+            row += f" {mean_sd(r['wall'] for r in runs)} | {mean_sd(r['time_nas'] for r in runs)} |"
+        L.append(row)
+    unit = "accuracy x ms" if timed else "accuracy x million MACs"
+    L += ["", f"Hypervolume in {unit}, reference point (accuracy 0, the constraint)."]
+    if timed:
+        L += ["DARTS's time_nas includes its one-shot supernet "
+              f"({mean_sd(r['supernet'] for r in results.get('darts', [{'supernet': 0}]))} s)."]
+    L.append("")
     if "random" in results:
         base_acc = statistics.mean(r["best"] for r in results["random"])
         base_hv = statistics.mean(r["hv"] for r in results["random"])
@@ -194,6 +214,8 @@ def main() -> None:
     ap.add_argument("--ray-samples", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--cost", choices=COSTS, default="latency@host",
+                    help="the cost objective; macs times nothing (no Ray throughput, no wall times)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     from edgefit.measure import SpeedGate
@@ -201,10 +223,10 @@ def main() -> None:
 
     start, load_before = time.perf_counter(), os.getloadavg()[0]
     space, data = load_space("cell"), load_digits()
-    rates = {} if args.no_ray else throughput(space, data, args)
+    rates = {} if args.no_ray or args.cost == "macs" else throughput(space, data, args)
     with tempfile.TemporaryDirectory() as tmp:
         table = LatencyTable(Path(tmp) / "lut.sqlite", gate=SpeedGate(max_wait_s=2.0))
-        limit, lat = warm_table(space, table)
+        limit, lat = warm_table(space, table, args.cost)
 
         def checkpoint(results, final=False):
             text = report(args, results, rates, limit, lat, load_before, os.getloadavg()[0],
