@@ -98,3 +98,19 @@ def test_registry_names_aliases_and_errors():
         RandomConfig(seed=-1)
     with pytest.raises(ConfigError, match="start"):
         CoordinateConfig(start="middle")
+
+
+def test_infeasible_samples_rank_by_how_far_they_break_the_constraints():
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    from edgefit.search.nas.optimizers.base import fitness
+
+    done = lambda n, v: SimpleNamespace(number=n, state=TrialState.COMPLETE, values=[v], user_attrs={})  # noqa: E731
+    cut = lambda n, x: SimpleNamespace(number=n, state=TrialState.PRUNED, values=None,  # noqa: E731
+                                       user_attrs={"violations": {"size<=1KB": x}})
+    scores = fitness([done(0, 0.5), cut(1, 3.0), cut(2, 1.0), done(3, 0.9)], ["maximize"])
+    assert scores[0] == 0.5 and scores[3] == 0.9
+    assert scores[1] < scores[2] < 0.5 - 1.0 + 1e-9  # below every feasible one, the smaller excess first
+    assert scores[2] == pytest.approx(-0.5 - 0.5) and scores[1] == pytest.approx(-0.5 - 0.75)

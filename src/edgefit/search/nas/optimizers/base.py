@@ -27,7 +27,9 @@ def fitness(history: Sequence, directions: Sequence[str]) -> list[float]:
 
     One objective: its value (negated when minimized). Several: minus the number
     of trials that dominate it (0 for the Pareto front). Infeasible (pruned)
-    trials: -inf.
+    trials rank below every feasible one, ordered by how far they break the
+    constraints (Deb's feasibility rule), so a search that starts outside the
+    feasible region walks into it; -inf when no violation is recorded.
     """
     done = [t for t in history if t.state == TrialState.COMPLETE]
     if len(directions) == 1:
@@ -36,7 +38,16 @@ def fitness(history: Sequence, directions: Sequence[str]) -> list[float]:
     else:
         counts = domination_counts([t.values for t in done], directions)
         score = {t.number: -float(n) for t, n in zip(done, counts, strict=True)}
-    return [score.get(t.number, -math.inf) for t in history]
+    floor = min(score.values(), default=0.0) - 1.0
+    out = []
+    for t in history:
+        if t.number in score:
+            out.append(score[t.number])
+            continue
+        broken = [v for v in (t.user_attrs.get("violations") or {}).values() if v > 0]
+        excess = sum(broken)
+        out.append(floor - excess / (1.0 + excess) if broken else -math.inf)  # bounded, order kept
+    return out
 
 
 class ProposalSampler(BaseSampler):
