@@ -186,7 +186,14 @@ def report(args, results, rates, limit, lat, load_before, load_after, seconds) -
             verdict = "yes" if d_acc > 0 and d_hv > 0 else ("on accuracy" if d_acc > 0 else ("on hypervolume" if d_hv > 0 else "no"))
             L.append(f"| {name} | {d_acc:+.2f} | {100 * d_hv:+.1f}% | {verdict} |")
         L += ["", f"One test image is 0.28 pp; the validation split has {int(round(1437 * 0.2))} images (0.35 pp each), "
-              "so differences of a point or two between means are within the seed spread shown above.", ""]
+              "so differences of a point or two between means are within the seed spread shown above. "
+              "Accuracies are the search's approximate ones (a short training), good for ranking, not final.", "",
+              "Reading: samples rejected by the constraint are never trained and count in the budget. Coordinate "
+              "descent, evolution and REINFORCE rank them by how far they break it and walk into the feasible "
+              "region; TPE treats them as the worst trials. Optuna's GP and NSGA-II samplers leave pruned trials "
+              "out, so their few random start-up samples are all they learn from: with the same seed they repeat "
+              "random search's results exactly. DARTS optimizes accuracy alone (its supernet has no cost term, "
+              "unlike FBNet or ProxylessNAS), so its argmax architecture often breaks a cost cap.", ""]
     if rates:
         L += ["## Samples per minute, 1 and 2 Ray workers", "",
               f"Random search, the same {args.ray_samples} architectures each time, accuracy + params (no latency "
