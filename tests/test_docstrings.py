@@ -20,6 +20,11 @@ MODULES = [
     "edgefit.report.html",
     "edgefit.report.html.sections",
     "edgefit.report.html.svg",
+    "edgefit.search.nas",
+    "edgefit.search.nas.pareto",
+    "edgefit.search.nas.objectives",
+    "edgefit.search.nas.space",
+    "edgefit.search.nas.result",
 ]
 
 

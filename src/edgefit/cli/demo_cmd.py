@@ -19,6 +19,7 @@ SECTIONS = (
     ("edgefit.cli.plan_cmd", "Fit a microcontroller: activation memory planning"),
     ("edgefit.cli.accel_cmd", "Accelerator: dataflow energy on a spatial array"),
     ("edgefit.cli.report_cmd", "HTML report: dense vs compressed LeNet-300-100 on two devices"),
+    ("edgefit.cli.search_cmd", "Architecture search on the digits cell space"),
 )
 
 

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "edgefit.cli.demo_cmd",
     "edgefit.cli.plan_cmd",
     "edgefit.cli.report_cmd",
+    "edgefit.cli.search_cmd",
 )
 
 

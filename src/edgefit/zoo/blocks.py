@@ -177,13 +177,15 @@ class DepthwiseSeparable(nn.Sequential):
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 inverted residual: 1x1 expand, 3x3 depthwise, linear 1x1 project.
+    """MobileNetV2 inverted residual: 1x1 expand, 3x3 (or ``kernel_size``) depthwise, linear 1x1 project.
 
     Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018.
     The residual is added when the stride is 1 and the channel count is unchanged.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, expand_ratio: int, kernel_size: int = 3
+    ) -> None:
         super().__init__()
         hidden = int(round(in_channels * expand_ratio))
         self.use_res_connect = stride == 1 and in_channels == out_channels
@@ -191,7 +193,7 @@ class InvertedResidual(nn.Module):
         if expand_ratio != 1:
             layers.append(ConvBNAct(in_channels, hidden, 1, act="relu6"))
         layers += [
-            ConvBNAct(hidden, hidden, 3, stride, groups=hidden, act="relu6"),
+            ConvBNAct(hidden, hidden, kernel_size, stride, groups=hidden, act="relu6"),
             nn.Conv2d(hidden, out_channels, 1, bias=False),
             nn.BatchNorm2d(out_channels),
         ]
