@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 from edgefit.errors import ConfigError, DeviceError
 from edgefit.hardware.device import PRECISION_BITS, Device
+from edgefit.units import format_bytes
 
 
 @dataclass(frozen=True)
@@ -243,16 +244,6 @@ class Estimate:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def format_bytes(n: float) -> str:
-    """Bytes in binary units labelled as datasheets do (320 KB = 320 x 1024 bytes)."""
-    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if n >= scale:
-            value = n / scale
-            text = f"{value:.1f}".rstrip("0").rstrip(".") if value < 100 else f"{value:.0f}"
-            return f"{text} {unit}"
-    return f"{n:.0f} B"
 
 
 def precision_for_bits(bits: int) -> str:
