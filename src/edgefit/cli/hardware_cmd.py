@@ -173,8 +173,8 @@ def bench(
     from rich.progress import Progress
 
     import edgefit.measure  # noqa: F401 - registers the measured 'host' device
-    from edgefit.hardware import estimate, get_device
-    from edgefit.measure import measure_latency, random_inputs, throughput_sweep
+    from edgefit.measure.compare import bench_model
+    from edgefit.report import bench_lines
 
     if runs < 1 or warmup < 0 or sweep_runs < 1:
         raise ConfigError("--runs and --sweep-runs must be >= 1 and --warmup >= 0")
@@ -182,67 +182,19 @@ def bench(
     if threads:
         torch.set_num_threads(threads)
     resolved, shapes, prof = _profile(model, input_shape, 32, None, option)
-    net = resolved.model
-    if any(p.is_meta for p in net.parameters()):
-        raise ConfigError(
-            f"{model}: the model has no real weights (built on meta); cannot measure it"
-        )
-    inputs = random_inputs(shapes, resolved.input_dtype or "float32")
-    est = estimate(prof, get_device("host"))
     with Progress(transient=True, disable=as_json) as progress:
         task = progress.add_task("latency", total=runs)
-        lat = measure_latency(
-            net, inputs, warmup=warmup, runs=runs, on_step=lambda: progress.advance(task)
+        task2 = progress.add_task("batch sweep", total=len(batches) * sweep_runs if len(shapes) == 1 else 0)
+        result = bench_model(
+            resolved.model, prof, shapes, input_dtype=resolved.input_dtype or "float32", runs=runs,
+            warmup=warmup, batch_sizes=batches, sweep_runs=sweep_runs,
+            on_step=lambda: progress.advance(task), on_sweep_step=lambda: progress.advance(task2),
         )
-        sweep = []
-        if len(shapes) == 1:
-            task2 = progress.add_task("batch sweep", total=len(batches) * sweep_runs)
-            sweep = throughput_sweep(
-                net,
-                shapes[0],
-                batches,
-                input_dtype=resolved.input_dtype or "float32",
-                warmup=1,
-                runs=sweep_runs,
-                on_step=lambda: progress.advance(task2),
-            )
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "model": prof.model,
-                    "latency": lat.to_dict(),
-                    "throughput": [
-                        {"batch": p.batch, **p.latency.to_dict(), "items_per_s": p.items_per_s}
-                        for p in sweep
-                    ],
-                    "estimate": {
-                        "seconds": est.totals.seconds,
-                        "serial_seconds": est.totals.serial_seconds,
-                        "throughput_per_s": {str(b): est.throughput(b) for b in batches},
-                    },
-                },
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps(result.to_dict(), indent=2))
         return
-    typer.echo(f"{prof.model} on {est.device.display_name}, {torch.get_num_threads()} threads")
-    typer.echo(
-        f"  measured latency: median {human_seconds(lat.median_s)}, p90 {human_seconds(lat.p90_s)} over {lat.runs} runs ({warmup} warm-up)"
-    )
-    typer.echo(
-        f"  estimated:        roofline {human_seconds(est.totals.seconds)}, T_compute + T_data {human_seconds(est.totals.serial_seconds)}"
-    )
-    typer.echo(f"  measured / roofline estimate: {lat.median_s / est.totals.seconds:.2f}x")
-    if sweep:
-        typer.echo("\n  batch  latency (median)  throughput (items/s)  estimated (items/s)")
-        for p in sweep:
-            typer.echo(
-                f"  {p.batch:5d}  {human_seconds(p.latency.median_s):>16}  {p.items_per_s:20.1f}  {est.throughput(p.batch):19.1f}"
-            )
-        typer.echo(
-            "  (bigger batches: more items per second, but each batch waits longer: latency vs throughput)"
-        )
+    for line in bench_lines(result):
+        typer.echo(line)
 
 
 @app.command()

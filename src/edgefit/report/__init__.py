@@ -7,6 +7,7 @@
 
 from edgefit.report.table import (
     FORMATS,
+    bench_lines,
     estimate_summary,
     estimate_table,
     profile_csv,
@@ -18,6 +19,7 @@ from edgefit.report.table import (
 
 __all__ = [
     "FORMATS",
+    "bench_lines",
     "estimate_summary",
     "estimate_table",
     "profile_csv",

@@ -211,3 +211,25 @@ def estimate_table(est, *, top: int | None = None) -> str:
         )
 
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)])
+
+
+def bench_lines(result) -> list[str]:
+    """A `edgefit.measure.BenchResult` as text: measured latency beside the estimate, the sweep."""
+    est, lat = result.estimate, result.latency
+    lines = [
+        f"{result.model} on {est.device.display_name}, {result.threads} threads",
+        f"  measured latency: median {human_seconds(lat.median_s)}, p90 {human_seconds(lat.p90_s)} "
+        f"over {lat.runs} runs ({result.warmup} warm-up)",
+        f"  estimated:        roofline {human_seconds(est.totals.seconds)}, "
+        f"T_compute + T_data {human_seconds(est.totals.serial_seconds)}",
+        f"  measured / roofline estimate: {result.measured_over_estimate:.2f}x",
+    ]
+    if result.sweep:
+        lines.append("\n  batch  latency (median)  throughput (items/s)  estimated (items/s)")
+        lines += [
+            f"  {p.batch:5d}  {human_seconds(p.latency.median_s):>16}  {p.items_per_s:20.1f}  "
+            f"{est.throughput(p.batch):19.1f}"
+            for p in result.sweep
+        ]
+        lines.append("  (bigger batches: more items per second, but each batch waits longer: latency vs throughput)")
+    return lines
