@@ -26,6 +26,7 @@ def test_run_recipe_writes_the_file_and_reports(data, tmp_path):
     assert round(rep.kept * 50_200) == 5_020
     assert set(rep.accuracy) == {"dense", "P", "P+Q", "P+Q+H"}
     assert rep.accuracy["P+Q+H"] == rep.accuracy["P+Q"]  # Huffman coding is lossless
+    assert rep.seed == 0 and "one run, seed 0" in rep.to_text()  # a single run says so
 
 
 def test_same_seed_same_report(data):
