@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import edgefit
-from edgefit.report import profile_table
 from edgefit.errors import RegistryError
 from edgefit.metrics import formula_for, register_formula
+from edgefit.report import profile_table
 
 RNG = random.Random(1234)
 

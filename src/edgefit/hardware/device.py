@@ -33,10 +33,10 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from edgefit.errors import DeviceError, close_names

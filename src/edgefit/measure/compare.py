@@ -12,7 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from edgefit.errors import ConfigError
-from edgefit.measure.latency import LatencyStats, ThroughputPoint, measure_latency, random_inputs, throughput_sweep
+from edgefit.measure.latency import (
+    LatencyStats,
+    ThroughputPoint,
+    measure_latency,
+    random_inputs,
+    throughput_sweep,
+)
 
 
 @dataclass(frozen=True)

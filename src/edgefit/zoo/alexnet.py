@@ -11,7 +11,6 @@ from torch import nn
 
 from edgefit.zoo.registry import on_device, register_model
 
-
 # (conv1..conv5 output channels, groups of conv2/conv4/conv5)
 _TOWERS = {True: ((96, 256, 384, 384, 256), 2), False: ((64, 192, 384, 256, 256), 1)}
 
