@@ -6,7 +6,10 @@
 >>> p.totals.params_without_bias
 60954656
 
-Attributes are imported lazily so that `import edgefit` stays fast.
+Attributes and subpackages are imported lazily so that `import edgefit` stays fast:
+
+>>> edgefit.zoo.create("lenet5").__class__.__name__
+'LeNet5'
 """
 
 from __future__ import annotations
@@ -30,4 +33,4 @@ __all__ = ["__version__", *_LAZY]
 
 from edgefit._lazy import lazy_attributes  # noqa: E402
 
-__getattr__, __dir__ = lazy_attributes("edgefit", _LAZY, globals())
+__getattr__, __dir__ = lazy_attributes("edgefit", _LAZY, globals(), submodules=True)

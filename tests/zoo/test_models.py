@@ -135,6 +135,8 @@ EXPECTED = {
     "resnet50": (resnet(1, 64), None),
     "resnext50_32x4d": (resnet(32, 4), None),
     "shufflenet_v1": (shufflenet_v1_g3(), None),
+    # torchvision shufflenet_v2_x1_0
+    "shufflenet_v2": (2_278_604, None),
     "squeezenet1_0": (squeezenet1_0(), None),
     "transformer_encoder": (encoder(1000, 64, 2, 256, positions=128), None),
     "vgg16": (vgg16(), None),
@@ -216,6 +218,7 @@ SMALL = [
     ("mobilenet_v1", {"resolution": 64, "alpha": 0.25}, (1, 1000)),
     ("mobilenet_v2", {"resolution": 64, "width_mult": 0.5}, (1, 1000)),
     ("shufflenet_v1", {"resolution": 64}, (1, 1000)),
+    ("shufflenet_v2", {"resolution": 64, "width_mult": 0.5}, (1, 1000)),
     ("llama_tiny", {"seq_len": 16}, (1, 16, 256)),
     ("llama_tiny", {"seq_len": 16, "attention": "matmul"}, (1, 16, 256)),
     ("transformer_encoder", {"seq_len": 16}, (1, 16, 64)),

@@ -8,15 +8,8 @@ import typer
 
 from edgefit.cli.main import app
 from edgefit.errors import ConfigError
-from edgefit.report.table import human_joules, human_seconds
-
-
-def _si(value: float, unit: str) -> str:
-    # Not report.table.human: rates read "4.61 Top/s" (a space, 3 digits below 1000).
-    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
+from edgefit.report import estimate_summary, estimate_table
+from edgefit.units import human_seconds, si
 
 
 def _parse_ints(text: str, what: str) -> list[int]:
@@ -54,56 +47,6 @@ def _profile(
     return resolved, shapes, prof
 
 
-def estimate_summary(est) -> list[str]:
-    """A few lines: latency by both models, energy and its data share, bounds, saturation, fit."""
-    t = est.totals
-    dev = est.device
-    lines = [
-        f"{est.model} on {dev.display_name} at {est.precision}: peak {_si(est.peak_ops_per_s, 'op/s')}, "
-        f"bandwidth {_si(dev.bandwidth_bytes_per_s, 'B/s')}, ridge {est.ridge_point:.3g} op/B",
-        f"  latency (roofline):               {human_seconds(t.seconds)}  "
-        f"({t.memory_bound_layers} memory-bound, {t.compute_bound_layers} compute-bound layers)",
-        f"  latency (T_compute + T_data):     {human_seconds(t.serial_seconds)}  "
-        f"(= {human_seconds(t.compute_seconds)} + {human_seconds(t.data_seconds)})",
-        f"  energy (45 nm-style model):       {human_joules(t.joules)}, {t.data_share:.0%} spent moving data",
-        f"  throughput saturates at batch {t.saturation_batch}: {t.max_throughput_per_s:.3g} inferences/s",
-        f"  memory: {t.fit_message}",
-    ]
-    lines += [f"  note: {n}" for n in est.notes]
-    return lines
-
-
-def estimate_table(est, *, top: int | None = None) -> str:
-    rows = list(est.layers)
-    if top:
-        rows = sorted(rows, key=lambda r: r.seconds, reverse=True)[:top]
-    header = ("layer", "kind", "op/B", "bound", "attainable", "time", "energy", "data%")
-    body = [
-        (
-            r.name or "(root)",
-            r.kind,
-            "inf" if r.intensity == float("inf") else f"{r.intensity:.3g}",
-            r.bound,
-            _si(r.attainable_ops_per_s, "op/s"),
-            human_seconds(r.seconds),
-            human_joules(r.joules),
-            f"{r.data_share:.0%}",
-        )
-        for r in rows
-    ]
-    widths = [
-        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)
-    ]
-
-    def fmt(cells) -> str:
-        return "  ".join(
-            c.ljust(w) if i < 2 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)])
-
-
 @app.command()
 def devices(
     as_json: bool = typer.Option(
@@ -114,6 +57,7 @@ def devices(
     ),
 ) -> None:
     """List the built-in devices: peak compute per precision, bandwidth, memory, power."""
+    import edgefit.measure  # noqa: F401 - registers the measured 'host' device
     from edgefit.hardware import format_bytes, get_device, list_devices
 
     names = [n for n in list_devices() if n != "host" or measure_host]
@@ -133,13 +77,13 @@ def devices(
     )
     body = []
     for d in devs:
-        peaks = ", ".join(f"{p} {_si(d.peak_ops_per_s[p], 'op/s')}" for p in d.precisions)
+        peaks = ", ".join(f"{p} {si(d.peak_ops_per_s[p], 'op/s')}" for p in d.precisions)
         body.append(
             (
                 d.name,
                 d.display_name,
                 peaks,
-                _si(d.bandwidth_bytes_per_s, "B/s"),
+                si(d.bandwidth_bytes_per_s, "B/s"),
                 format_bytes(d.sram_bytes),
                 format_bytes(d.activation_ram_bytes),
                 format_bytes(d.weight_storage_bytes),
@@ -182,6 +126,7 @@ def roofline(
     option: list[str] = typer.Option([], "--option", help="builder option KEY=VALUE (repeatable)"),
 ) -> None:
     """Per-layer roofline, latency and energy of MODEL on a device, and whether it fits."""
+    import edgefit.measure  # noqa: F401 - registers the measured 'host' device
     from edgefit.hardware import estimate, get_device
 
     if top < 0:
@@ -227,8 +172,9 @@ def bench(
     import torch
     from rich.progress import Progress
 
-    from edgefit.hardware import estimate, get_device
-    from edgefit.measure import measure_latency, random_inputs, throughput_sweep
+    import edgefit.measure  # noqa: F401 - registers the measured 'host' device
+    from edgefit.measure.compare import bench_model
+    from edgefit.report import bench_lines
 
     if runs < 1 or warmup < 0 or sweep_runs < 1:
         raise ConfigError("--runs and --sweep-runs must be >= 1 and --warmup >= 0")
@@ -236,67 +182,19 @@ def bench(
     if threads:
         torch.set_num_threads(threads)
     resolved, shapes, prof = _profile(model, input_shape, 32, None, option)
-    net = resolved.model
-    if any(p.is_meta for p in net.parameters()):
-        raise ConfigError(
-            f"{model}: the model has no real weights (built on meta); cannot measure it"
-        )
-    inputs = random_inputs(shapes, resolved.input_dtype or "float32")
-    est = estimate(prof, get_device("host"))
     with Progress(transient=True, disable=as_json) as progress:
         task = progress.add_task("latency", total=runs)
-        lat = measure_latency(
-            net, inputs, warmup=warmup, runs=runs, on_step=lambda: progress.advance(task)
+        task2 = progress.add_task("batch sweep", total=len(batches) * sweep_runs if len(shapes) == 1 else 0)
+        result = bench_model(
+            resolved.model, prof, shapes, input_dtype=resolved.input_dtype or "float32", runs=runs,
+            warmup=warmup, batch_sizes=batches, sweep_runs=sweep_runs,
+            on_step=lambda: progress.advance(task), on_sweep_step=lambda: progress.advance(task2),
         )
-        sweep = []
-        if len(shapes) == 1:
-            task2 = progress.add_task("batch sweep", total=len(batches) * sweep_runs)
-            sweep = throughput_sweep(
-                net,
-                shapes[0],
-                batches,
-                input_dtype=resolved.input_dtype or "float32",
-                warmup=1,
-                runs=sweep_runs,
-                on_step=lambda: progress.advance(task2),
-            )
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "model": prof.model,
-                    "latency": lat.to_dict(),
-                    "throughput": [
-                        {"batch": p.batch, **p.latency.to_dict(), "items_per_s": p.items_per_s}
-                        for p in sweep
-                    ],
-                    "estimate": {
-                        "seconds": est.totals.seconds,
-                        "serial_seconds": est.totals.serial_seconds,
-                        "throughput_per_s": {str(b): est.throughput(b) for b in batches},
-                    },
-                },
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps(result.to_dict(), indent=2))
         return
-    typer.echo(f"{prof.model} on {est.device.display_name}, {torch.get_num_threads()} threads")
-    typer.echo(
-        f"  measured latency: median {human_seconds(lat.median_s)}, p90 {human_seconds(lat.p90_s)} over {lat.runs} runs ({warmup} warm-up)"
-    )
-    typer.echo(
-        f"  estimated:        roofline {human_seconds(est.totals.seconds)}, T_compute + T_data {human_seconds(est.totals.serial_seconds)}"
-    )
-    typer.echo(f"  measured / roofline estimate: {lat.median_s / est.totals.seconds:.2f}x")
-    if sweep:
-        typer.echo("\n  batch  latency (median)  throughput (items/s)  estimated (items/s)")
-        for p in sweep:
-            typer.echo(
-                f"  {p.batch:5d}  {human_seconds(p.latency.median_s):>16}  {p.items_per_s:20.1f}  {est.throughput(p.batch):19.1f}"
-            )
-        typer.echo(
-            "  (bigger batches: more items per second, but each batch waits longer: latency vs throughput)"
-        )
+    for line in bench_lines(result):
+        typer.echo(line)
 
 
 @app.command()
@@ -323,6 +221,7 @@ def predict(
     """Predict MODEL's latency from a per-layer lookup table (NetAdapt) and compare with a measurement."""
     import torch
 
+    import edgefit.measure  # noqa: F401 - registers the measured 'host' device
     from edgefit.hardware import estimate, get_device
     from edgefit.measure import LatencyTable, SpeedGate, predict_latency
 
@@ -374,6 +273,7 @@ def demo_section(echo) -> None:
     """Roofline and energy of MobileNetV2 on STM32F746 and Jetson Orin Nano, with the fit verdict."""
     import warnings
 
+    import edgefit.measure  # noqa: F401 - registers the measured 'host' device
     from edgefit.hardware import estimate, get_device
     from edgefit.metrics import UncountedOpsWarning
     from edgefit.metrics import profile as run_profile

@@ -128,26 +128,13 @@ def profile(
         )
     est = None
     if device:
+        import edgefit.measure  # noqa: F401 - registers the measured 'host' device
         from edgefit.hardware import estimate, get_device
 
         est = estimate(prof, get_device(device))
-    if fmt is Format.json:
-        import json
+    from edgefit.report import render_profile
 
-        data = prof.to_dict()
-        if est is not None:
-            ed = est.to_dict()
-            data["device"] = ed.get("device")
-            for row, extra in zip(data["layers"], ed["layers"], strict=True):
-                row.update({k: v for k, v in extra.items() if k != "name"})
-            data["totals"].update(ed["totals"])
-        text = json.dumps(data, indent=2, default=str)
-    elif fmt is Format.csv:
-        text = prof.to_csv(estimate=est)
-    elif fmt is Format.markdown:
-        text = prof.to_markdown(all_layers=all_layers, estimate=est)
-    else:
-        text = prof.table(all_layers=all_layers, estimate=est)
+    text = render_profile(prof, fmt.value, all_layers=all_layers, estimate=est)
     write_or_print(text, output)
 
 
@@ -173,7 +160,7 @@ def zoo(
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, json or markdown"),
 ) -> None:
     """List the zoo models with their parameters and MACs at their canonical input."""
-    from edgefit.report.table import human
+    from edgefit.units import si
 
     rows = zoo_rows()
     if fmt is Format.json:
@@ -185,7 +172,7 @@ def zoo(
         ], indent=2))
         return
     header = ("model", "family", "input", "params", "MACs", "activations")
-    body = [(n, f, "x".join(map(str, s)), human(p), human(m), human(a)) for n, f, s, p, m, a in rows]
+    body = [(n, f, "x".join(map(str, s)), *(si(v, compact=True) for v in (p, m, a))) for n, f, s, p, m, a in rows]
     if fmt is Format.markdown:
         typer.echo("| " + " | ".join(header) + " |\n|---|---|---|---:|---:|---:|")
         for r in body:
@@ -199,11 +186,13 @@ def zoo(
 def demo_section(echo) -> None:
     """The AlexNet table as the lectures show it, then a line per zoo model."""
     from edgefit.metrics import profile as run_profile
-    from edgefit.report.table import human
+    from edgefit.report import profile_table
+    from edgefit.units import si
     from edgefit.zoo import create
 
     p = run_profile(create("alexnet", device="meta"), input_shape=(1, 3, 224, 224), name="alexnet")
-    echo(p.table())
+    echo(profile_table(p))
     echo("\nEvery zoo model at its canonical input (weights never allocated: built on meta):")
     for name, _family, shape, params, macs, acts in zoo_rows():
-        echo(f"  {name:24s} {'x'.join(map(str, shape)):>14s}  {human(params):>7s} params  {human(macs):>7s} MACs  {human(acts):>7s} activations")
+        echo(f"  {name:24s} {'x'.join(map(str, shape)):>14s}  {si(params, compact=True):>7s} params  "
+             f"{si(macs, compact=True):>7s} MACs  {si(acts, compact=True):>7s} activations")

@@ -88,6 +88,7 @@ class CompressionReport:
         uncompressed: weights the pipeline could not encode, with the reason.
         exact: the loaded model's weights equal the quantized weights bit for bit.
         paper_key: ``"lenet_300_100"`` / ``"lenet5"`` to print the paper's figures beside.
+        seed: the recipe's seed (one run; `edgefit.compress.run_recipe_seeds` averages several).
     """
 
     model: str
@@ -102,6 +103,7 @@ class CompressionReport:
     uncompressed: dict[str, str] = field(default_factory=dict)
     exact: bool = True
     paper_key: str | None = None
+    seed: int | None = None
 
     def ratio(self, stage: str) -> float:
         """Dense fp32 safetensors file size / the stage's file size."""
@@ -151,7 +153,9 @@ class CompressionReport:
         a = self.accuracy
         parts = [f"dense {100 * a['dense']:.2f}%"] + [f"{s} {100 * a[s]:.2f}%" for s in STAGES if s in a]
         delta = 100 * (a.get("P+Q+H", a["dense"]) - a["dense"])
-        return "test accuracy: " + ", ".join(parts) + f" (compressed - dense: {delta:+.2f} pp)"
+        # One run is a few images of a small test set: say so, and where the mean comes from.
+        run = f"; one run, seed {self.seed}: run_recipe_seeds gives the mean over seeds" if self.seed is not None else ""
+        return "test accuracy: " + ", ".join(parts) + f" (compressed - dense: {delta:+.2f} pp{run})"
 
     def _paper_lines(self) -> list[str]:
         if not self.paper_key:
@@ -293,5 +297,5 @@ def build_report(
         model=model_name, dataset=getattr(data, "name", "?"), dense_file_bytes=dense_bytes,
         file_bytes={s: saves[s].file_bytes for s in STAGES}, other_bytes=other, header_bytes=header,
         layers=rows, accuracy=acc, seconds=seconds, uncompressed=saves["P+Q+H"].uncompressed, exact=exact,
-        paper_key=_paper_key(model_name),
+        paper_key=_paper_key(model_name), seed=result.config.seed if result.config is not None else None,
     )

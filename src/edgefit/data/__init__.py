@@ -5,6 +5,7 @@
 """
 
 from edgefit.data.datasets import ArrayDataset, load_dataset, load_digits, load_npz
+from edgefit.data.stats import Spread
 from edgefit.data.train import (
     TrainConfig,
     TrainHistory,
@@ -18,6 +19,7 @@ from edgefit.data.weights import load_weights_, read_weights_metadata, save_weig
 
 __all__ = [
     "ArrayDataset",
+    "Spread",
     "TrainConfig",
     "TrainHistory",
     "apply_masks_",

@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -427,6 +428,17 @@ def _builtin_paths() -> dict[str, Path]:
     return {p.stem: p for p in sorted(_devices_dir().glob("*.yaml")) if not p.name.startswith("_")}
 
 
+# Devices made by code rather than read from a file, registered by the package that
+# makes them: ``host`` is measured by edgefit.measure, which imports this package and
+# registers it on import (so hardware never imports measure).
+_DEVICE_SOURCES: dict[str, Callable[[], Device]] = {}
+
+
+def register_device_source(name: str, factory: Callable[[], Device]) -> None:
+    """Make ``get_device(name)`` return ``factory()`` (e.g. a device measured on this machine)."""
+    _DEVICE_SOURCES[name] = factory
+
+
 def list_devices() -> list[str]:
     """Names of the built-in devices (``host`` included), sorted."""
     return sorted([*_builtin_paths(), "host"])
@@ -449,10 +461,13 @@ def get_device(name_or_path: str | os.PathLike | Device) -> Device:
     if text.endswith((".yaml", ".yml")) or os.sep in text or Path(text).is_file():
         return load_device_file(text)
     key = text.strip().lower().replace("-", "_")
+    if key in _DEVICE_SOURCES:
+        return _DEVICE_SOURCES[key]()
     if key == "host":
-        from edgefit.measure.calibrate import host_device
-
-        return host_device()
+        raise DeviceError(
+            "device 'host' is measured on this machine by edgefit.measure: "
+            "import edgefit.measure first, or call edgefit.measure.host_device()"
+        )
     if key in _builtin_paths():
         return _builtin(key)
     raise DeviceError(

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 from edgefit.errors import ConfigError, DeviceError
 from edgefit.hardware.device import PRECISION_BITS, Device
+from edgefit.units import format_bytes
 
 
 @dataclass(frozen=True)
@@ -245,16 +246,6 @@ class Estimate:
 # ---------------------------------------------------------------- helpers
 
 
-def format_bytes(n: float) -> str:
-    """Bytes in binary units labelled as datasheets do (320 KB = 320 x 1024 bytes)."""
-    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if n >= scale:
-            value = n / scale
-            text = f"{value:.1f}".rstrip("0").rstrip(".") if value < 100 else f"{value:.0f}"
-            return f"{text} {unit}"
-    return f"{n:.0f} B"
-
-
 def precision_for_bits(bits: int) -> str:
     """The floating point (or int8) precision a bit width runs at."""
     if bits >= 32:
@@ -368,6 +359,96 @@ def _saturation(est_layers, peak: float, bw: float) -> tuple[int, float]:
 # ---------------------------------------------------------------- the estimate
 
 
+@dataclass(frozen=True)
+class _Rates:
+    """What one device at one precision charges: peak, bandwidth and the energy per op / byte."""
+
+    bits: int
+    act_scale: float  # activation bytes at this precision over the profile's
+    peak: float
+    bandwidth: float
+    mac_pj: float
+    add_pj: float
+    weight_byte_pj: float
+    act_byte_pj: float
+
+    @classmethod
+    def of(cls, profile, device: Device, chosen: str) -> _Rates:
+        bits = PRECISION_BITS[chosen]
+        energy = device.energy
+        mac_pj = energy.mac_pj.get(chosen)
+        add_pj = energy.add_pj.get(chosen)
+        if mac_pj is None or add_pj is None:
+            raise DeviceError(f"{device.display_name}: energy table has no entry for {chosen}")
+        return cls(
+            bits=bits,
+            act_scale=bits / profile.activation_bits if profile.activation_bits != bits else 1.0,
+            peak=device.peak(chosen),
+            bandwidth=device.bandwidth_bytes_per_s,
+            mac_pj=mac_pj,
+            add_pj=add_pj,
+            weight_byte_pj=energy.access_pj[energy.weight_level] / 32.0 * 8.0,
+            act_byte_pj=energy.access_pj[energy.activation_level] / 32.0 * 8.0,
+        )
+
+
+def _layer_estimate(row, r: _Rates) -> LayerEstimate:
+    """Roofline time, T_compute + T_data and energy of one profile row."""
+    w_scale = min(r.bits, row.bits) / row.bits if row.bits else 1.0
+    weight_bytes = row.weight_bytes * w_scale
+    activation_bytes = max(row.bytes_moved - row.weight_bytes, 0.0) * r.act_scale
+    ops = float(row.flops + row.other_ops)
+    nbytes = weight_bytes + activation_bytes
+    point = roofline(ops, nbytes, peak_ops_per_s=r.peak, bandwidth_bytes_per_s=r.bandwidth)
+    compute_s = ops / r.peak
+    data_s = nbytes / r.bandwidth
+    compute_j = (row.macs * r.mac_pj + row.other_ops * r.add_pj) * 1e-12
+    weight_j = weight_bytes * r.weight_byte_pj * 1e-12
+    act_j = activation_bytes * r.act_byte_pj * 1e-12
+    return LayerEstimate(
+        name=row.name,
+        kind=row.kind,
+        ops=ops,
+        bytes=nbytes,
+        weight_bytes=weight_bytes,
+        activation_bytes=activation_bytes,
+        intensity=point.intensity,
+        attainable_ops_per_s=point.attainable_ops_per_s,
+        bound=point.bound,
+        seconds=point.seconds,
+        compute_seconds=compute_s,
+        data_seconds=data_s,
+        serial_seconds=compute_s + data_s,
+        joules=compute_j + weight_j + act_j,
+        compute_joules=compute_j,
+        weight_joules=weight_j,
+        activation_joules=act_j,
+    )
+
+
+def _estimate_totals(rows: list[LayerEstimate], fit: Fit, r: _Rates) -> EstimateTotals:
+    joules = sum(x.joules for x in rows)
+    compute_j = sum(x.compute_joules for x in rows)
+    data_j = joules - compute_j
+    sat_batch, max_tput = _saturation(rows, r.peak, r.bandwidth)
+    return EstimateTotals(
+        seconds=sum(x.seconds for x in rows),
+        compute_seconds=sum(x.compute_seconds for x in rows),
+        data_seconds=sum(x.data_seconds for x in rows),
+        serial_seconds=sum(x.serial_seconds for x in rows),
+        joules=joules,
+        compute_joules=compute_j,
+        data_joules=data_j,
+        data_share=data_j / joules if joules else 0.0,
+        memory_bound_layers=sum(x.bound == "memory" for x in rows),
+        compute_bound_layers=sum(x.bound == "compute" for x in rows),
+        fits=fit.fits,
+        fit_message=fit.message,
+        saturation_batch=sat_batch,
+        max_throughput_per_s=max_tput,
+    )
+
+
 def estimate(profile, device: Device | str, precision: str | None = None, *, memory_plan=None) -> Estimate:
     """Roofline, latency, energy and memory fit of ``profile`` on ``device``.
 
@@ -388,97 +469,31 @@ def estimate(profile, device: Device | str, precision: str | None = None, *, mem
 
     device = get_device(device)
     chosen, notes = _choose_precision(profile, device, precision)
-    bits = PRECISION_BITS[chosen]
-    act_scale = bits / profile.activation_bits if profile.activation_bits != bits else 1.0
-    peak = device.peak(chosen)
-    bw = device.bandwidth_bytes_per_s
-    energy = device.energy
-    mac_pj = energy.mac_pj.get(chosen)
-    add_pj = energy.add_pj.get(chosen)
-    if mac_pj is None or add_pj is None:
-        raise DeviceError(f"{device.display_name}: energy table has no entry for {chosen}")
-    weight_access_pj = energy.access_pj[energy.weight_level] / 32.0 * 8.0  # per byte
-    act_access_pj = energy.access_pj[energy.activation_level] / 32.0 * 8.0
-
-    rows: list[LayerEstimate] = []
-    total_weight_bytes = 0.0
-    for row in profile.layers:
-        w_scale = min(bits, row.bits) / row.bits if row.bits else 1.0
-        weight_bytes = row.weight_bytes * w_scale
-        activation_bytes = max(row.bytes_moved - row.weight_bytes, 0.0) * act_scale
-        total_weight_bytes += weight_bytes
-        ops = float(row.flops + row.other_ops)
-        nbytes = weight_bytes + activation_bytes
-        point = roofline(ops, nbytes, peak_ops_per_s=peak, bandwidth_bytes_per_s=bw)
-        compute_s = ops / peak
-        data_s = nbytes / bw
-        compute_j = (row.macs * mac_pj + row.other_ops * add_pj) * 1e-12
-        weight_j = weight_bytes * weight_access_pj * 1e-12
-        act_j = activation_bytes * act_access_pj * 1e-12
-        rows.append(
-            LayerEstimate(
-                name=row.name,
-                kind=row.kind,
-                ops=ops,
-                bytes=nbytes,
-                weight_bytes=weight_bytes,
-                activation_bytes=activation_bytes,
-                intensity=point.intensity,
-                attainable_ops_per_s=point.attainable_ops_per_s,
-                bound=point.bound,
-                seconds=point.seconds,
-                compute_seconds=compute_s,
-                data_seconds=data_s,
-                serial_seconds=compute_s + data_s,
-                joules=compute_j + weight_j + act_j,
-                compute_joules=compute_j,
-                weight_joules=weight_j,
-                activation_joules=act_j,
-            )
-        )
-
+    rates = _Rates.of(profile, device, chosen)
+    rows = [_layer_estimate(row, rates) for row in profile.layers]
     t = profile.totals
-    model_weight_bytes = t.model_size_bytes * (
-        min(bits, profile.bits) / profile.bits if profile.bits else 1.0
-    )
-    fit = check_memory_fit(
-        device,
-        weight_bytes=model_weight_bytes,
-        activation_bytes=t.peak_live_bytes * act_scale,
-        peak_layer=t.peak_live_layer,
-    ) if memory_plan is None else check_memory_fit(
-        device,
-        weight_bytes=model_weight_bytes,
-        activation_bytes=memory_plan.arena_bytes * act_scale,
-        peak_layer=memory_plan.peak_layer,
-        activation_label="planned arena",
-    )
-    joules = sum(r.joules for r in rows)
-    compute_j = sum(r.compute_joules for r in rows)
-    data_j = joules - compute_j
-    sat_batch, max_tput = _saturation(rows, peak, bw)
-    totals = EstimateTotals(
-        seconds=sum(r.seconds for r in rows),
-        compute_seconds=sum(r.compute_seconds for r in rows),
-        data_seconds=sum(r.data_seconds for r in rows),
-        serial_seconds=sum(r.serial_seconds for r in rows),
-        joules=joules,
-        compute_joules=compute_j,
-        data_joules=data_j,
-        data_share=data_j / joules if joules else 0.0,
-        memory_bound_layers=sum(r.bound == "memory" for r in rows),
-        compute_bound_layers=sum(r.bound == "compute" for r in rows),
-        fits=fit.fits,
-        fit_message=fit.message,
-        saturation_batch=sat_batch,
-        max_throughput_per_s=max_tput,
-    )
+    weight_bytes = t.model_size_bytes * (min(rates.bits, profile.bits) / profile.bits if profile.bits else 1.0)
+    if memory_plan is None:
+        fit = check_memory_fit(
+            device,
+            weight_bytes=weight_bytes,
+            activation_bytes=t.peak_live_bytes * rates.act_scale,
+            peak_layer=t.peak_live_layer,
+        )
+    else:
+        fit = check_memory_fit(
+            device,
+            weight_bytes=weight_bytes,
+            activation_bytes=memory_plan.arena_bytes * rates.act_scale,
+            peak_layer=memory_plan.peak_layer,
+            activation_label="planned arena",
+        )
     return Estimate(
         model=profile.model,
         device=device,
         precision=chosen,
         layers=tuple(rows),
-        totals=totals,
+        totals=_estimate_totals(rows, fit, rates),
         fit=fit,
         notes=tuple(notes),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edgefit.measure.calibrate import cache_dir, calibrate_host, host_device
+from edgefit.measure.compare import BenchResult, bench_model
 from edgefit.measure.latency import (
     LatencyStats,
     SpeedGate,
@@ -28,6 +29,8 @@ from edgefit.measure.lut import (
 )
 
 __all__ = [
+    "BenchResult",
+    "bench_model",
     "LatencyStats",
     "LatencyTable",
     "LayerPrediction",

@@ -193,3 +193,12 @@ def host_device(*, refresh: bool = False):
         except OSError:
             pass  # an unwritable cache only costs a re-measurement next time
     return device_from_dict(data, where=f"host calibration ({path})", path=str(path))
+
+
+def _register_host() -> None:
+    from edgefit.hardware.device import register_device_source
+
+    register_device_source("host", host_device)
+
+
+_register_host()

@@ -100,44 +100,61 @@ class _Row:
         self.computes = False
 
 
-def build_profile(
-    tr: Trace,
-    *,
-    bits: int | Mapping[str, int] = 32,
-    activation_bits: int | None = None,
-    model_label: str | None = None,
-) -> Profile:
-    """Count a `Trace` into a `Profile` (see `edgefit.metrics.profile` for conventions)."""
-    bits_of = _bits_resolver(bits)
-    default_bits = bits if isinstance(bits, int) else int(bits.get("default", 32))
-    act_bits = default_bits if activation_bits is None else activation_bits
-    _check_bits(act_bits, "activations")
+class _Tally:
+    """The per-row sums of one pass over a trace's ops."""
 
-    rows: dict[str, _Row] = {}
-    producer_row: dict[int, str] = {}  # value -> row that wrote it
-    consumers: dict[int, set[str]] = {}
-    param_row: dict[str, str] = {}
-    uncounted: dict[str, int] = {}
-    formulas = _FORMULAS
-    n_counted = 0
+    def __init__(self, tr: Trace):
+        self.tr = tr
+        self.rows: dict[str, _Row] = {}
+        self.producer_row: dict[int, str] = {}  # value -> row that wrote it
+        self.consumers: dict[int, set[str]] = {}
+        self.param_row: dict[str, str] = {}  # parameter -> first row that used it
+        self.uncounted: dict[str, int] = {}
+        self.n_counted = 0
 
-    for op in tr.ops:
+    def add(self, op) -> None:
+        """Count one op into the row of the module that ran it."""
         module = op.module
-        row = rows.get(module)
+        row = self.rows.get(module)
         if row is None:
-            info = tr.modules.get(module)
-            row = rows[module] = _Row(module, info.kind if info else "?", op.index)
+            info = self.tr.modules.get(module)
+            row = self.rows[module] = _Row(module, info.kind if info else "?", op.index)
         name = op.name
         row.ops.append(name)
-        formula = formulas.get(name)
+        formula = _FORMULAS.get(name)
         if formula is None:
-            uncounted[name] = uncounted.get(name, 0) + 1
+            self.uncounted[name] = self.uncounted.get(name, 0) + 1
             cost = _NO_COST
         else:
-            n_counted += 1
+            self.n_counted += 1
             cost = formula(op)
             row.macs += cost.macs
             row.other += cost.other_ops
+        in_elems = self._inputs(op, row)
+        outputs = op.outputs
+        if cost.computes:
+            row.computes = True
+            out_elems = outputs[0].numel if outputs else 0
+            row.activations += out_elems
+            if in_elems + out_elems > row.peak:
+                row.peak = in_elems + out_elems
+            attrs = _attributes(op)
+            if attrs:
+                row.attrs = attrs
+        if not op.view:
+            producer_row = self.producer_row
+            for o in outputs:
+                if o.role == "activation" and o.value not in producer_row:
+                    producer_row[o.value] = module
+                    row.produced[o.value] = o.numel
+        if outputs and name != "empty" and name != "empty_like":
+            row.out_shape = outputs[0].shape
+
+    def _inputs(self, op, row: _Row) -> int:
+        """Record the op's inputs (values entering the row, first use of parameters);
+        returns the elements of its distinct activation inputs."""
+        module = op.module
+        producer_row, consumers, param_row = self.producer_row, self.consumers, self.param_row
         in_elems = 0
         seen: set[int] = set()
         row_inputs = row.inputs
@@ -160,51 +177,35 @@ def build_profile(
                     users.add(module)
             elif role == "param" and spec.source not in param_row:
                 param_row[spec.source] = module
-        outputs = op.outputs
-        if cost.computes:
-            row.computes = True
-            out_elems = outputs[0].numel if outputs else 0
-            row.activations += out_elems
-            if in_elems + out_elems > row.peak:
-                row.peak = in_elems + out_elems
-            attrs = _attributes(op)
-            if attrs:
-                row.attrs = attrs
-        if not op.view:
-            for o in outputs:
-                if o.role == "activation" and o.value not in producer_row:
-                    producer_row[o.value] = module
-                    row.produced[o.value] = o.numel
-        if outputs and name != "empty" and name != "empty_like":
-            row.out_shape = outputs[0].shape
+        return in_elems
 
-    # Rows of pooling modules that ran as plain reductions (AdaptiveAvgPool2d(1) -> mean).
-    for row in rows.values():
-        if not row.computes and "Pool" in row.kind:
-            row.computes = True
-            row.activations = sum(row.produced.values())
-            row.peak = sum(e for e, _ in row.inputs.values()) + row.activations
+    def finish_pool_rows(self) -> None:
+        """Rows of pooling modules that ran as plain reductions (AdaptiveAvgPool2d(1) -> mean)."""
+        for row in self.rows.values():
+            if not row.computes and "Pool" in row.kind:
+                row.computes = True
+                row.activations = sum(row.produced.values())
+                row.peak = sum(e for e, _ in row.inputs.values()) + row.activations
 
+
+def _layer_stats(tally: _Tally, bits_of, act_bits: int) -> list[LayerStats]:
+    """One `LayerStats` per row, in order of first op; parameters go to the first row using them."""
+    tr = tally.tr
     out_values = {s.value for s in tr.outputs if s.role == "activation"}
-    # Parameters: attributed to the first row that used them; shared tensors once.
     params_by_row: dict[str, list[str]] = {}
-    for pname, rname in param_row.items():
+    for pname, rname in tally.param_row.items():
         params_by_row.setdefault(rname, []).append(pname)
-
     layers = []
-    total_bits = 0.0
-    for row in sorted(rows.values(), key=lambda r: r.first):
+    for row in sorted(tally.rows.values(), key=lambda r: r.first):
         names = params_by_row.get(row.name, [])
         p = sum(tr.params[n][0] for n in names)
-        p_nb = sum(tr.params[n][0] for n in names if not _is_bias(n))
         b = bits_of(row.name)
         weight_bytes = p * b / 8
-        total_bits += p * b
         in_elems = sum(e for e, _ in row.inputs.values())
         out_elems = sum(
-            e for v, e in row.produced.items() if v in out_values or any(c != row.name for c in consumers.get(v, ()))
+            e for v, e in row.produced.items()
+            if v in out_values or any(c != row.name for c in tally.consumers.get(v, ()))
         )
-        moved = weight_bytes + (in_elems + out_elems) * act_bits / 8
         layers.append(
             LayerStats._fast(
                 name=row.name,
@@ -214,7 +215,7 @@ def build_profile(
                 input_shapes=tuple(tuple(shape) for _, shape in row.inputs.values()),
                 output_shape=tuple(row.out_shape) if row.out_shape is not None else None,
                 params=p,
-                params_without_bias=p_nb,
+                params_without_bias=sum(tr.params[n][0] for n in names if not _is_bias(n)),
                 macs=row.macs,
                 flops=2 * row.macs,
                 other_ops=row.other,
@@ -223,22 +224,24 @@ def build_profile(
                 output_elements=out_elems,
                 peak_activations=row.peak,
                 weight_bytes=weight_bytes,
-                bytes_moved=moved,
+                bytes_moved=weight_bytes + (in_elems + out_elems) * act_bits / 8,
                 bits=b,
                 attributes=row.attrs,
             )
         )
+    return layers
 
-    unused = [n for n in tr.params if n not in param_row]
-    unused_count = sum(tr.params[n][0] for n in unused)
-    for n in unused:
-        total_bits += tr.params[n][0] * bits_of(tr.param_owner.get(n, ""))
 
+def _totals(tally: _Tally, layers: list[LayerStats], bits_of, act_bits: int) -> Totals:
+    """Whole-model figures; parameters no op used still count in the model size."""
+    tr = tally.tr
+    unused = [n for n in tr.params if n not in tally.param_row]
+    total_bits = sum(r.params * r.bits for r in layers)
+    total_bits += sum(tr.params[n][0] * bits_of(tr.param_owner.get(n, "")) for n in unused)
     input_elems = sum(s.numel for s in tr.inputs)
     peak_row = max(layers, key=lambda r: r.peak_activations, default=None)
-    live, live_at, live_bytes = _peak_live(tr)
-    live_layer = tr.ops[live_at].module if 0 <= live_at < len(tr.ops) else ""
-    totals = Totals(
+    live, live_at, _ = _peak_live(tr)
+    return Totals(
         params=sum(n for n, _ in tr.params.values()),
         params_without_bias=sum(n for k, (n, _) in tr.params.items() if not _is_bias(k)),
         macs=sum(r.macs for r in layers),
@@ -249,30 +252,53 @@ def build_profile(
         peak_activations=peak_row.peak_activations if peak_row else 0,
         peak_activations_layer=peak_row.name if peak_row else "",
         peak_live_activations=live,
-        peak_live_layer=live_layer,
+        peak_live_layer=tr.ops[live_at].module if 0 <= live_at < len(tr.ops) else "",
         peak_live_bytes=live * act_bits / 8,
         model_size_bytes=total_bits / 8,
         bytes_moved=sum(r.bytes_moved for r in layers),
-        unused_params=unused_count,
+        unused_params=sum(tr.params[n][0] for n in unused),
     )
-    n_ops = len(tr.ops)
+
+
+def _warn_uncounted(uncounted: dict[str, int], n_ops: int) -> None:
     if uncounted:
         listed = ", ".join(f"{k} x{v}" for k, v in sorted(uncounted.items()))
         warnings.warn(
             f"edgefit: no cost formula for {sum(uncounted.values())} of {n_ops} ops ({listed}); "
             "they are listed in Profile.uncounted and not counted",
             UncountedOpsWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
+
+
+def build_profile(
+    tr: Trace,
+    *,
+    bits: int | Mapping[str, int] = 32,
+    activation_bits: int | None = None,
+    model_label: str | None = None,
+) -> Profile:
+    """Count a `Trace` into a `Profile` (see `edgefit.metrics.profile` for conventions)."""
+    bits_of = _bits_resolver(bits)
+    default_bits = bits if isinstance(bits, int) else int(bits.get("default", 32))
+    act_bits = default_bits if activation_bits is None else activation_bits
+    _check_bits(act_bits, "activations")
+    tally = _Tally(tr)
+    for op in tr.ops:
+        tally.add(op)
+    tally.finish_pool_rows()
+    layers = _layer_stats(tally, bits_of, act_bits)
+    n_ops = len(tr.ops)
+    _warn_uncounted(tally.uncounted, n_ops)
     return Profile(
         model=model_label or tr.model_name,
         input_shapes=tuple(s.shape for s in tr.inputs),
         bits=default_bits,
         activation_bits=act_bits,
         layers=tuple(layers),
-        totals=totals,
-        uncounted=dict(sorted(uncounted.items())),
-        coverage=n_counted / n_ops if n_ops else 1.0,
+        totals=_totals(tally, layers, bits_of, act_bits),
+        uncounted=dict(sorted(tally.uncounted.items())),
+        coverage=tally.n_counted / n_ops if n_ops else 1.0,
     )
 
 

@@ -16,6 +16,8 @@ Conventions (the lectures', reference/000 and 001):
   lectures' definition); ``peak_live_activations`` is the most elements alive
   at once in the traced graph, from a liveness pass (it sees residual branches
   that stay alive).
+* Tables, CSV and Markdown of a profile are in `edgefit.report`
+  (``profile_table(p)``, ``render_profile(p, "csv")``): this module only holds data.
 * Sizes in bytes use ``bits`` for weights and ``activation_bits`` for
   activations; ``bytes_moved`` = weights + inputs + outputs of the layer, with
   inputs and outputs being the tensors that cross the layer's boundary.
@@ -174,20 +176,3 @@ class Profile:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
-
-    def table(self, *, all_layers: bool = False, estimate=None) -> str:
-        """A plain-text table like the lectures' (layer, kind, output shape, params, MACs, activations)."""
-        from edgefit.report.table import profile_table
-
-        return profile_table(self, all_layers=all_layers, estimate=estimate)
-
-    def to_csv(self, *, estimate=None) -> str:
-        """One CSV row per layer; with an `Estimate`, its bound, seconds and joules too."""
-        from edgefit.report.table import profile_csv
-
-        return profile_csv(self, estimate)
-
-    def to_markdown(self, *, all_layers: bool = False, estimate=None) -> str:
-        from edgefit.report.table import profile_markdown
-
-        return profile_markdown(self, all_layers=all_layers, estimate=estimate)

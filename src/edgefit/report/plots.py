@@ -3,7 +3,13 @@
 Figures are built on matplotlib's Agg canvas (no display, no global pyplot state)
 and written atomically; the format follows the file suffix (``.png``, ``.svg``, ``.pdf``).
 
->>> # fig = roofline_figure(est); save_figure(fig, "roofline.png")
+>>> import tempfile
+>>> import edgefit
+>>> from edgefit.zoo import create
+>>> est = edgefit.estimate(edgefit.profile(create("lenet5"), input_shape=(1, 1, 32, 32)), "jetson_nano")
+>>> path = save_figure(roofline_figure(est), Path(tempfile.mkdtemp()) / "roofline.png")
+>>> path.read_bytes()[1:4]
+b'PNG'
 """
 
 from __future__ import annotations

@@ -1,52 +1,32 @@
-"""Tables of a `Profile`: plain text (like the lectures' tables), Markdown and CSV.
+"""Tables of a `Profile` and an `Estimate`: plain text (like the lectures' tables),
+Markdown, CSV and JSON.
 
 Rows that neither hold parameters nor compute nor produce a counted activation
 (ReLU, Dropout, Flatten...) are hidden unless ``all_layers`` is set: the
 lectures' tables omit them too. Their work still counts in the totals.
+
+>>> import edgefit
+>>> from edgefit.zoo import create
+>>> p = edgefit.profile(create("lenet5"), input_shape=(1, 1, 32, 32))
+>>> print(profile_table(p).splitlines()[0])
+LeNet5: input 1x1x32x32
+>>> render_profile(p, "csv").splitlines()[1].split(",")[:6]
+['features.0', 'Conv2d', '1x6x28x28', '156', '150', '117600']
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+
+from edgefit.units import format_bytes, human_joules, human_seconds, si
 
 CSV_FIELDS = (
     "name", "kind", "output_shape", "params", "params_without_bias", "macs", "flops", "other_ops",
     "activations", "input_elements", "output_elements", "peak_activations", "weight_bytes",
     "bytes_moved", "intensity", "bits", "calls",
 )
-
-
-def human(n: float, unit: str = "") -> str:
-    """1234567 -> '1.23M'."""
-    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= factor:
-            return f"{n / factor:.3g}{suffix}{unit}"
-    return f"{n:.4g}{unit}" if isinstance(n, float) else f"{n}{unit}"
-
-
-def human_bytes(n: float) -> str:
-    for factor, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if n >= factor:
-            return f"{n / factor:.3g} {suffix}"
-    return f"{n:.0f} B"
-
-
-def human_seconds(s: float) -> str:
-    if s >= 1:
-        return f"{s:.3g} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.3g} ms"
-    if s >= 1e-6:
-        return f"{s * 1e6:.3g} us"
-    return f"{s * 1e9:.3g} ns"
-
-
-def human_joules(j: float) -> str:
-    for factor, suffix in ((1, "J"), (1e-3, "mJ"), (1e-6, "uJ"), (1e-9, "nJ")):
-        if j >= factor:
-            return f"{j / factor:.3g} {suffix}"
-    return f"{j * 1e12:.3g} pJ"
 
 
 def _shape(shape) -> str:
@@ -95,11 +75,11 @@ def _summary(profile, estimate=None) -> list[str]:
     lines = [
         f"parameters: {t.params:,} ({t.params_without_bias:,} without bias)"
         + (f", {t.unused_params:,} never used by the forward" if t.unused_params else ""),
-        f"model size: {human_bytes(t.model_size_bytes)} ({t.model_size_bytes:,.0f} bytes at {profile.bits}-bit weights)",
-        f"MACs: {t.macs:,} ({human(t.macs)}); FLOPs = 2 x MACs = {t.flops:,}; other ops (bias, elementwise, norm, pooling, softmax): {t.other_ops:,}",
+        f"model size: {format_bytes(t.model_size_bytes)} ({t.model_size_bytes:,.0f} bytes at {profile.bits}-bit weights)",
+        f"MACs: {t.macs:,} ({si(t.macs, compact=True)}); FLOPs = 2 x MACs = {t.flops:,}; other ops (bias, elementwise, norm, pooling, softmax): {t.other_ops:,}",
         f"activations: {t.activations:,} in total (input included); peak {t.peak_activations:,} "
         f"(input + output of {t.peak_activations_layer or '(root)'}); peak live {t.peak_live_activations:,} "
-        f"= {human_bytes(t.peak_live_bytes)} at {profile.activation_bits}-bit (at {t.peak_live_layer or '(root)'})",
+        f"= {format_bytes(t.peak_live_bytes)} at {profile.activation_bits}-bit (at {t.peak_live_layer or '(root)'})",
     ]
     if profile.uncounted:
         listed = ", ".join(f"{k} x{v}" for k, v in profile.uncounted.items())
@@ -153,3 +133,103 @@ def profile_csv(profile, estimate=None) -> str:
             d.update(bound=e.bound, seconds=e.seconds, joules=e.joules)
         w.writerow([d[f] for f in fields])
     return buf.getvalue()
+
+
+def profile_dict(profile, estimate=None) -> dict:
+    """The profile's dict, with the estimate's per-layer and total figures merged in."""
+    data = profile.to_dict()
+    if estimate is not None:
+        ed = estimate.to_dict()
+        data["device"] = ed.get("device")
+        for row, extra in zip(data["layers"], ed["layers"], strict=True):
+            row.update({k: v for k, v in extra.items() if k != "name"})
+        data["totals"].update(ed["totals"])
+    return data
+
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def render_profile(profile, fmt: str = "table", *, all_layers: bool = False, estimate=None) -> str:
+    """A profile (and optional estimate) as ``table``, ``json``, ``csv`` or ``markdown`` text."""
+    if fmt == "json":
+        return json.dumps(profile_dict(profile, estimate), indent=2, default=str)
+    if fmt == "csv":
+        return profile_csv(profile, estimate)
+    if fmt == "markdown":
+        return profile_markdown(profile, all_layers=all_layers, estimate=estimate)
+    if fmt == "table":
+        return profile_table(profile, all_layers=all_layers, estimate=estimate)
+    from edgefit.errors import ConfigError
+
+    raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+def estimate_summary(est) -> list[str]:
+    """A few lines: latency by both models, energy and its data share, bounds, saturation, fit."""
+    t = est.totals
+    dev = est.device
+    lines = [
+        f"{est.model} on {dev.display_name} at {est.precision}: peak {si(est.peak_ops_per_s, 'op/s')}, "
+        f"bandwidth {si(dev.bandwidth_bytes_per_s, 'B/s')}, ridge {est.ridge_point:.3g} op/B",
+        f"  latency (roofline):               {human_seconds(t.seconds)}  "
+        f"({t.memory_bound_layers} memory-bound, {t.compute_bound_layers} compute-bound layers)",
+        f"  latency (T_compute + T_data):     {human_seconds(t.serial_seconds)}  "
+        f"(= {human_seconds(t.compute_seconds)} + {human_seconds(t.data_seconds)})",
+        f"  energy (45 nm-style model):       {human_joules(t.joules)}, {t.data_share:.0%} spent moving data",
+        f"  throughput saturates at batch {t.saturation_batch}: {t.max_throughput_per_s:.3g} inferences/s",
+        f"  memory: {t.fit_message}",
+    ]
+    lines += [f"  note: {n}" for n in est.notes]
+    return lines
+
+
+def estimate_table(est, *, top: int | None = None) -> str:
+    """Per-layer roofline table of an `Estimate`; ``top``: only the slowest layers."""
+    rows = list(est.layers)
+    if top:
+        rows = sorted(rows, key=lambda r: r.seconds, reverse=True)[:top]
+    header = ("layer", "kind", "op/B", "bound", "attainable", "time", "energy", "data%")
+    body = [
+        (
+            r.name or "(root)",
+            r.kind,
+            "inf" if r.intensity == float("inf") else f"{r.intensity:.3g}",
+            r.bound,
+            si(r.attainable_ops_per_s, "op/s"),
+            human_seconds(r.seconds),
+            human_joules(r.joules),
+            f"{r.data_share:.0%}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+
+    def fmt(cells) -> str:
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)])
+
+
+def bench_lines(result) -> list[str]:
+    """A `edgefit.measure.BenchResult` as text: measured latency beside the estimate, the sweep."""
+    est, lat = result.estimate, result.latency
+    lines = [
+        f"{result.model} on {est.device.display_name}, {result.threads} threads",
+        f"  measured latency: median {human_seconds(lat.median_s)}, p90 {human_seconds(lat.p90_s)} "
+        f"over {lat.runs} runs ({result.warmup} warm-up)",
+        f"  estimated:        roofline {human_seconds(est.totals.seconds)}, "
+        f"T_compute + T_data {human_seconds(est.totals.serial_seconds)}",
+        f"  measured / roofline estimate: {result.measured_over_estimate:.2f}x",
+    ]
+    if result.sweep:
+        lines.append("\n  batch  latency (median)  throughput (items/s)  estimated (items/s)")
+        lines += [
+            f"  {p.batch:5d}  {human_seconds(p.latency.median_s):>16}  {p.items_per_s:20.1f}  "
+            f"{est.throughput(p.batch):19.1f}"
+            for p in result.sweep
+        ]
+        lines.append("  (bigger batches: more items per second, but each batch waits longer: latency vs throughput)")
+    return lines

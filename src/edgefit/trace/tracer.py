@@ -247,6 +247,10 @@ class _Recorder(TorchDispatchMode):
 
     # dispatch -------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is _EMPTY and 0 in args[0]:
+            # Batch norm's reserve scratch, made from nothing and holding nothing: one
+            # per batch norm call, so it skips the frame walk and argument recording.
+            return torch.empty(args[0], dtype=(kwargs or {}).get("dtype"), device=_META)
         index = len(self.ops)
         info = _FUNC_INFO.get(func)
         if info is None:
@@ -313,6 +317,7 @@ class _Recorder(TorchDispatchMode):
 
 
 _FUNC_INFO: dict = {}
+_EMPTY = torch.ops.aten.empty.memory_format
 _ALIASING = frozenset({"_unsafe_view", "_reshape_alias"})
 _PLAIN = frozenset({int, float, bool, str, type(None), torch.dtype, torch.memory_format, torch.layout})
 
@@ -431,11 +436,18 @@ def _meta_weights(model: nn.Module, named: list | None = None):
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module, mode: str | None):
+def _eval_mode(model: nn.Module, mode: str | None, named: list | None = None):
     if mode is None:
         yield
         return
-    flags = [(m, m.training) for m in model.modules()]
+    modules = [m for _, m in named] if named is not None else list(model.modules())
+    target = mode == "train"
+    if all(m.training is target for m in modules):
+        # Already in that mode (a user's model.eval()): nothing to switch or restore;
+        # train() walks every module through nn.Module.__setattr__ twice otherwise.
+        yield
+        return
+    flags = [(m, m.training) for m in modules]
     try:
         model.train(mode == "train")
         yield
@@ -510,7 +522,7 @@ def trace(
     named = list(model.named_modules(remove_duplicate=True))
     names = {id(m): n for n, m in named}
     codes = _forward_codes(m for _, m in named)
-    with _meta_weights(model, named) as (weights, params, owner, buffers), _eval_mode(model, mode):
+    with _meta_weights(model, named) as (weights, params, owner, buffers), _eval_mode(model, mode, named):
         rec = _Recorder(names, weights, codes)
         meta_inputs = []
         input_specs = []

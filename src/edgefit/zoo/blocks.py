@@ -222,7 +222,8 @@ class ShuffleUnit(nn.Module):
     Zhang et al., "ShuffleNet: An Extremely Efficient Convolutional Neural Network for
     Mobile Devices", CVPR 2018. At stride 2 the shortcut is a 3x3 average pool and the
     two paths are concatenated, so the residual path outputs ``out - in`` channels.
-    The bottleneck is a quarter of the unit's output channels.
+    The bottleneck is a quarter of the unit's output channels, rounded up to a multiple
+    of ``groups``.
 
     Args:
         in_channels: input channels.
@@ -238,7 +239,7 @@ class ShuffleUnit(nn.Module):
         super().__init__()
         self.stride = stride
         branch_out = out_channels - in_channels if stride == 2 else out_channels
-        mid = out_channels // 4
+        mid = -(-(out_channels // 4) // groups) * groups  # a grouped conv needs mid % groups == 0
         g1 = groups if first_group else 1
         self.gconv1 = ConvBNAct(in_channels, mid, 1, groups=g1)
         self.shuffle = ChannelShuffle(groups)
@@ -252,6 +253,46 @@ class ShuffleUnit(nn.Module):
         if self.stride == 2:
             return self.relu(torch.cat([self.shortcut(x), out], 1))
         return self.relu(x + out)
+
+
+class ShuffleV2Unit(nn.Module):
+    """ShuffleNet v2 unit (torchvision ``InvertedResidual`` of ``shufflenetv2.py``).
+
+    Ma et al., "ShuffleNet V2", ECCV 2018. At stride 1 the input is split in halves, one
+    half goes through 1x1 conv, 3x3 depthwise, 1x1 conv; at stride 2 both branches see
+    the whole input and each outputs half the channels. The halves are concatenated and
+    shuffled with 2 groups.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels (even).
+        stride: 1 (split) or 2 (two branches, half the resolution).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        half = out_channels // 2
+        self.branch1 = nn.Sequential()
+        if stride > 1:
+            self.branch1 = nn.Sequential(
+                *ConvBNAct(in_channels, in_channels, 3, stride, groups=in_channels, act=None),
+                *ConvBNAct(in_channels, half, 1),
+            )
+        self.branch2 = nn.Sequential(
+            *ConvBNAct(in_channels if stride > 1 else half, half, 1),
+            *ConvBNAct(half, half, 3, stride, groups=half, act=None),
+            *ConvBNAct(half, half, 1),
+        )
+        self.shuffle = ChannelShuffle(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return self.shuffle(out)
 
 
 class Inception(nn.Module):

@@ -47,7 +47,7 @@ def relative_encode(flat: np.ndarray, index_bits: int) -> RelativeIndex:
 
     >>> r = relative_encode(np.array([0, 3.4, 0, 0, 0.9] + [0] * 10 + [1.7]), 3)
     >>> r.index.tolist(), r.values.tolist()
-    [[1, 2, 7, 3], [3.4, 0.9, 1.7]]
+    ([1, 2, 7, 3], [3.4, 0.9, 1.7])
     """
     if not 1 <= index_bits <= 16:
         raise ConfigError(f"index_bits must be 1..16, got {index_bits}")

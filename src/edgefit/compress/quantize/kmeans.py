@@ -106,8 +106,8 @@ def kmeans_1d(
     values the distinct values themselves are returned.
 
     >>> c, lab = kmeans_1d(np.array([0.1, 0.11, 0.9, 1.0]), 2)
-    >>> c.round(3).tolist(), lab.tolist()
-    [[0.105, 0.95], [0, 0, 1, 1]]
+    >>> [round(v, 3) for v in c.tolist()], lab.tolist()
+    ([0.105, 0.95], [0, 0, 1, 1])
     """
     x = np.asarray(values, dtype=np.float64).ravel()
     if x.size == 0:
