@@ -23,10 +23,13 @@ ALLOWED = {
     "metrics": {"trace"},
     "zoo": set(),
     "data": set(),
-    "hardware": {"metrics"},
+    "memory": {"trace", "metrics"},
+    "hardware": {"metrics", "memory"},
     "measure": {"trace", "metrics", "hardware"},
-    "compress": {"trace", "metrics", "zoo", "data"},
-    "report": {"metrics", "hardware"},
+    "compress": {"trace", "metrics", "zoo", "data", "hardware", "measure"},
+    "accel": {"metrics", "hardware", "compress", "data", "zoo"},
+    "report": {"metrics", "hardware", "memory", "measure", "compress", "data", "zoo"},
+    "search": {"trace", "metrics", "hardware", "measure", "compress", "data", "zoo", "report"},
 }
 
 

@@ -66,6 +66,6 @@ def demo_section(echo) -> None:
 
 
 def _joules(res, device: str) -> str:
-    from edgefit.report.table import human_joules
+    from edgefit.units import human_joules
 
     return human_joules(res.estimates[device].totals.joules)

@@ -66,7 +66,7 @@ def imbalance_statement(layers, bits: int = 8) -> str:
     ``K`` is the smallest number of leading blocks that holds every block
     needing more than half of the peak.
     """
-    from edgefit.hardware.estimate import format_bytes
+    from edgefit.units import format_bytes
 
     blocks = block_peaks(layers)
     if not blocks:

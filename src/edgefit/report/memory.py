@@ -1,11 +1,12 @@
 """Text and pictures of a memory plan: the step-by-step peaks, the per-layer picture, the verdict.
 
->>> # print("\\n".join(plan_lines(device_plan))); save_figure(memory_figure(plan), "memory.png")
+Typical use: ``print("\\n".join(plan_lines(device_plan)))`` and
+``save_figure(memory_figure(plan), "memory.png")``.
 """
 
 from __future__ import annotations
 
-from edgefit.hardware.estimate import format_bytes
+from edgefit.units import format_bytes
 from edgefit.report.plots import _figure
 
 

@@ -31,7 +31,7 @@ from edgefit.report.html.collect import (
     ratio,
 )
 from edgefit.report.html.svg import BOUND_COLORS, bars_svg, esc, roofline_svg
-from edgefit.report.table import human, human_bytes, human_joules, human_seconds
+from edgefit.units import format_bytes, human_joules, human_seconds, si
 
 
 @dataclass(frozen=True)
@@ -186,10 +186,10 @@ def _cards(results, devices) -> str:
 def _card(i: int, r: ModelResult, devices) -> str:
     t = r.profile.totals
     m = [_metric(i, "params", "parameters", t.params, f"{t.params:,}", "counted"),
-         _metric(i, "model_size_bytes", f"weights at {_bits(r)}", t.model_size_bytes, human_bytes(t.model_size_bytes),
+         _metric(i, "model_size_bytes", f"weights at {_bits(r)}", t.model_size_bytes, format_bytes(t.model_size_bytes),
                  "counted"),
          _metric(i, "macs", "MACs", t.macs, f"{t.macs:,}", "counted"),
-         _metric(i, "flops", "FLOPs (2 x MACs)", t.flops, human(t.flops), "counted"),
+         _metric(i, "flops", "FLOPs (2 x MACs)", t.flops, si(t.flops, compact=True), "counted"),
          _metric(i, "peak_activations", f"peak activations (at {t.peak_activations_layer or 'input'})",
                  t.peak_activations, f"{t.peak_activations:,}", "counted")]
     if r.file_bytes is not None:
@@ -242,7 +242,7 @@ def _comparison_rows(r: ModelResult, devices) -> list[tuple[str, float | None, C
     t = r.profile.totals
     rows = [("bytes on disk", r.file_bytes, lambda v: f"{v:,.0f} B"),
             ("parameters", t.params, lambda v: f"{v:,.0f}"),
-            ("weights at bit width (bytes)", t.model_size_bytes, human_bytes),
+            ("weights at bit width (bytes)", t.model_size_bytes, format_bytes),
             ("MACs", t.macs, lambda v: f"{v:,.0f}"),
             ("peak activations", t.peak_activations, lambda v: f"{v:,.0f}"),
             ("host latency (s)", r.latency.median_s if r.latency else None, human_seconds),
