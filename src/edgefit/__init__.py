@@ -20,6 +20,7 @@ _LAZY = {
     "estimate": ("edgefit.hardware", "estimate"),
     "get_device": ("edgefit.hardware", "get_device"),
     "load_compressed": ("edgefit.compress", "load_compressed"),
+    "netadapt": ("edgefit.search", "netadapt"),
     "EdgefitError": ("edgefit.errors", "EdgefitError"),
 }
 

@@ -112,6 +112,9 @@ EXPECTED = {
     "bert_tiny": (encoder(30522, 128, 2, 512), None),
     # torchvision densenet121
     "densenet121": (7_978_856, None),
+    # MobileNet v1 without its classifier 3,206,976 + NNConv5 decoder 748,000 conv
+    # weights + 5,954 BN (conv weights alone: 3,933,088 = the slides' 3.93M)
+    "fastdepth": (3_960_930, None),
     # torchvision googlenet without aux (6,624,904, 3x3 third branch) plus the paper's 5x5:
     # 16 * sum(5x5reduce * 5x5) = 16 * 23,808 = 380,928 -> 7,005,832 (slides: 7.0M).
     "googlenet": (6_624_904 + 16 * 23_808, None),

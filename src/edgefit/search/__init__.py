@@ -1,1 +1,3 @@
 """edgefit.search."""
+
+from edgefit.search.netadapt import NetAdaptConfig, netadapt  # noqa: F401
