@@ -126,3 +126,48 @@ def mobilenet_v2(
     check_positive("resolution", resolution)
     with on_device(device):
         return MobileNetV2(width_mult=width_mult, num_classes=num_classes, dropout=dropout)
+
+
+# (output channels, stride) of the digits MobileNet: the first five layers of Table 1's pattern
+_DIGITS_LAYERS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1))
+
+
+class MobileNetDigits(nn.Module):
+    """A small MobileNet v1 for 1-channel 32x32 images: conv, 5 depthwise-separable layers, pool, fc."""
+
+    def __init__(self, *, alpha: float = 1.0, num_classes: int = 10) -> None:
+        super().__init__()
+        c = int(32 * alpha)
+        layers: list[nn.Module] = [ConvBNAct(1, c, 3, 1)]
+        for out, stride in _DIGITS_LAYERS:
+            layers.append(DepthwiseSeparable(c, int(out * alpha), stride))
+            c = int(out * alpha)
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+@register_model(
+    "mobilenet_digits",
+    input_shape=(1, 1, 32, 32),
+    family="mobilenet",
+    paper="Howard et al., MobileNets, arXiv 1704.04861, 2017 (first layers, 1-channel input)",
+    description="MobileNet v1 pattern for digits upscaled to 32x32: 5 depthwise-separable layers",
+)
+def mobilenet_digits(*, alpha: float = 1.0, num_classes: int = 10, device=None) -> nn.Module:
+    """A MobileNet v1-style network for the digits upscaled to 1x32x32 (NetAdapt's benchmark).
+
+    A 3x3 conv (32 channels), five depthwise-separable layers (64, 128 s2, 128, 256 s2,
+    256), global average pooling and a linear classifier.
+
+    Args:
+        alpha: width multiplier.
+        num_classes: outputs.
+        device: build on this device.
+    """
+    check_positive("alpha", alpha)
+    with on_device(device):
+        return MobileNetDigits(alpha=alpha, num_classes=num_classes)

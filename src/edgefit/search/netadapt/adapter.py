@@ -143,11 +143,17 @@ class ConvnetAdapter:
         found = _smallest_cut(len(widths), meets)
         return None if found is None else cache[found]
 
-    def fine_tune(self, model: nn.Module, epochs: int, seed: int) -> nn.Module:
+    def fine_tune(self, model: nn.Module, epochs: float, seed: int) -> nn.Module:
+        """Adam on the tuning images; a fractional ``epochs`` below 1 is one epoch over that share of them."""
         from edgefit.data import TrainConfig, train
 
+        data = self.tune_data
+        if 0 < epochs < 1:
+            data, epochs = subset(data, epochs, seed), 1
+        if epochs != int(epochs):
+            raise ConfigError(f"fine-tuning epochs must be a whole number or below 1, got {epochs}")
         if epochs > 0:
-            train(model, self.tune_data, TrainConfig(epochs=epochs, lr=self.lr, batch_size=self.batch_size, seed=seed))
+            train(model, data, TrainConfig(epochs=int(epochs), lr=self.lr, batch_size=self.batch_size, seed=seed))
         return model.eval()
 
     def evaluate(self, model: nn.Module) -> float:
@@ -181,6 +187,15 @@ def _smallest_cut(n: int, meets) -> int | None:
         else:
             lo = mid
     return hi
+
+
+def subset(data, share: float, seed: int):
+    """``data`` with a seeded random ``share`` of its training images (the held-out split unchanged)."""
+    from edgefit.data import ArrayDataset
+
+    n = len(data.y_train)
+    idx = np.sort(np.random.default_rng(seed).permutation(n)[: max(1, round(share * n))])
+    return ArrayDataset(data.name, data.x_train[idx], data.y_train[idx], data.x_test, data.y_test, data.num_classes)
 
 
 def split_validation(data, share: float):

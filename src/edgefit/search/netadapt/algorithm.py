@@ -45,7 +45,7 @@ class NetAdaptConfig:
         budgets: `Budget` s or strings such as ``"latency=50%"``, ``"macs=0.37G"``.
         initial_reduction: the first iteration cuts this share of the starting resource (2.5%).
         decay: each later iteration's cut is this times the previous one (0.96).
-        short_term_epochs: fine-tuning of each proposal.
+        short_term_epochs: fine-tuning of each proposal (below 1: one epoch over that share of the images).
         long_term_epochs: fine-tuning of the final network.
         selection: ``"accuracy"`` (keep the best score) or ``"ratio"`` (smallest
             score drop per drop of the first budget's resource).
@@ -60,7 +60,7 @@ class NetAdaptConfig:
     budgets: tuple = ()
     initial_reduction: float = INITIAL
     decay: float = DECAY
-    short_term_epochs: int = 1
+    short_term_epochs: float = 1
     long_term_epochs: int = 10
     selection: str = "accuracy"
     channel_step: int = 8
@@ -255,7 +255,7 @@ def netadapt(
                 message = ("budget cannot be met: no block can shrink enough to reach "
                            + ", ".join(f"{k} <= {v:.4g}" for k, v in step.items()) + "; kept the best network so far")
                 break
-            tasks = [(adapter, p.model, config.short_term_epochs, config.seed) for p in proposals]
+            tasks = [(adapter, p.model, config.short_term_epochs, config.seed + i) for p in proposals]
             results = executor.map(short_term, tasks)
             scored = [(p, s, state) for p, (s, state) in zip(proposals, results)]
             best, score, state = _pick(config, scored, current, labels[0])
