@@ -10,7 +10,8 @@ the layer whose output is the model's output is never a block.
 A block is named by its first conv in execution order, which names it the same
 way in every shrunken copy, so a network is described by ``{block: channels}``.
 Channels are kept by importance: the L1 norm of every weight the group touches
-(torch-pruning's ``GroupMagnitudeImportance(p=1)``), the lowest removed.
+(torch-pruning's ``GroupMagnitudeImportance``, p=1, summed, not normalized;
+biases left out), the lowest removed.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def channel_importance(model: nn.Module, example: torch.Tensor, block: str) -> t
 def _importance(group) -> torch.Tensor:
     import torch_pruning as tp
 
-    return tp.importance.GroupMagnitudeImportance(p=1)(group).detach()
+    return tp.importance.GroupMagnitudeImportance(p=1, group_reduction="sum", normalizer=None)(group).detach()
 
 
 def shrink(model: nn.Module, example: torch.Tensor, widths: dict[str, int]) -> nn.Module:
