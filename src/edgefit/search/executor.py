@@ -89,8 +89,8 @@ class RayExecutor:
 
     def map(self, fn: Callable, items: Iterable) -> list:
         ray = self._init()
-        remote = ray.remote(num_cpus=1)(fn)
-        return ray.get([remote.remote(x) for x in items])
+        remote = ray.remote(num_cpus=1)(_apply)
+        return ray.get([remote.remote(fn, x) for x in items])
 
     def close(self) -> None:
         if self._started:
@@ -98,6 +98,11 @@ class RayExecutor:
 
             ray.shutdown()
             self._started = False
+
+
+def _apply(fn: Callable, item):
+    """``fn(item)``: one Ray task (any picklable callable, builtins included)."""
+    return fn(item)
 
 
 @dataclass(frozen=True)
