@@ -10,6 +10,7 @@ from edgefit.search.netadapt.adapter import (
     FidelityAdapter,
     NetworkAdapter,
     Proposal,
+    calibrate_batchnorm_,
     candidate_widths,
 )
 from edgefit.search.netadapt.algorithm import AdaptResult, NetAdaptConfig, load_member, netadapt
@@ -33,6 +34,7 @@ __all__ = [
     "NetworkAdapter",
     "Proposal",
     "ResourceMeter",
+    "calibrate_batchnorm_",
     "candidate_widths",
     "channel_importance",
     "family_markdown",
