@@ -11,6 +11,12 @@ MODULES = [
     "edgefit.metrics.formulas",
     "edgefit.zoo",
     "edgefit.hardware",
+    "edgefit.search.executor",
+    "edgefit.search.netadapt",
+    "edgefit.search.netadapt.adapter",
+    "edgefit.search.netadapt.budgets",
+    "edgefit.search.netadapt.schedule",
+    "edgefit.search.netadapt.tasks",
 ]
 
 

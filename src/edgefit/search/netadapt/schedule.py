@@ -8,8 +8,10 @@ Iteration ``i`` (from 0) must cut each budgeted resource by
 
 >>> [round(reduction(100.0, i), 4) for i in range(3)]
 [2.5, 2.4, 2.304]
->>> targets(100.0, 95.0, 90.0, 0)
-95.0
+>>> targets(100.0, 95.0, 90.0, 0)   # 95 - 2.5
+92.5
+>>> targets(100.0, 91.0, 90.0, 1)   # 91 - 2.4 is below the budget
+90.0
 """
 
 from __future__ import annotations
