@@ -133,6 +133,13 @@ EXPECTED = {
     "llama_tiny": (llama(64, 2, 4, 2, 176, 256), None),
     # 4,231,976 = 4.2M (reference/004 Table 8)
     "mobilenet_v1": (mobilenet_v1(1.0), None),
+    # 3x3 conv 1->32 (288 + 64 BN), then depthwise-separable layers c->o: 9c + 2c + c*o + 2o;
+    # 32->64, 64->128, 128->128, 128->256, 256->256; fc 256*10 + 10
+    "mobilenet_digits": (
+        352 + sum(11 * c + c * o + 2 * o for c, o in ((32, 64), (64, 128), (128, 128), (128, 256), (256, 256)))
+        + 2_570,
+        None,
+    ),
     # torchvision mobilenet_v2
     "mobilenet_v2": (3_504_872, None),
     "resnet50": (resnet(1, 64), None),
@@ -181,7 +188,7 @@ def test_builds_and_runs_on_meta(name):
     elif spec.family == "fastdepth":  # a depth map of the input's size
         assert out.shape == (1, 1, *spec.input_shape[2:])
     else:
-        assert out.shape == (1, 10 if spec.family == "lenet" else 1000)
+        assert out.shape == (1, 10 if spec.family == "lenet" or name.endswith("_digits") else 1000)
 
 
 @pytest.mark.parametrize("name", list_models())

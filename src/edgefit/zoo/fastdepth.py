@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgefit.zoo.blocks import ConvBNAct, DepthwiseSeparable
-from edgefit.zoo.mobilenet import _V1_LAYERS, _image_shape
+from edgefit.zoo.blocks import ConvBNAct
+from edgefit.zoo.mobilenet import _V1_LAYERS, _image_shape, v1_features
 from edgefit.zoo.registry import check_positive, on_device, register_model
 
 _DECODER = (1024, 512, 256, 128, 64, 32)
@@ -37,11 +37,7 @@ class FastDepth(nn.Module):
 
     def __init__(self, *, kernel_size: int = 5, alpha: float = 1.0) -> None:
         super().__init__()
-        c = int(32 * alpha)
-        encoder: list[nn.Module] = [ConvBNAct(3, c, 3, 2)]
-        for out, stride in _V1_LAYERS:
-            encoder.append(DepthwiseSeparable(c, int(out * alpha), stride))
-            c = int(out * alpha)
+        encoder, _ = v1_features(_V1_LAYERS, alpha=alpha)
         self.encoder = nn.Sequential(*encoder)
         widths = [int(w * alpha) for w in _DECODER]
         self.decoder = nn.ModuleList(

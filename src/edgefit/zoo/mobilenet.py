@@ -29,16 +29,26 @@ def _image_shape(resolution: int = 224, **_: object) -> tuple[int, int, int, int
     return (1, 3, resolution, resolution)
 
 
+def v1_features(layers, *, alpha: float = 1.0, in_channels: int = 3, first_stride: int = 2) -> tuple[list[nn.Module], int]:
+    """A 3x3 conv of ``32 * alpha`` channels, then one depthwise-separable layer per (channels, stride).
+
+    Returns the layers and the output channels (shared by MobileNet v1, its digits
+    variant and FastDepth's encoder).
+    """
+    c = int(32 * alpha)
+    out: list[nn.Module] = [ConvBNAct(in_channels, c, 3, first_stride)]
+    for channels, stride in layers:
+        out.append(DepthwiseSeparable(c, int(channels * alpha), stride))
+        c = int(channels * alpha)
+    return out, c
+
+
 class MobileNetV1(nn.Module):
     """MobileNet v1: a 3x3 stride-2 conv, 13 depthwise-separable layers, pool, fc."""
 
     def __init__(self, *, alpha: float = 1.0, num_classes: int = 1000, dropout: float = 0.0) -> None:
         super().__init__()
-        c = int(32 * alpha)
-        layers: list[nn.Module] = [ConvBNAct(3, c, 3, 2)]
-        for out, stride in _V1_LAYERS:
-            layers.append(DepthwiseSeparable(c, int(out * alpha), stride))
-            c = int(out * alpha)
+        layers, c = v1_features(_V1_LAYERS, alpha=alpha)
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(c, num_classes))
@@ -137,11 +147,7 @@ class MobileNetDigits(nn.Module):
 
     def __init__(self, *, alpha: float = 1.0, num_classes: int = 10) -> None:
         super().__init__()
-        c = int(32 * alpha)
-        layers: list[nn.Module] = [ConvBNAct(1, c, 3, 1)]
-        for out, stride in _DIGITS_LAYERS:
-            layers.append(DepthwiseSeparable(c, int(out * alpha), stride))
-            c = int(out * alpha)
+        layers, c = v1_features(_DIGITS_LAYERS, alpha=alpha, in_channels=1, first_stride=1)
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c, num_classes)
