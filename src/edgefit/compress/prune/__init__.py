@@ -7,6 +7,16 @@ groups. One verb, dispatched on the config type:
 >>> # prune_(model, MagnitudeConfig(sparsity=0.9)); prune_(model, ChannelConfig(ratio=0.5, input_shape=(1, 3, 32, 32)))
 """
 
+from edgefit.compress.prune.auto import (
+    AutoChannelConfig,
+    EnergyAwareConfig,
+    GroupSensitivity,
+    group_sensitivity,
+    model_cost,
+    pick_group_ratios,
+    prune_auto_,
+    prune_energy_aware_,
+)
 from edgefit.compress.prune.channel import (
     ChannelConfig,
     channel_importance,
@@ -37,6 +47,8 @@ _PRUNERS = {
     MagnitudeConfig: prune_magnitude_,
     NeuronConfig: prune_neurons_,
     ChannelConfig: prune_channels_,
+    AutoChannelConfig: prune_auto_,
+    EnergyAwareConfig: prune_energy_aware_,
 }
 
 
@@ -57,6 +69,14 @@ def prune_(model, config, **kwargs):
 
 __all__ = [
     "DEFAULT_SPARSITIES",
+    "AutoChannelConfig",
+    "EnergyAwareConfig",
+    "GroupSensitivity",
+    "group_sensitivity",
+    "model_cost",
+    "pick_group_ratios",
+    "prune_auto_",
+    "prune_energy_aware_",
     "ChannelConfig",
     "ChannelGroup",
     "ChannelGroups",

@@ -105,3 +105,19 @@ def load_pruned(path: str | os.PathLike) -> LoadedPruned:
     shape = meta.get("input_shape")
     return LoadedPruned(model.eval(), tuple(shape) if shape else resolved.input_shape, meta["base"],
                         meta.get("options", {}), meta.get("extra", {}))
+
+
+def resolve_pruned(path: str | os.PathLike):
+    """A pruned-model file as a `edgefit.zoo.ResolvedModel` (what every MODEL argument resolves to)."""
+    from edgefit.zoo import ResolvedModel
+
+    loaded = load_pruned(path)
+    return ResolvedModel(loaded.model, loaded.input_shape, "float32", Path(path).name)
+
+
+def read_base(path: str | os.PathLike) -> tuple[str, dict]:
+    """``(base spec, builder options)`` of a pruned-model file (to save a further-shrunk version)."""
+    from edgefit.data.weights import read_weights_metadata
+
+    meta = read_weights_metadata(path)
+    return meta["base"], dict(meta.get("options", {}))
