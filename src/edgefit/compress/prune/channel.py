@@ -25,6 +25,7 @@ Importance criteria (higher = keep):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -147,25 +148,27 @@ def channel_importance(model: nn.Module, groups: ChannelGroups, importance: str 
     return out
 
 
-def _taylor(model, groups, data) -> dict[str, torch.Tensor]:
+def _taylor(model, groups, data, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """Group Taylor score (Molchanov et al. 2019): per mini-batch ``(sum over the group's
+    weight slices of w * dL/dw)^2``, summed over the mini-batches of ``data``."""
     if data is None:
         raise ConfigError("taylor importance needs data: a batch (inputs, labels)")
     x, y = data
-    model.zero_grad(set_to_none=True)
     was = model.training
     model.eval()
-    with torch.enable_grad():
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-    model.train(was)
-    out = {}
-    for name, g in groups.items():
-        total = torch.zeros(g.width)
-        for w, d, i in _slices(model, g, ("out", "in", "bn")):
-            if w.grad is not None:
-                total += _score(w * w.grad, d, i, None).abs()
-        out[name] = total
+    out = {name: torch.zeros(g.width) for name, g in groups.items()}
+    for i in range(0, len(y), batch_size):
+        model.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            nn.functional.cross_entropy(model(x[i : i + batch_size]), y[i : i + batch_size]).backward()
+        for name, g in groups.items():
+            total = torch.zeros(g.width)
+            for w, d, idx in _slices(model, g, ("out", "in", "bn")):
+                if w.grad is not None:
+                    total += _score(w * w.grad, d, idx, None)
+            out[name] += total.pow(2)
     model.zero_grad(set_to_none=True)
+    model.train(was)
     return out
 
 
@@ -261,8 +264,30 @@ def prune_channels_(model: nn.Module, config: ChannelConfig, *, example_inputs=N
             g = groups[n]
             nb = 1 if g.blocks is None else int(g.blocks.max()) + 1
             keep[n] = keep_top(scores[n], _n_keep(g.width, r, config.round_to, nb), g.blocks)
+    original = copy.deepcopy(model) if config.importance == "fmap" else None
     prune_groups_(model, keep, groups=groups)
+    if original is not None:
+        refit_consumers_(model, original, groups, keep, data)
     return keep
+
+
+def refit_consumers_(model: nn.Module, original: nn.Module, groups: ChannelGroups,
+                     keep: Mapping[str, torch.Tensor], data) -> dict[str, float]:
+    """Least-squares local fine-tuning of every layer that lost input channels, in trace order.
+
+    Returns ``{layer: relative reconstruction error}``.
+    """
+    from edgefit.compress.prune.fmap import least_squares_refit_
+
+    x = data[0] if isinstance(data, (tuple, list)) else data
+    removed = _keep_per_module(groups, keep)
+    mods = dict(original.named_modules())
+    errors = {}
+    for m in dict.fromkeys(c for n in keep for c in groups[n].consumers):
+        mod = mods[m]
+        size = mod.out_channels if isinstance(mod, _CONVS) else mod.out_features
+        errors.update(least_squares_refit_(model, original, {m: _kept(size, removed.get((m, "out")))}, x))
+    return errors
 
 
 # removing channels -------------------------------------------------------------------------------
