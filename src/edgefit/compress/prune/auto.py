@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from edgefit.compress.prune.channel import channel_importance, keep_top, prune_groups_
+from edgefit.compress.prune.channel import _n_keep, channel_importance, keep_top, prune_groups_
 from edgefit.compress.prune.groups import ChannelGroups, channel_groups
 from edgefit.errors import ConfigError
 
@@ -77,22 +77,22 @@ def layer_energy(model: nn.Module, input_shape: Sequence[int], device: str) -> d
     return {row.name: float(row.joules) for row in est.layers}
 
 
-def _keep_for(model, groups, ratios: Mapping[str, float], importance: str) -> dict[str, torch.Tensor]:
+def _keep_for(model, groups, ratios: Mapping[str, float], importance: str, round_to: int = 1,
+              ) -> dict[str, torch.Tensor]:
     scores = channel_importance(model, ChannelGroups({n: groups[n] for n in ratios}), importance)
     out = {}
     for n, r in ratios.items():
         g = groups[n]
         nb = 1 if g.blocks is None else int(g.blocks.max()) + 1
-        per = g.width // nb
-        out[n] = keep_top(scores[n], nb * max(1, int(round(per * (1 - r)))), g.blocks)
+        out[n] = keep_top(scores[n], _n_keep(g.width, r, round_to, nb), g.blocks)
     return out
 
 
 def pruned_copy(model: nn.Module, groups: ChannelGroups, ratios: Mapping[str, float],
-                importance: str = "l2") -> nn.Module:
+                importance: str = "l2", round_to: int = 1) -> nn.Module:
     """A pruned deep copy of ``model`` (the original is untouched)."""
     m = copy.deepcopy(model)
-    prune_groups_(m, _keep_for(m, groups, ratios, importance), groups=groups)
+    prune_groups_(m, _keep_for(m, groups, ratios, importance, round_to), groups=groups)
     return m
 
 
@@ -143,6 +143,7 @@ class AutoChannelConfig:
         importance: channel ranking inside each group (``"l1"``, ``"l2"``, ``"bn_scale"``, ``"random"``).
         max_ratio: no group loses more than this fraction of its channels.
         input_shape: example input (batch 1).
+        round_to: kept widths rounded to a multiple of this (vector-friendly kernels).
     """
 
     target: float = 0.5
@@ -151,6 +152,7 @@ class AutoChannelConfig:
     importance: str = "l2"
     max_ratio: float = 0.9
     input_shape: tuple[int, ...] | None = None
+    round_to: int = 1
 
     def __post_init__(self) -> None:
         _check_target(self.target)
@@ -188,7 +190,7 @@ def pick_group_ratios(model: nn.Module, groups: ChannelGroups, config: AutoChann
         return {n: max([r for r in grid if sensitivity.drop(n, r) <= s * worst] or [0.0]) for n in groups}
 
     def frac(s: float) -> float:
-        return model_cost(pruned_copy(model, groups, ratios_at(s), config.importance), shape, config.cost,
+        return model_cost(pruned_copy(model, groups, ratios_at(s), config.importance, config.round_to), shape, config.cost,
                           device=config.device) / base
 
     hi_frac = frac(1.0)
@@ -213,7 +215,7 @@ def prune_auto_(model: nn.Module, config: AutoChannelConfig, *, example_inputs=N
         groups = channel_groups(model, example_inputs, input_shape=config.input_shape)
     ratios, _ = pick_group_ratios(model, groups, config, sensitivity)
     ratios = {n: r for n, r in ratios.items() if r > 0}
-    keep = _keep_for(model, groups, ratios, config.importance)
+    keep = _keep_for(model, groups, ratios, config.importance, config.round_to)
     prune_groups_(model, keep, groups=groups)
     return keep
 
