@@ -11,6 +11,15 @@ MODULES = [
     "edgefit.metrics.formulas",
     "edgefit.zoo",
     "edgefit.hardware",
+    "edgefit.compress.prune.groups",
+    "edgefit.compress.prune.channel",
+    "edgefit.compress.prune.auto",
+    "edgefit.compress.prune.fmap",
+    "edgefit.compress.prune.saved",
+    "edgefit.compress.factorize",
+    "edgefit.compress.distill",
+    "edgefit.compress.structured",
+    "edgefit.data.resize",
 ]
 
 
