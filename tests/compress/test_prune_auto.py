@@ -98,13 +98,14 @@ def test_least_squares_matches_reference():
     assert 0 < err["2"] < 1
 
 
+@pytest.mark.slow
 def test_fmap_keeps_accuracy_better_than_l2():
     from edgefit.data import TrainConfig, evaluate, load_digits, train
 
     data = load_digits()
     torch.manual_seed(0)
     m = create("lenet5_digits")
-    train(m, data, TrainConfig(epochs=4))
+    train(m, data, TrainConfig(epochs=3))
     x = torch.from_numpy(data.x_train[:256])
     a, b = create("lenet5_digits"), create("lenet5_digits")
     a.load_state_dict(m.state_dict())
