@@ -132,6 +132,9 @@ class ChannelGroups(Mapping):
                               f" Groups: {', '.join(self.groups) or 'none'}")
         return self.groups[name]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self.groups
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.groups)
 
