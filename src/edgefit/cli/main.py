@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "edgefit.cli.hardware_cmd",
     "edgefit.cli.compress_cmd",
     "edgefit.cli.demo_cmd",
+    "edgefit.cli.structured_cmd",
     "edgefit.cli.adapt_cmd",
 )
 
