@@ -84,8 +84,8 @@ def test_unreachable_budget_stops_with_the_best_network_and_a_message(base, tmp_
                          long_term_epochs=0, executor=SERIAL)
     res = netadapt(net, adapter, cfg, tmp_path)
     assert not res.met and res.message.startswith("budget cannot be met")
-    # iteration 1 cut half the MACs (block 3 to 8 channels); no single block can cut another half
-    assert res.members[1].widths == {"0": 32, "3": 8} and len(res.members) == 3
+    # iteration 1 cut half the MACs (one block to 8 channels); no single block can cut another half
+    assert sorted(res.members[1].widths.values()) == [8, 32] and len(res.members) == 3
     assert res.final.widths == res.members[1].widths and res.final.resources["macs"] > res.targets["macs"]
 
 

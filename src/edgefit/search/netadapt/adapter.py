@@ -114,7 +114,7 @@ class ConvnetAdapter:
         return state
 
     def get_network_def_from_model(self, model: nn.Module) -> dict[str, int]:
-        return widths_of(model, self.blocks)
+        return widths_of(model, self.blocks, self.example)
 
     def get_num_simplifiable_blocks(self) -> int:
         return len(self.blocks)

@@ -1,17 +1,19 @@
-"""Channel blocks of a traceable convnet and how to shrink them, for real.
+"""Channel blocks of a traceable network and how to shrink them, for real.
 
-A *block* is one group of coupled channels: the output channels of a
-``Conv2d`` together with everything that must shrink with them (its BatchNorm,
-the depthwise conv after it, the next layers' input channels, every tensor
-added to it through a residual or skip connection). Groups come from a
-dependency graph traced on an example input (torch-pruning's ``DependencyGraph``);
-the layer whose output is the model's output is never a block.
+A *block* is one channel group of `edgefit.compress.prune.groups`: the output
+channels of a conv (or Linear) with everything that must shrink with them (its
+BatchNorm, the depthwise conv after it, the next layers' input channels, every
+tensor added to it through a residual or skip connection). Groups that reach the
+model's input or output, or ops edgefit does not model, are frozen and never
+blocks.
 
-A block is named by its first conv in execution order, which names it the same
-way in every shrunken copy, so a network is described by ``{block: channels}``.
-Channels are kept by importance: the L1 norm of every weight the group touches
-(torch-pruning's ``GroupMagnitudeImportance``, p=1, summed, not normalized;
-biases left out), the lowest removed.
+A block is named by the first layer that produces its channels, which names it
+the same way in every shrunken copy, so a network is described by
+``{block: channels}``. Channels are kept by importance: the L1 norm of the
+filters that produce each channel, summed over the group's producers
+(`edgefit.compress.prune.channel.channel_importance` with ``"l1"``), the lowest
+removed; `edgefit.compress.prune.channel.prune_groups_`
+does the shrinking.
 """
 
 from __future__ import annotations
@@ -23,84 +25,30 @@ from torch import nn
 
 from edgefit.errors import ConfigError
 
-_CONV_OUT = "prune_out_channels"
 
+def _groups(model: nn.Module, example: torch.Tensor):
+    from edgefit.compress.prune.groups import channel_groups
 
-def _graph(model: nn.Module, example: torch.Tensor):
-    import torch_pruning as tp
-
-    was_training = model.training
-    model.eval()
-    try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example)
-    except Exception as exc:  # torch-pruning raises plain errors on untraceable models
-        raise ConfigError(f"cannot trace the model's channel groups: {type(exc).__name__}: {exc}") from None
-    finally:
-        model.train(was_training)
-
-
-def _output_layers(model: nn.Module, example: torch.Tensor) -> set[nn.Module]:
-    """The last conv/linear layer run: its outputs are the model's outputs."""
-    order: list[nn.Module] = []
-    hooks = [
-        m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
-        for m in model.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
-    try:
-        with torch.no_grad():
-            model.eval()(example)
-    finally:
-        for h in hooks:
-            h.remove()
-    return {order[-1]} if order else set()
+    return channel_groups(model, example)
 
 
 def find_blocks(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
-    """``{block name: output channels}`` of every shrinkable channel group, in execution order.
+    """``{block name: channels}`` of every shrinkable channel group, in execution order.
 
     Raises:
         ConfigError: the model has no shrinkable block (e.g. no conv, or only the output layer).
     """
-    graph = _graph(model, example)
-    names = {m: n for n, m in model.named_modules()}
-    last = _output_layers(model, example)
-    order = {m: i for i, m in enumerate(m for m in model.modules() if isinstance(m, nn.Conv2d))}
-    blocks: dict[str, int] = {}
-    seen: set[frozenset] = set()
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    for conv in convs:
-        group = _group(graph, conv, [0])
-        members = frozenset(
-            dep.target.module for dep, _ in group if dep.handler.__name__ == _CONV_OUT
-        )
-        if members in seen or members & last or conv.out_channels < 2:
-            continue
-        seen.add(members)
-        first = min((m for m in members if isinstance(m, nn.Conv2d)), key=order.__getitem__)
-        blocks[names[first]] = first.out_channels
+    blocks = {name: g.width for name, g in _groups(model, example).items() if g.width > 1}
     if not blocks:
-        raise ConfigError("the model has no prunable block (no conv whose output channels can shrink)")
+        raise ConfigError("the model has no prunable block (no layer whose output channels can shrink)")
     return blocks
 
 
-def _group(graph, conv: nn.Conv2d, idxs: list[int]):
-    import torch_pruning as tp
-
-    return graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=idxs)
-
-
 def channel_importance(model: nn.Module, example: torch.Tensor, block: str) -> torch.Tensor:
-    """Per-channel importance of ``block``: the L1 norm of every weight its group touches."""
-    graph = _graph(model, example)
-    conv = model.get_submodule(block)
-    return _importance(_group(graph, conv, list(range(conv.out_channels))))
+    """Per-channel importance of ``block``: the L1 norm of the filters producing each channel."""
+    from edgefit.compress.prune.channel import channel_importance as group_importance
 
-
-def _importance(group) -> torch.Tensor:
-    import torch_pruning as tp
-
-    return tp.importance.GroupMagnitudeImportance(p=1, group_reduction="sum", normalizer=None)(group).detach()
+    return group_importance(model, _groups(model, example), "l1")[block].detach()
 
 
 def shrink(model: nn.Module, example: torch.Tensor, widths: dict[str, int]) -> nn.Module:
@@ -112,23 +60,28 @@ def shrink(model: nn.Module, example: torch.Tensor, widths: dict[str, int]) -> n
     Raises:
         ConfigError: a width is below 1 or above the block's channels, or an unknown block.
     """
+    from edgefit.compress.prune.channel import channel_importance as group_importance
+    from edgefit.compress.prune.channel import prune_groups_
+
     model = copy.deepcopy(model)
+    groups = _groups(model, example)
+    keep = {}
     for block, width in widths.items():
-        try:
-            conv = model.get_submodule(block)
-        except AttributeError:
-            raise ConfigError(f"the model has no block {block!r}") from None
-        if not 1 <= width <= conv.out_channels:
-            raise ConfigError(f"block {block}: {width} channels is outside 1..{conv.out_channels}")
-        if width == conv.out_channels:
-            continue
-        graph = _graph(model, example)
-        scores = _importance(_group(graph, conv, list(range(conv.out_channels))))
-        drop = torch.argsort(scores, stable=True)[: conv.out_channels - width]
-        _group(graph, conv, sorted(int(i) for i in drop)).prune()
+        if block not in groups.groups:
+            raise ConfigError(f"the model has no block {block!r}")
+        if not 1 <= width <= groups[block].width:
+            raise ConfigError(f"block {block}: {width} channels is outside 1..{groups[block].width}")
+        if width < groups[block].width:
+            keep[block] = width
+    if keep:
+        scores = group_importance(model, groups, "l1")
+        idx = {b: torch.sort(torch.argsort(scores[b], descending=True, stable=True)[:w]).values
+               for b, w in keep.items()}
+        prune_groups_(model, idx, groups=groups)
     return model
 
 
-def widths_of(model: nn.Module, blocks) -> dict[str, int]:
-    """``{block: output channels}`` of ``model`` now."""
-    return {b: model.get_submodule(b).out_channels for b in blocks}
+def widths_of(model: nn.Module, blocks, example: torch.Tensor) -> dict[str, int]:
+    """``{block: channels}`` of ``model`` now."""
+    groups = _groups(model, example)
+    return {b: groups[b].width for b in blocks}
