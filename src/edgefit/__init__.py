@@ -25,6 +25,7 @@ _LAZY = {
     "plan": ("edgefit.hardware.mcu", "plan"),
     "plan_memory": ("edgefit.memory", "plan_memory"),
     "load_compressed": ("edgefit.compress", "load_compressed"),
+    "netadapt": ("edgefit.search", "netadapt"),
     "EdgefitError": ("edgefit.errors", "EdgefitError"),
 }
 

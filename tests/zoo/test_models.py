@@ -112,6 +112,9 @@ EXPECTED = {
     "bert_tiny": (encoder(30522, 128, 2, 512), None),
     # torchvision densenet121
     "densenet121": (7_978_856, None),
+    # MobileNet v1 without its classifier 3,206,976 + NNConv5 decoder 748,000 conv
+    # weights + 5,954 BN (conv weights alone: 3,933,088 = the slides' 3.93M)
+    "fastdepth": (3_960_930, None),
     # torchvision googlenet without aux (6,624,904, 3x3 third branch) plus the paper's 5x5:
     # 16 * sum(5x5reduce * 5x5) = 16 * 23,808 = 380,928 -> 7,005,832 (slides: 7.0M).
     "googlenet": (6_624_904 + 16 * 23_808, None),
@@ -130,6 +133,13 @@ EXPECTED = {
     "llama_tiny": (llama(64, 2, 4, 2, 176, 256), None),
     # 4,231,976 = 4.2M (reference/004 Table 8)
     "mobilenet_v1": (mobilenet_v1(1.0), None),
+    # 3x3 conv 1->32 (288 + 64 BN), then depthwise-separable layers c->o: 9c + 2c + c*o + 2o;
+    # 32->64, 64->128, 128->128, 128->256, 256->256; fc 256*10 + 10
+    "mobilenet_digits": (
+        352 + sum(11 * c + c * o + 2 * o for c, o in ((32, 64), (64, 128), (128, 128), (128, 256), (256, 256)))
+        + 2_570,
+        None,
+    ),
     # torchvision mobilenet_v2
     "mobilenet_v2": (3_504_872, None),
     "resnet50": (resnet(1, 64), None),
@@ -177,8 +187,10 @@ def test_builds_and_runs_on_meta(name):
         out = model(torch.zeros(spec.input_shape, dtype=dtype, device="meta"))
     if spec.family in ("transformer", "llama"):
         assert out.shape[:2] == spec.input_shape
+    elif spec.family == "fastdepth":  # a depth map of the input's size
+        assert out.shape == (1, 1, *spec.input_shape[2:])
     else:
-        assert out.shape == (1, 10 if spec.family == "lenet" else 1000)
+        assert out.shape == (1, 10 if spec.family == "lenet" or name.endswith("_digits") else 1000)
 
 
 @pytest.mark.parametrize("name", list_models())

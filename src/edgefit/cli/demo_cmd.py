@@ -20,6 +20,8 @@ SECTIONS = (
     ("edgefit.cli.accel_cmd", "Accelerator: dataflow energy on a spatial array"),
     ("edgefit.cli.report_cmd", "HTML report: dense vs compressed LeNet-300-100 on two devices"),
     ("edgefit.cli.search_cmd", "Architecture search on the digits cell space"),
+    ("edgefit.cli.structured_cmd", "Structured pruning: the digits LeNet-5 at half its MACs"),
+    ("edgefit.cli.adapt_cmd", "NetAdapt: a digits convnet under a host-latency budget"),
 )
 
 

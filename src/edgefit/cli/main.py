@@ -33,6 +33,8 @@ COMMAND_MODULES = (
     "edgefit.cli.plan_cmd",
     "edgefit.cli.report_cmd",
     "edgefit.cli.search_cmd",
+    "edgefit.cli.structured_cmd",
+    "edgefit.cli.adapt_cmd",
 )
 
 
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if debug:  # accepted anywhere on the line, not only before the command
         argv = ["--debug", *[a for a in argv if a != "--debug"]]
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # a command's typer.Exit(code) comes back here
     except EdgefitError as exc:
         if debug:
             raise
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         typer.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

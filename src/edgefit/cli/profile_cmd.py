@@ -71,9 +71,10 @@ def _literal(v: str):
 
 def load_model(spec: str, options: list[str] | None = None, input_shape: str | None = None):
     """Resolve MODEL and its example input shapes and dtype for a command."""
+    from edgefit.compress.prune.saved import is_pruned_file, resolve_pruned
     from edgefit.zoo import resolve_model
 
-    resolved = resolve_model(spec, **parse_options(options or []))
+    resolved = resolve_pruned(spec) if is_pruned_file(spec) else resolve_model(spec, **parse_options(options or []))
     if input_shape:
         shapes = parse_shape(input_shape)
     elif resolved.input_shape is not None:

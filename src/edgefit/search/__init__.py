@@ -1,6 +1,12 @@
-"""edgefit.search."""
+"""edgefit.search: NetAdapt (`netadapt`) and architecture search (`search`).
+
+``netadapt`` is imported eagerly: the name is also its subpackage's, and the
+function must win over the module once the subpackage is imported.
+"""
 
 from __future__ import annotations
+
+from edgefit.search.netadapt import NetAdaptConfig, netadapt  # noqa: F401
 
 _LAZY = {
     "search": ("edgefit.search.nas.runner", "search"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from edgefit.zoo import (  # noqa: F401
     alexnet,
     densenet,
+    fastdepth,
     googlenet,
     lenet,
     llama,

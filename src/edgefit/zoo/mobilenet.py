@@ -29,16 +29,26 @@ def _image_shape(resolution: int = 224, **_: object) -> tuple[int, int, int, int
     return (1, 3, resolution, resolution)
 
 
+def v1_features(layers, *, alpha: float = 1.0, in_channels: int = 3, first_stride: int = 2) -> tuple[list[nn.Module], int]:
+    """A 3x3 conv of ``32 * alpha`` channels, then one depthwise-separable layer per (channels, stride).
+
+    Returns the layers and the output channels (shared by MobileNet v1, its digits
+    variant and FastDepth's encoder).
+    """
+    c = int(32 * alpha)
+    out: list[nn.Module] = [ConvBNAct(in_channels, c, 3, first_stride)]
+    for channels, stride in layers:
+        out.append(DepthwiseSeparable(c, int(channels * alpha), stride))
+        c = int(channels * alpha)
+    return out, c
+
+
 class MobileNetV1(nn.Module):
     """MobileNet v1: a 3x3 stride-2 conv, 13 depthwise-separable layers, pool, fc."""
 
     def __init__(self, *, alpha: float = 1.0, num_classes: int = 1000, dropout: float = 0.0) -> None:
         super().__init__()
-        c = int(32 * alpha)
-        layers: list[nn.Module] = [ConvBNAct(3, c, 3, 2)]
-        for out, stride in _V1_LAYERS:
-            layers.append(DepthwiseSeparable(c, int(out * alpha), stride))
-            c = int(out * alpha)
+        layers, c = v1_features(_V1_LAYERS, alpha=alpha)
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(c, num_classes))
@@ -126,3 +136,44 @@ def mobilenet_v2(
     check_positive("resolution", resolution)
     with on_device(device):
         return MobileNetV2(width_mult=width_mult, num_classes=num_classes, dropout=dropout)
+
+
+# (output channels, stride) of the digits MobileNet: the first five layers of Table 1's pattern
+_DIGITS_LAYERS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1))
+
+
+class MobileNetDigits(nn.Module):
+    """A small MobileNet v1 for 1-channel 32x32 images: conv, 5 depthwise-separable layers, pool, fc."""
+
+    def __init__(self, *, alpha: float = 1.0, num_classes: int = 10) -> None:
+        super().__init__()
+        layers, c = v1_features(_DIGITS_LAYERS, alpha=alpha, in_channels=1, first_stride=1)
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+@register_model(
+    "mobilenet_digits",
+    input_shape=(1, 1, 32, 32),
+    family="mobilenet",
+    paper="Howard et al., MobileNets, arXiv 1704.04861, 2017 (first layers, 1-channel input)",
+    description="MobileNet v1 pattern for digits upscaled to 32x32: 5 depthwise-separable layers",
+)
+def mobilenet_digits(*, alpha: float = 1.0, num_classes: int = 10, device=None) -> nn.Module:
+    """A MobileNet v1-style network for the digits upscaled to 1x32x32 (NetAdapt's benchmark).
+
+    A 3x3 conv (32 channels), five depthwise-separable layers (64, 128 s2, 128, 256 s2,
+    256), global average pooling and a linear classifier.
+
+    Args:
+        alpha: width multiplier.
+        num_classes: outputs.
+        device: build on this device.
+    """
+    check_positive("alpha", alpha)
+    with on_device(device):
+        return MobileNetDigits(alpha=alpha, num_classes=num_classes)

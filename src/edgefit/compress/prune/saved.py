@@ -1,0 +1,123 @@
+"""Save and load a channel-pruned (or factorized) model: safetensors weights plus
+a small JSON description in the file's header.
+
+The header records how to rebuild the architecture: the base model spec
+(``zoo:NAME`` or ``file.py:callable``), its builder options, the example input
+shape and every Conv/Linear/BN width (``{module: {in, out, groups}}``), plus
+the factorized layers if any. Loading rebuilds the base model, resizes those
+modules, and loads the weights strictly. Nothing in the file runs code.
+
+>>> import torch, tempfile, os
+>>> from edgefit.zoo import create
+>>> from edgefit.compress.prune import prune_, ChannelConfig
+>>> m = create("lenet5_digits")
+>>> _ = prune_(m, ChannelConfig(ratio=0.5, input_shape=(1, 1, 8, 8)))
+>>> path = os.path.join(tempfile.mkdtemp(), "pruned.safetensors")
+>>> _ = save_pruned(m, path, base="zoo:lenet5_digits", input_shape=(1, 1, 8, 8))
+>>> loaded = load_pruned(path)
+>>> loaded.model.features[3].out_channels, loaded.input_shape
+(25, (1, 1, 8, 8))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from torch import nn
+
+from edgefit.compress.prune.channel import layer_widths, shrink_to_widths_
+from edgefit.errors import DataError
+
+FORMAT = "edgefit-pruned-1"
+
+
+def save_pruned(model: nn.Module, path: str | os.PathLike, *, base: str, options: Mapping | None = None,
+                input_shape: Sequence[int] | None = None, extra: Mapping | None = None) -> Path:
+    """Write ``model``'s weights and widths to ``path`` (.safetensors), atomically.
+
+    Args:
+        model: the pruned model.
+        path: file to write.
+        base: spec that builds the unpruned model (``"zoo:resnet50"``, ``"net.py:build"``).
+        options: keyword options of that builder.
+        input_shape: example input (batch 1), so ``edgefit profile FILE`` needs no shape.
+        extra: JSON-able notes kept in the header (accuracy, MACs...).
+    """
+    from edgefit.compress.factorize import factorized_layers
+    from edgefit.data.weights import save_weights
+
+    meta = {
+        "format": FORMAT,
+        "base": base,
+        "options": dict(options or {}),
+        "input_shape": list(input_shape) if input_shape is not None else None,
+        "widths": layer_widths(model),
+        "factorized": factorized_layers(model),
+        "extra": dict(extra or {}),
+    }
+    return save_weights(model, path, metadata=meta)
+
+
+def is_pruned_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a safetensors file written by `save_pruned`."""
+    from edgefit.data.weights import read_weights_metadata
+
+    p = Path(path)
+    if p.suffix != ".safetensors" or not p.is_file():
+        return False
+    try:
+        return read_weights_metadata(p).get("format") == FORMAT
+    except DataError:
+        return False
+
+
+class LoadedPruned:
+    """What `load_pruned` returns: ``model``, ``input_shape``, ``base``, ``options``, ``extra``."""
+
+    def __init__(self, model, input_shape, base, options, extra) -> None:
+        self.model, self.input_shape, self.base, self.options, self.extra = model, input_shape, base, options, extra
+
+
+def load_pruned(path: str | os.PathLike) -> LoadedPruned:
+    """Rebuild a model saved by `save_pruned` and load its weights.
+
+    Raises:
+        DataError: not a pruned-model file, or its tensors do not match the rebuilt model.
+        ModelSpecError: the base model cannot be built.
+    """
+    from edgefit.compress.factorize import refactorize_
+    from edgefit.data.weights import load_weights_, read_weights_metadata
+    from edgefit.zoo import resolve_model
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"pruned model file {str(p)!r} does not exist")
+    meta = read_weights_metadata(p)
+    if meta.get("format") != FORMAT:
+        raise DataError(f"{p.name} is not a pruned edgefit model (no '{FORMAT}' header)")
+    resolved = resolve_model(meta["base"], **meta.get("options", {}))
+    model = resolved.model
+    refactorize_(model, meta.get("factorized", {}))
+    shrink_to_widths_(model, meta["widths"])
+    load_weights_(model, p)
+    shape = meta.get("input_shape")
+    return LoadedPruned(model.eval(), tuple(shape) if shape else resolved.input_shape, meta["base"],
+                        meta.get("options", {}), meta.get("extra", {}))
+
+
+def resolve_pruned(path: str | os.PathLike):
+    """A pruned-model file as a `edgefit.zoo.ResolvedModel` (what every MODEL argument resolves to)."""
+    from edgefit.zoo import ResolvedModel
+
+    loaded = load_pruned(path)
+    return ResolvedModel(loaded.model, loaded.input_shape, "float32", Path(path).name)
+
+
+def read_base(path: str | os.PathLike) -> tuple[str, dict]:
+    """``(base spec, builder options)`` of a pruned-model file (to save a further-shrunk version)."""
+    from edgefit.data.weights import read_weights_metadata
+
+    meta = read_weights_metadata(path)
+    return meta["base"], dict(meta.get("options", {}))

@@ -1,0 +1,317 @@
+"""NetAdapt (Yang et al., ECCV 2018; reference/003): shrink one block per iteration to a falling target.
+
+    max Acc(Net_i)  s.t.  Res_j(Net_i) <= Res_j(Net_{i-1}) - dR_{i,j},  j = 1..m
+
+Per iteration: the per-resource target comes from the schedule
+(`edgefit.search.netadapt.schedule`); every block yields one proposal, that
+block shrunk by just enough channels (multiples of ``channel_step``) to meet
+every target; each proposal is fine-tuned briefly and scored; the best one
+(``selection="accuracy"``, the paper's rule, or ``"ratio"``, the reference
+code's smallest score drop per resource drop) becomes the next network. The loop
+ends when every budget is met; the last network is then fine-tuned long.
+Resources fall every iteration, so the budgets are met when the loop ends.
+
+Pricing proposals (where host latency is measured, layer by layer, into the
+lookup table) runs in this process while no trial runs; then the proposals are
+fine-tuned in parallel on the executor, whose ``map`` returns only when all are
+done. Measurement and training never overlap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgefit.errors import ConfigError
+from edgefit.search.executor import ExecutorConfig, make_executor
+from edgefit.search.netadapt.budgets import Budget, parse_budget
+from edgefit.search.netadapt.journal import FINAL, Journal, Member
+from edgefit.search.netadapt.schedule import DECAY, INITIAL, targets
+
+SELECTIONS = ("accuracy", "ratio")
+
+
+@dataclass(frozen=True)
+class NetAdaptConfig:
+    """How to adapt.
+
+    Attributes:
+        budgets: `Budget` s or strings such as ``"latency=50%"``, ``"macs=0.37G"``.
+        initial_reduction: the first iteration cuts this share of the starting resource (2.5%).
+        decay: each later iteration's cut is this times the previous one (0.96).
+        short_term_epochs: fine-tuning of each proposal (below 1: one epoch over that share of the images).
+        long_term_epochs: fine-tuning of the final network.
+        selection: ``"accuracy"`` (keep the best score) or ``"ratio"`` (smallest
+            score drop per drop of the first budget's resource).
+        channel_step: proposals remove multiples of this many channels.
+        max_iterations: stop (budget not met) after this many iterations.
+        seed: seed of every fine-tune.
+        device: where latency/energy budgets without ``@device`` are taken (``"host"``).
+        bits: bit width of model size, peak activations and device estimates.
+        executor: how proposals are fine-tuned (`edgefit.search.executor.ExecutorConfig`).
+    """
+
+    budgets: tuple = ()
+    initial_reduction: float = INITIAL
+    decay: float = DECAY
+    short_term_epochs: float = 1
+    long_term_epochs: int = 10
+    selection: str = "accuracy"
+    channel_step: int = 8
+    max_iterations: int = 100
+    seed: int = 0
+    device: str = "host"
+    bits: int = 32
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+
+    def __post_init__(self) -> None:
+        budgets = tuple(parse_budget(b) if isinstance(b, str) else b for b in self.budgets)
+        if not budgets:
+            raise ConfigError("give at least one budget, e.g. latency=50%")
+        if not all(isinstance(b, Budget) for b in budgets):
+            raise ConfigError("budgets must be Budget objects or strings such as 'latency=50%'")
+        object.__setattr__(self, "budgets", budgets)
+        labels = [b.label(self.device) for b in budgets]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"one budget per resource, got {', '.join(labels)}")
+        if not 0 < self.initial_reduction < 1:
+            raise ConfigError(f"initial_reduction must be in (0, 1), got {self.initial_reduction!r}")
+        if not 0 < self.decay <= 1:
+            raise ConfigError(f"decay must be in (0, 1], got {self.decay!r}")
+        for name in ("short_term_epochs", "long_term_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.channel_step < 1 or self.max_iterations < 1:
+            raise ConfigError("channel_step and max_iterations must be >= 1")
+
+    def fingerprint(self) -> dict:
+        """The settings a resumed run must share (the executor may change)."""
+        d = asdict(self)
+        d.pop("executor")
+        d.pop("long_term_epochs")
+        d["budgets"] = [asdict(b) for b in self.budgets]
+        return d
+
+
+@dataclass
+class AdaptResult:
+    """What `netadapt` produced.
+
+    Attributes:
+        members: every network kept (iteration 0 = unadapted, then one per iteration, final last).
+        start, targets: resources of the unadapted network and the budgets, by label.
+        met: every budget is met by the final network.
+        message: why the run stopped.
+        model: the final network (fine-tuned), or the best one so far when the budget was not met.
+        resumed_from: the iteration the run resumed after, or None.
+        proposals: proposals scored by this call; wall_seconds: its wall time.
+        how: how each resource was obtained.
+    """
+
+    members: list[Member]
+    start: dict[str, float]
+    targets: dict[str, float]
+    met: bool
+    message: str
+    model: nn.Module
+    output_dir: Path
+    resumed_from: int | None = None
+    proposals: int = 0
+    iterations_run: int = 0
+    wall_seconds: float = 0.0
+    how: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def final(self) -> Member:
+        return self.members[-1]
+
+
+def short_term(task: tuple) -> tuple[float, dict]:
+    """One trial (run by an executor): fine-tune a proposal, return (score, state dict)."""
+    adapter, model, epochs, seed = task
+    torch.set_num_threads(1)
+    adapter.fine_tune(model, epochs, seed)
+    return adapter.evaluate(model), {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def state_hash(model: nn.Module) -> str:
+    """SHA-256 of the model's tensors (names, shapes, values): which network a run started from."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().view(-1).to(torch.float64).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _pick(config: NetAdaptConfig, scored: list, current: Member, label: str):
+    if config.selection == "accuracy":
+        return max(scored, key=lambda s: s[1])
+    def ratio(s):
+        drop = current.resources[label] - s[0].resources[label]
+        return (current.score - s[1]) / drop if drop > 0 else float("inf")
+    return min(scored, key=ratio)
+
+
+def _save(journal: Journal, model: nn.Module, member: Member) -> Member:
+    from edgefit.data import save_weights
+
+    save_weights(model, journal.dir / member.weights, metadata={"widths": member.widths, "iteration": member.iteration})
+    journal.record(member)
+    return member
+
+
+def _name(i: int) -> str:
+    return "final.safetensors" if i == FINAL else f"iter_{i:03d}.safetensors"
+
+
+def netadapt(
+    model: nn.Module,
+    adapter,
+    config: NetAdaptConfig,
+    output_dir: str | Path,
+    *,
+    on_iteration: Callable[[Member, dict], None] | None = None,
+    executor=None,
+) -> AdaptResult:
+    """Adapt ``model`` to ``config.budgets``; keep every iteration's network in ``output_dir``.
+
+    Args:
+        model: the unadapted network (left unchanged).
+        adapter: a `NetworkAdapter` (e.g. `ConvnetAdapter`) that prices, shrinks, fine-tunes and scores.
+        config: budgets, schedule and fine-tuning.
+        output_dir: the family: ``iter_NNN.safetensors``, ``final.safetensors``,
+            ``netadapt.sqlite`` (the state: the same call resumes), ``family.md``/``.json``.
+        on_iteration: called with each new `Member` and ``{"targets": ..., "proposals": n}``.
+        executor: overrides ``config.executor`` (anything with ``map``).
+
+    Returns:
+        An `AdaptResult`; ``met`` is False (with the reason in ``message``) when no
+        block could shrink further or ``max_iterations`` ran out: the best network
+        so far is still fine-tuned and kept.
+    """
+    from edgefit.data import load_weights_
+
+    t0 = time.perf_counter()
+    journal = Journal(output_dir)
+    base_widths = adapter.get_network_def_from_model(model)
+    labels = [b.label(config.device) for b in config.budgets]
+    resumed = journal.start({**config.fingerprint(), "start_weights": state_hash(model), "widths": base_widths})
+    members = journal.members()
+    if members and members[0].iteration == 0:
+        start = members[0].resources
+    else:
+        start = adapter.compute_resource(model)
+    final_targets = {b.label(config.device): b.target(start[b.label(config.device)]) for b in config.budgets}
+    current_model = model
+    if not members:
+        score = adapter.evaluate(model)
+        current = _save(journal, model, Member(0, None, base_widths, start, score, _test(adapter, model), _name(0), 0, 0.0))
+        members = [current]
+        if on_iteration:
+            on_iteration(current, {"targets": final_targets, "proposals": 0})
+    else:
+        current = [m for m in members if m.iteration != FINAL][-1]
+        current_model = load_weights_(adapter.simplify_model_based_on_network_def(model, current.widths),
+                                      journal.dir / current.weights)
+    resumed_from = current.iteration if resumed else None
+    done = [m for m in members if m.iteration == FINAL]
+    if done:
+        final_model = load_weights_(adapter.simplify_model_based_on_network_def(model, done[0].widths),
+                                    journal.dir / done[0].weights)
+        met = all(done[0].resources[k] <= v for k, v in final_targets.items())
+        return AdaptResult(members, start, final_targets, met, journal.meta("message") or "", final_model,
+                           journal.dir, resumed_from, wall_seconds=time.perf_counter() - t0,
+                           how={k: _how(adapter, k) for k in labels})
+    own = executor is None
+    executor = make_executor(config.executor) if own else executor
+    proposals_scored = iterations = 0
+    message = ""
+    try:
+        while not all(current.resources[k] <= v for k, v in final_targets.items()):
+            i = current.iteration
+            if i >= config.max_iterations:
+                message = f"budget not met after {config.max_iterations} iterations"
+                break
+            step = {
+                k: targets(start[k], current.resources[k], final_targets[k], i,
+                           initial=config.initial_reduction, decay=config.decay)
+                for k in labels
+            }
+            proposals = [
+                p for b in range(adapter.get_num_simplifiable_blocks())
+                if (p := adapter.simplify_network_def_based_on_constraint(current_model, b, step)) is not None
+            ]
+            if not proposals:
+                message = ("budget cannot be met: no block can shrink enough to reach "
+                           + ", ".join(f"{k} <= {v:.4g}" for k, v in step.items()) + "; kept the best network so far")
+                break
+            tasks = [(adapter, p.model, config.short_term_epochs, config.seed + i) for p in proposals]
+            results = executor.map(short_term, tasks)
+            scored = [(p, s, state) for p, (s, state) in zip(proposals, results)]
+            best, score, state = _pick(config, scored, current, labels[0])
+            best.model.load_state_dict(state)
+            current_model = best.model
+            current = _save(journal, current_model, Member(
+                i + 1, best.block, best.widths, best.resources, score, _test(adapter, current_model),
+                _name(i + 1), len(proposals), time.perf_counter() - t0))
+            members.append(current)
+            proposals_scored += len(proposals)
+            iterations += 1
+            if on_iteration:
+                on_iteration(current, {"targets": step, "proposals": len(proposals)})
+    finally:
+        if own:
+            executor.close()
+    met = all(current.resources[k] <= v for k, v in final_targets.items())
+    message = message or f"budgets met after {current.iteration} iterations"
+    journal.put_meta("message", message)
+    adapter.fine_tune(current_model, config.long_term_epochs, config.seed)
+    final = _save(journal, current_model, Member(
+        FINAL, None, current.widths, current.resources, adapter.evaluate(current_model),
+        _test(adapter, current_model), _name(FINAL), 0, time.perf_counter() - t0))
+    members.append(final)
+    if on_iteration:
+        on_iteration(final, {"targets": final_targets, "proposals": 0})
+    return AdaptResult(members, start, final_targets, met, message, current_model, journal.dir, resumed_from,
+                       proposals_scored, iterations, time.perf_counter() - t0,
+                       how={k: _how(adapter, k) for k in labels}, notes=list(getattr(adapter.meter, "notes", [])))
+
+
+def _test(adapter, model) -> float | None:
+    fn = getattr(adapter, "test_accuracy", None)
+    return fn(model) if fn is not None else None
+
+
+def _how(adapter, label: str) -> str:
+    how = getattr(getattr(adapter, "meter", None), "how", None)
+    return how(label) if how is not None else ""
+
+
+def load_member(output_dir: str | Path, model: nn.Module, adapter, iteration: int = FINAL) -> nn.Module:
+    """Network ``iteration`` of a family (default: the final one), rebuilt from the unadapted ``model``.
+
+    Raises:
+        ConfigError: the directory has no such member.
+    """
+    from edgefit.data import load_weights_
+
+    members = {m.iteration: m for m in Journal(output_dir).members()}
+    if iteration not in members:
+        raise ConfigError(f"{output_dir} has no network {iteration} (has {sorted(members)})")
+    m = members[iteration]
+    return load_weights_(adapter.simplify_model_based_on_network_def(model, m.widths), Path(output_dir) / m.weights)
+
+
+def budgets_of(texts: Sequence[str]) -> tuple[Budget, ...]:
+    """Parse several budget strings."""
+    return tuple(parse_budget(t) for t in texts)

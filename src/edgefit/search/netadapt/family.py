@@ -1,0 +1,63 @@
+"""The family of networks a run kept: a table (Markdown, JSON) and a plot of score against each resource."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgefit._io import atomic_write
+from edgefit.search.netadapt.journal import FINAL, Journal, Member
+
+UNITS = {"latency": ("ms", 1e3), "energy": ("mJ", 1e3), "macs": ("M", 1e-6), "params": ("k", 1e-3),
+         "model_size": ("KiB", 1 / 1024), "peak_activations": ("KiB", 1 / 1024)}
+
+
+def column(label: str) -> tuple[str, float]:
+    """``("latency@host [ms]", 1e3)``: a resource's column title and scale."""
+    unit, scale = UNITS[label.split("@")[0]]
+    return f"{label} [{unit}]", scale
+
+
+def family_markdown(members: list[Member], score_name: str = "val accuracy") -> str:
+    """One row per network: iteration, shrunken block, every resource, score, test accuracy."""
+    labels = list(members[0].resources)
+    heads = ["network", "block shrunk", *(column(k)[0] for k in labels), score_name, "test accuracy", "proposals"]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for m in members:
+        name = "final (long fine-tune)" if m.iteration == FINAL else str(m.iteration)
+        vals = [f"{m.resources[k] * column(k)[1]:.4g}" for k in labels]
+        acc = "-" if m.test_accuracy is None else f"{100 * m.test_accuracy:.2f}%"
+        score = "-" if m.score is None else (f"{100 * m.score:.2f}%" if "accuracy" in score_name else f"{m.score:.4f}")
+        lines.append("| " + " | ".join([name, m.block or "-", *vals, score, acc, str(m.proposals)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_family(output_dir: str | Path, score_name: str = "val accuracy", plot: bool = True) -> list[Path]:
+    """Write ``family.md``, ``family.json`` and (with matplotlib) ``family.png`` into ``output_dir``."""
+    members = Journal(output_dir).members()
+    out = Path(output_dir)
+    paths = [atomic_write(out / "family.md", family_markdown(members, score_name)),
+             atomic_write(out / "family.json", json.dumps([m.to_dict() for m in members], indent=2))]
+    if plot:
+        paths.append(plot_family(members, out / "family.png", score_name))
+    return paths
+
+
+def plot_family(members: list[Member], path: Path, score_name: str = "val accuracy") -> Path:
+    """Score against each resource, one panel per resource, iterations joined in order."""
+    from edgefit.report.plots import _figure, save_figure
+
+    labels = list(members[0].resources)
+    fig, axes = _figure(5.0, 2.6 * len(labels), rows=len(labels))
+    steps = [m for m in members if m.iteration != FINAL]
+    finals = [m for m in members if m.iteration == FINAL]
+    for ax, k in zip(axes, labels):
+        title, scale = column(k)
+        ax.plot([m.resources[k] * scale for m in steps], [m.score for m in steps], "o-", label="after short fine-tune")
+        if finals:
+            ax.plot([finals[0].resources[k] * scale], [finals[0].score], "r*", markersize=12, label="final")
+        ax.set_xlabel(title)
+        ax.set_ylabel(score_name)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    return save_figure(fig, path)

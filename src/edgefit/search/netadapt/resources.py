@@ -1,0 +1,113 @@
+"""Resource meters: one number per budgeted resource, from the profile, device model or lookup table.
+
+Nothing here re-measures a whole network: ``latency`` on the host is the sum of
+per-layer entries of the latency lookup table (`edgefit.measure.predict_latency`
+with ``measure=False``; a layer configuration not yet in the table is measured
+once, alone, and stored), ``latency``/``energy`` on a named device come from the
+roofline and energy model (`edgefit.hardware.estimate`), and the counts come from
+the exact profile (`edgefit.profile`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from edgefit.errors import ConfigError
+from edgefit.search.netadapt.budgets import Budget
+
+HOW = {
+    "latency@host": "sum of the host's per-layer latency lookup table (each new layer configuration measured once)",
+    "latency@device": "roofline estimate of the device model",
+    "energy@device": "energy estimate of the device model",
+    "macs": "exact profile",
+    "params": "exact profile",
+    "model_size": "exact profile: parameters x bits / 8",
+    "peak_activations": "exact profile: peak live activations x activation bits / 8",
+}
+
+
+@dataclass
+class ResourceMeter:
+    """Prices a network on every budgeted resource.
+
+    Args:
+        budgets: what to price (one entry per distinct resource label).
+        input_shape: the example input, batch included.
+        device: where ``latency``/``energy`` budgets without ``@device`` are taken
+            (``"host"``: the measured lookup table).
+        bits: weight and activation bit width of ``model_size``/``peak_activations``
+            and of the device estimates.
+        table: the host `edgefit.measure.LatencyTable` (default: the one in the cache dir).
+    """
+
+    budgets: Sequence[Budget]
+    input_shape: tuple[int, ...]
+    device: str = "host"
+    bits: int = 32
+    table: object | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from edgefit.hardware import get_device
+
+        for b in self.budgets:
+            dev = b.device or self.device
+            if b.resource == "energy" and dev == "host":
+                raise ConfigError("energy budgets need a named device (energy=...@jetson_orin_nano): the host has no energy table")
+            if b.resource in ("latency", "energy") and dev != "host":
+                get_device(dev)  # raises DeviceError naming the known devices
+
+    @property
+    def labels(self) -> list[str]:
+        """Resource column names, e.g. ``["latency@host", "macs"]``."""
+        return list(dict.fromkeys(b.label(self.device) for b in self.budgets))
+
+    def how(self, label: str) -> str:
+        """How ``label`` is obtained, in words."""
+        key = label if label in HOW else label.split("@")[0] + "@device"
+        return HOW.get(key, HOW.get(label.split("@")[0], ""))
+
+    def __call__(self, model: nn.Module, labels: Sequence[str] | None = None) -> dict[str, float]:
+        """``{label: value}`` of ``model`` on each resource (seconds, joules, MACs, bytes...)."""
+        import edgefit
+        from edgefit.hardware import estimate
+
+        labels = list(labels) if labels is not None else self.labels
+        profile = edgefit.profile(model, input_shape=self.input_shape, bits=self.bits)
+        t = profile.totals
+        out: dict[str, float] = {}
+        estimates: dict[str, object] = {}
+        for label in labels:
+            resource, _, dev = label.partition("@")
+            if resource == "macs":
+                out[label] = float(t.macs)
+            elif resource == "params":
+                out[label] = float(t.params)
+            elif resource == "model_size":
+                out[label] = float(t.model_size_bytes)
+            elif resource == "peak_activations":
+                out[label] = float(t.peak_live_bytes)
+            elif dev == "host":
+                out[label] = self._host_latency(model, profile)
+            else:
+                if dev not in estimates:
+                    estimates[dev] = estimate(profile, dev)
+                totals = estimates[dev].totals
+                out[label] = float(totals.seconds if resource == "latency" else totals.joules)
+        return out
+
+    def _host_latency(self, model: nn.Module, profile) -> float:
+        from edgefit.measure import LatencyTable, predict_latency
+
+        if self.table is None:
+            self.table = LatencyTable()
+        pred = predict_latency(model, profile, table=self.table, measure=False)
+        missing = pred.unpredicted
+        if missing:
+            note = f"latency@host leaves out {len(missing)} unpredicted rows: {', '.join(missing[:3])}"
+            if note not in self.notes:
+                self.notes.append(note)
+        return float(pred.seconds)

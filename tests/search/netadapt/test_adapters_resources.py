@@ -1,0 +1,80 @@
+"""Resource meters against the profile and device model; the fidelity adapter; the executors' contract."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import edgefit
+from edgefit.errors import ConfigError, DeviceError
+from edgefit.hardware import estimate
+from edgefit.search.executor import ExecutorConfig, SerialExecutor, make_executor
+from edgefit.search.netadapt import (
+    FidelityAdapter, NetworkAdapter, ResourceMeter, calibrate_batchnorm_, parse_budget, shrink,
+)
+from edgefit.zoo import create
+
+from ._tiny import adapter_for, tiny_net
+
+
+def test_meter_reads_profile_and_device_model():
+    net = tiny_net().eval()
+    budgets = [parse_budget(b) for b in ("macs=50%", "params=50%", "model_size=1KB", "peak_activations=1KB",
+                                         "latency=1ms@stm32f746", "energy=1mJ@stm32f746")]
+    meter = ResourceMeter(budgets, (1, 1, 8, 8), bits=8)
+    values = meter(net)
+    p = edgefit.profile(net, input_shape=(1, 1, 8, 8), bits=8)
+    est = estimate(p, "stm32f746")
+    # conv1 32*9*64 + conv2 32*32*9*64 + fc 32*10 MACs; 320 + 64 + 9,248 + 330 parameters
+    assert values["macs"] == 18_432 + 589_824 + 320 == p.totals.macs
+    assert values["params"] == 320 + 64 + 9_248 + 330
+    assert values["model_size"] == 9_962  # 8 bits per parameter
+    assert values["peak_activations"] == p.totals.peak_live_bytes
+    assert values["latency@stm32f746"] == est.totals.seconds
+    assert values["energy@stm32f746"] == est.totals.joules
+    assert meter.how("latency@host").startswith("sum of the host's per-layer latency lookup table")
+    assert meter.how("energy@stm32f746") == "energy estimate of the device model"
+
+
+def test_meter_refuses_unknown_devices_and_host_energy():
+    with pytest.raises(DeviceError):
+        ResourceMeter([parse_budget("latency=1ms@no_such_board")], (1, 1, 8, 8))
+    with pytest.raises(ConfigError, match="energy budgets need a named device"):
+        ResourceMeter([parse_budget("energy=50%")], (1, 1, 8, 8))
+
+
+def test_default_adapter_implements_the_protocol():
+    from edgefit.data import load_digits
+
+    adapter = adapter_for(tiny_net(), load_digits())
+    assert isinstance(adapter, NetworkAdapter)
+    assert adapter.get_num_simplifiable_blocks() == 2
+    prop = adapter.simplify_network_def_based_on_constraint(tiny_net(), 1, {"macs": 400_000})
+    # block "3" (conv2 outputs): 24 channels -> 18,432 + 442,368 + 240 MACs, too many; 16 -> 313,104
+    assert prop.widths == {"0": 32, "3": 16} and prop.resources == {"macs": 18_432 + 294_912 + 160}
+    assert adapter.simplify_network_def_based_on_constraint(tiny_net(), 0, {"macs": 10}) is None
+
+
+def test_fidelity_adapter_scores_output_closeness():
+    torch.manual_seed(0)
+    model = create("fastdepth", alpha=0.25)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    calibrate_batchnorm_(model, x)
+    bn = model.encoder[0][1]
+    with torch.no_grad():
+        first = model.encoder[0][0](x)
+    assert torch.allclose(bn.running_mean, first.mean((0, 2, 3)), atol=1e-6)
+    meter = ResourceMeter([parse_budget("macs=50%")], (1, 3, 32, 32))
+    adapter = FidelityAdapter(model, torch.zeros(1, 3, 32, 32), meter, x)
+    assert adapter.evaluate(model) == 1.0
+    small = shrink(model, torch.zeros(1, 3, 32, 32), {"encoder.12.1.0": 64})
+    assert adapter.evaluate(small) < 1.0 and adapter.test_accuracy(small) is None
+
+
+def test_executor_config_and_serial_map():
+    assert SerialExecutor().map(abs, [-1, 2, -3]) == [1, 2, 3]
+    assert isinstance(make_executor(ExecutorConfig("process", 1)), SerialExecutor)
+    with pytest.raises(ConfigError, match="unknown executor"):
+        ExecutorConfig("mpi")
+    with pytest.raises(ConfigError, match="only for the ray executor"):
+        ExecutorConfig("process", 2, "auto")
