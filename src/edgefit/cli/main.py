@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "edgefit.cli.profile_cmd",
     "edgefit.cli.hardware_cmd",
     "edgefit.cli.compress_cmd",
+    "edgefit.cli.quantize_cmd",
     "edgefit.cli.demo_cmd",
 )
 
