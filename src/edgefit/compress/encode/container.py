@@ -217,6 +217,16 @@ def _qlin_decode(codes: np.ndarray, scale: np.ndarray, zp: np.ndarray, shape) ->
 
 
 def _decode_quant(name: str, enc: str, shape, size: int, f: list, segments: list[np.ndarray]) -> np.ndarray:
+    try:
+        flat, crc = _decode_codes(name, enc, shape, size, f, segments)
+    except CompressedFileError as exc:
+        raise CompressedFileError(str(exc) if str(exc).startswith(name) else f"{name}: {exc}") from None
+    if _crc(flat) != crc:
+        raise ChecksumError(f"{name}: checksum mismatch: the decoded weights differ from the ones written")
+    return flat.reshape(shape)
+
+
+def _decode_codes(name: str, enc: str, shape, size: int, f: list, segments: list[np.ndarray]):
     b = f[0]
     codes = unpack_fixed(segments[0], b, size)
     if enc == "lut":
@@ -227,9 +237,7 @@ def _decode_quant(name: str, enc: str, shape, size: int, f: list, segments: list
         _, groups, crc = f
         _check(segments[1].size == 8 * groups and segments[2].size == 8 * groups, f"{name}: scales have the wrong size")
         flat = _qlin_decode(codes, segments[1].view("<f8").astype(np.float64), segments[2].view("<i8").astype(np.int64), shape)
-    if _crc(flat) != crc:
-        raise ChecksumError(f"{name}: checksum mismatch: the decoded weights differ from the ones written")
-    return flat.reshape(shape)
+    return flat, crc
 
 
 def _check(cond: bool, msg: str) -> None:
