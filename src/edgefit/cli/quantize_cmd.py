@@ -62,3 +62,25 @@ def quantize(
         typer.echo(f"kept in float: {layer}: {why}")
     typer.echo(f"{method}: test accuracy {100 * res.accuracy['float']:.2f}% -> {100 * res.accuracy['quantized']:.2f}%;"
                f" wrote {output} ({saved.file_bytes:,} bytes, {fp32 / saved.file_bytes:.1f}x smaller than fp32)")
+
+
+@app.command()
+def precision(
+    path: Path = typer.Argument(..., help="a quantized .efz file (it names its zoo model)"),
+    device: str | None = typer.Option(None, help="also estimate on this device (name or YAML file)"),
+) -> None:
+    """Per-layer weight/activation bits of a quantized file, what each MAC becomes, size and device estimate."""
+    from edgefit.compress.file import load_compressed
+    from edgefit.compress.quantize.precision import efz_precisions, precision_report
+    from edgefit.zoo import get_spec
+
+    from edgefit.compress.encode.container import read_efz
+
+    name = read_efz(path, decode=False).model
+    if not name:
+        from edgefit.errors import ConfigError
+
+        raise ConfigError(f"{path.name} records no zoo model; use edgefit.compress.quantize.precision_report(model, ...)")
+    model = load_compressed(path)
+    rep = precision_report(model, get_spec(name).input_shape, precisions=efz_precisions(path), device=device)
+    typer.echo(rep.to_text())
