@@ -10,6 +10,8 @@
   field (the paper's ``K``); the layer computes
   ``(sign(x) (*) sign(W)) K alpha + bias``.
 
+The first layer's input is the image, not an activation: it is not binarized
+(BNN feeds it as fixed point; XNOR-Net keeps the first layer in float).
 Grouped convolutions are kept in float (reported in ``skipped``).
 """
 
@@ -49,5 +51,7 @@ class _XnorWeight(ScaledSignWeight):
     family = "xnor"
 
 
-register_quantizer(Family("bnn", BNNConfig, weight=lambda c, m, a, **_: _BNNWeight(), act=lambda c, m, s: SignAct()))
-register_quantizer(Family("xnor", XNORConfig, weight=lambda c, m, a, **_: _XnorWeight(), act=lambda c, m, s: XnorAct()))
+register_quantizer(Family("bnn", BNNConfig, weight=lambda c, m, a, **_: _BNNWeight(), act=lambda c, m, s: SignAct(),
+                          image_input_float=True))
+register_quantizer(Family("xnor", XNORConfig, weight=lambda c, m, a, **_: _XnorWeight(), act=lambda c, m, s: XnorAct(),
+                          image_input_float=True))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch  # noqa: F401  (doctest)
 from torch import nn
 
+from edgefit.compress._layers import select_layers
 from edgefit.compress.quantize._family import (
     QuantStates,
     as_inputs,
@@ -34,6 +35,8 @@ class Family:
         act_needs_data: the activation quantizer is calibrated (needs calibration data).
         apply: ``(model, config) -> states``, for a family that quantizes the whole model itself (k-means).
         prepare: ``(model, config) -> None`` run first (batch-norm folding).
+        image_input_float: the first layer's input (the image) is not an activation
+            and stays as it is (BNN, XNOR-Net: "the first layer's input is not binary").
     """
 
     name: str
@@ -43,6 +46,7 @@ class Family:
     act_needs_data: bool = False
     apply: Callable | None = None
     prepare: Callable | None = None
+    image_input_float: bool = False
 
 
 QUANTIZERS: dict[type, Family] = {}
@@ -90,8 +94,9 @@ def plan(model: nn.Module, config, calibration=None) -> tuple[dict, dict[str, st
             )
         stats = observe_inputs(model, list(layers), inputs)
     out = {}
+    first = next(iter(select_layers(model, None)), None)
     for n, m in layers.items():
-        act = fam.act(config, m, stats.get(n)) if wants_act else None
+        act = fam.act(config, m, stats.get(n)) if wants_act and not (fam.image_input_float and n == first) else None
         out[n] = (m, fam.weight(config, m, act, name=n), act)
     return out, skipped
 
