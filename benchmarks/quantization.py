@@ -66,7 +66,7 @@ METHODS = [
     ("BinaryConnect", lambda m: BinaryConnectConfig(), QAT_EPOCHS, 1e-3, "1", "32", 19.2),
     ("BWN", lambda m: BWNConfig(keep_first_last=True), QAT_EPOCHS, 1e-3, "1*", "32", 0.8),
     ("BNN", lambda m: BNNConfig(), QAT_EPOCHS, 1e-3, "1", "1", 29.8),
-    ("XNOR-Net", lambda m: XNORConfig(keep_first_last=True), QAT_EPOCHS, 1e-3, "1*", "1*", 11.0),
+    ("XNOR-Net", lambda m: XNORConfig(keep_first_last=True), QAT_EPOCHS, 1e-2, "1*", "1*", 11.0),
     ("LogNet", lambda m: LogConfig(bits=5, act_bits=4), 5, 1e-4, "5", "4", 3.2),
     ("Weight sharing (k-means)", lambda m: KMeansConfig(bits=_kmeans_bits(m)), 5, 1e-4, "8 conv, 4 fc", "32", 0.0),
     ("8-bit uniform (linear)", lambda m: LinearQuantConfig(bits=8, act_bits=8, symmetric=True, per_channel=True),

@@ -99,15 +99,20 @@ def test_lognet_powers_of_two():
 
 
 def test_xnor_output_is_scaled_by_beta():
-    net = _one(W, bias=True)
+    net = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Linear(4, 2))  # the image input of layer 0 stays float
     with torch.no_grad():
-        net[0].bias.copy_(torch.tensor([1.0, -1.0]))
-    quantize_(net, XNORConfig())
+        net[0].weight.copy_(torch.eye(4))
+        net[1].weight.copy_(W)
+        net[1].bias.copy_(torch.tensor([1.0, -1.0]))
+    quantize_(net, XNORConfig(layers=("1",)))
     x = torch.tensor([[2.0, -1.0, 0.0, 1.0]])
     beta = 1.0  # mean |x| = 4 / 4
     a0, a1 = 0.55, 0.2
     # signs of x: + - - + (0 -> -1); rows: (+ - + -).(+ - - +) = 0, (+ + - +).(+ - - +) = 2
     assert torch.allclose(net(x), torch.tensor([[0 * a0 * beta + 1.0, 2 * a1 * beta - 1.0]]))
+    only = nn.Sequential(nn.Linear(4, 2))
+    quantize_(only, BNNConfig())
+    assert not hasattr(only[0], "edgefit_act")  # the first layer's input is the image, not binarized
 
 
 def test_linear_activation_calibration_methods():

@@ -84,3 +84,103 @@ def precision(
     model = load_compressed(path)
     rep = precision_report(model, get_spec(name).input_shape, precisions=efz_precisions(path), device=device)
     typer.echo(rep.to_text())
+
+
+def bench_runtime(model: str, runtime: str, runs: int, warmup: int, batches, input_shape, threads: int,
+                  as_json: bool, option) -> None:
+    """`edgefit bench --runtime onnxruntime`: fp32 and int8 ONNX Runtime latency side by side."""
+    import json
+
+    from rich.progress import Progress
+
+    from edgefit.accel.onnx import bench_onnxruntime
+    from edgefit.cli.hardware_cmd import _profile
+    from edgefit.errors import ConfigError
+
+    if runtime != "onnxruntime":
+        raise ConfigError(f"--runtime must be torch or onnxruntime, got {runtime!r}")
+    resolved, shapes, _ = _profile(model, input_shape, 32, None, option)
+    if len(shapes) != 1:
+        raise ConfigError("--runtime onnxruntime takes a model with one input")
+    with Progress(transient=True, disable=as_json) as progress:
+        task = progress.add_task("onnxruntime fp32 + int8", total=2 * len(batches) * (runs + warmup))
+        rows = bench_onnxruntime(resolved.model, shapes[0], batches=batches, runs=runs, warmup=warmup,
+                                 threads=threads or 1, on_step=lambda: progress.advance(task))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{model} on ONNX Runtime (CPU provider, {threads or 1} thread(s)); int8 = QDQ, per-channel int8 weights")
+    for r in rows:
+        typer.echo(f"  batch {r['batch']:>3}: fp32 {1e3 * r['fp32']['median_s']:.2f} ms (p90 {1e3 * r['fp32']['p90_s']:.2f}),"
+                   f" int8 {1e3 * r['int8']['median_s']:.2f} ms (p90 {1e3 * r['int8']['p90_s']:.2f}) -> {r['speedup']:.2f}x")
+
+
+@app.command()
+def export(
+    model: str = typer.Argument(..., help="zoo:NAME, file.py:fn, pkg.mod:fn, or an .efz file"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx"),
+    weights: Path | None = typer.Option(None, help="weights (.safetensors) for a zoo/code model"),
+    int8: bool = typer.Option(False, "--int8", help="int8 QDQ (ONNX Runtime static quantization)"),
+    dataset: str = typer.Option("digits", help="calibration inputs for --int8 ('digits' or a .npz)"),
+    input_shape: str | None = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,224,224 (default: the zoo's)"),
+    output: Path = typer.Option(..., "--output", "-o", help="file to write (.onnx)"),
+) -> None:
+    """Export a dense, pruned, k-means or quantized model to ONNX (float or int8) and check it against PyTorch."""
+    import numpy as np
+    import torch
+
+    from edgefit.accel.onnx import OrtModel, export_int8, export_onnx
+    from edgefit.errors import ConfigError
+
+    if fmt != "onnx":
+        raise ConfigError(f"--format must be onnx, got {fmt!r}")
+    net, shape = _export_source(model, weights, input_shape)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, *shape[1:])).astype(np.float32))
+    if int8:
+        from edgefit.data import load_dataset
+
+        cal = load_dataset(dataset).x_train[:512]
+        x = torch.from_numpy(np.ascontiguousarray(cal[:8], dtype=np.float32))
+        if tuple(cal.shape[1:]) != tuple(shape[1:]):
+            raise ConfigError(f"--dataset {dataset} samples are {tuple(cal.shape[1:])}, the model takes {tuple(shape[1:])}")
+        export_int8(net, output, shape, cal)
+    else:
+        export_onnx(net, output, shape)
+    from edgefit.accel.onnx import _strip_act_quantizers
+
+    with torch.no_grad():
+        ref = _strip_act_quantizers(net)(x).numpy()
+    diff = float(np.abs(OrtModel(output)(x) - ref).max())
+    scale = float(np.abs(ref).max()) or 1.0
+    typer.echo(f"wrote {output} ({output.stat().st_size:,} bytes); ONNX Runtime vs PyTorch on {len(x)}"
+               f" {'calibration' if int8 else 'random'} inputs: max |difference| {diff:.3g}"
+               f" ({100 * diff / scale:.2g}% of the largest output" + (", int8 vs float)" if int8 else ")"))
+
+
+def _export_source(model: str, weights: Path | None, input_shape: str | None):
+    from edgefit.compress.file import load_compressed
+    from edgefit.errors import ConfigError
+
+    if model.endswith(".efz"):
+        from edgefit.compress.encode.container import read_efz
+        from edgefit.zoo import get_spec
+
+        name = read_efz(model, decode=False).model
+        if not name:
+            raise ConfigError(f"{model} records no zoo model to rebuild")
+        net, zoo = load_compressed(model), name
+    else:
+        from edgefit.data import load_weights_
+
+        net, zoo = _resolve(model)
+        if weights is not None:
+            load_weights_(net, weights)
+    if input_shape:
+        shape = tuple(int(s) for s in input_shape.split(","))
+    elif zoo:
+        from edgefit.zoo import get_spec
+
+        shape = tuple(get_spec(zoo).input_shape)
+    else:
+        raise ConfigError("give --input-shape for a model that is not from the zoo")
+    return net.eval(), shape

@@ -14,7 +14,11 @@
   ``2**b - 1`` (unsigned) or ``2**(b-1) - 1`` (signed) exponents below ``fsr =
   round(log2 max|x|)``; below the smallest exponent the value is 0.
 
-Every quantizer passes gradients straight through (sign: only where ``|x| <= 1``).
+Every quantizer passes gradients straight through (XNOR-Net's sign: only where
+``|x| <= 1``; BNN's sign passes them unclipped, because without batch
+normalization the pre-activations of a +-1 layer lie far outside [-1, 1] and
+the clipped estimator stops nearly every gradient: 69% vs 81% on the digits
+LeNet-5 after 10 epochs).
 """
 
 from __future__ import annotations
@@ -138,18 +142,24 @@ class FixedAct(ActQuantizer):
 
 @register_act
 class SignAct(ActQuantizer):
+    """Binary activations; ``clip``: the gradient passes only where ``|x| <= 1`` (hardtanh STE)."""
+
     kind = "sign"
     bits = 1
 
+    def __init__(self, clip: bool = True) -> None:
+        self.clip = bool(clip)
+
     def quantize(self, x):
-        return ste_clipped(x, sign_pm1(x, strict=True))
+        y = sign_pm1(x, strict=True)
+        return ste_clipped(x, y) if self.clip else ste(x, y)
 
     def spec(self):
-        return {"kind": self.kind}
+        return {"kind": self.kind, "clip": self.clip}
 
     @classmethod
     def from_spec(cls, s):
-        return cls()
+        return cls(s.get("clip", True))
 
 
 @register_act

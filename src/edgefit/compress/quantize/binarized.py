@@ -51,7 +51,7 @@ class _XnorWeight(ScaledSignWeight):
     family = "xnor"
 
 
-register_quantizer(Family("bnn", BNNConfig, weight=lambda c, m, a, **_: _BNNWeight(), act=lambda c, m, s: SignAct(),
+register_quantizer(Family("bnn", BNNConfig, weight=lambda c, m, a, **_: _BNNWeight(), act=lambda c, m, s: SignAct(clip=False),
                           image_input_float=True))
 register_quantizer(Family("xnor", XNORConfig, weight=lambda c, m, a, **_: _XnorWeight(), act=lambda c, m, s: XnorAct(),
                           image_input_float=True))
