@@ -276,13 +276,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     torch.set_num_threads(1)
-    old = OUT.read_text().split("\n## ") if OUT.exists() else []
-    sections = {s.split("\n", 1)[0].lstrip("# "): s for s in old[1:]}
+    new = {}
     if args.part in ("all", "accuracy"):
         rows, _ = accuracy_rows(args.seeds, log)
-        sections["Summary of reduced precision on digits"] = "\n".join(accuracy_markdown(rows, args.seeds))[3:]
+        new["Summary of reduced precision on digits"] = "\n".join(accuracy_markdown(rows, args.seeds))[3:]
     if args.part in ("all", "speed"):
-        sections["Speed on this host"] = "\n".join(speed_markdown(int8_rows(args.rounds, log), binary_rows(args.rounds, log)))[3:]
+        new["Speed on this host"] = "\n".join(speed_markdown(int8_rows(args.rounds, log), binary_rows(args.rounds, log)))[3:]
+    old = OUT.read_text().split("\n## ") if OUT.exists() else []  # keep the other part's last results
+    sections = {s.split("\n", 1)[0].lstrip("# "): s for s in old[1:]}
+    sections.update(new)
     head = ["# Quantization benchmark", "", f"`benchmarks/quantization.py` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())});"
             " reproduce with the commands in its docstring.", ""]
     body = [f"## {sections[k]}" for k in ("Summary of reduced precision on digits", "Speed on this host") if k in sections]

@@ -17,9 +17,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +49,21 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's warnings and the graph dump its C++ side writes to stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...], *, opset: int = 17,
                 dynamic_batch: bool = True) -> Path:
     """Write ``model`` as ONNX (float weights as they are), atomically.
@@ -59,8 +77,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
 
     def write(tmp: str) -> None:
         try:
-            torch.onnx.export(m, (x,), tmp, input_names=["input"], output_names=["output"], opset_version=opset,
-                              dynamic_axes=axes, dynamo=False)
+            with _quiet():
+                torch.onnx.export(m, (x,), tmp, input_names=["input"], output_names=["output"], opset_version=opset,
+                                  dynamic_axes=axes, dynamo=False)
         except Exception as exc:
             raise ConfigError(f"ONNX export failed (opset {opset}): {_first_line(exc)}") from exc
 
@@ -93,12 +112,14 @@ def export_int8(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
     with tempfile.TemporaryDirectory(prefix="edgefit-onnx-") as tmp:
         fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", input_shape)
         pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        with _quiet():
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
 
         def write(out: str) -> None:
-            quantize_static(str(pre), out, _Reader(x), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+            with _quiet():
+                quantize_static(str(pre), out, _Reader(x), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=CalibrationMethod.MinMax)
 
         return atomic_write_with(path, write)
 
