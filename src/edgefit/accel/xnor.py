@@ -77,6 +77,8 @@ def xnor_matmul(a: PackedSigns, w: PackedSigns) -> np.ndarray:
     One pass per 64-bit word column over an ``(M, N)`` tile: XOR (and the
     validity mask), popcount, accumulate.
     """
+    if not hasattr(np, "bitwise_count"):
+        raise ConfigError(f"the XNOR kernels need numpy >= 2 (np.bitwise_count); this is numpy {np.__version__}")
     if a.k != w.k:
         raise ConfigError(f"xnor_matmul: inner sizes differ ({a.k} vs {w.k})")
     aw = a.words.reshape(-1, a.words.shape[-1])

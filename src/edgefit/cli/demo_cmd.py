@@ -16,6 +16,7 @@ SECTIONS = (
     ("edgefit.cli.profile_cmd", "Profile: exact efficiency metrics"),
     ("edgefit.cli.hardware_cmd", "Hardware: roofline, energy and memory fit"),
     ("edgefit.cli.compress_cmd", "Deep Compression on the digits LeNet-300-100"),
+    ("edgefit.cli.quantize_cmd", "Reduced precision: the lectures' families on the digits LeNet-300-100"),
 )
 
 

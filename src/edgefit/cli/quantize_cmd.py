@@ -184,3 +184,48 @@ def _export_source(model: str, weights: Path | None, input_shape: str | None):
     else:
         raise ConfigError("give --input-shape for a model that is not from the zoo")
     return net.eval(), shape
+
+
+DEMO_SWEEP = (  # (method, options, QAT epochs, lr)
+    ("linear", {"bits": 8, "act_bits": 8}, 0, 0),
+    ("fixed", {"bits": 8, "act_bits": 10}, 0, 0),
+    ("lognet", {"bits": 5, "act_bits": 4}, 0, 0),
+    ("kmeans", {"bits": 4}, 0, 0),
+    ("ttq", {}, 2, 1e-3),
+    ("bwn", {}, 2, 1e-3),
+    ("xnor", {}, 2, 1e-2),
+)
+
+
+def demo_section(echo) -> None:
+    """A precision sweep on the digits LeNet-300-100: accuracy and bytes on disk side by side."""
+    import copy
+    import tempfile
+    import time
+
+    import torch
+
+    from edgefit.compress.file import save_compressed
+    from edgefit.compress.quantize.recipe import make_config, quantize_model
+    from edgefit.data import TrainConfig, load_digits, save_weights
+    from edgefit.data import train as train_fn
+    from edgefit.zoo import create
+
+    t0 = time.perf_counter()
+    data = load_digits()
+    torch.manual_seed(0)
+    net = create("lenet_300_100_digits")
+    train_fn(net, data, TrainConfig(epochs=15))
+    with tempfile.TemporaryDirectory(prefix="edgefit-demo-") as tmp:
+        fp32 = save_weights(net, f"{tmp}/f.safetensors").stat().st_size
+        echo(f"{'method':<8} {'W/A bits':<9} {'QAT':>3}  {'accuracy':>16}  {'bytes':>7}  ratio")
+        for name, opts, epochs, lr in DEMO_SWEEP:
+            q = copy.deepcopy(net)
+            cfg = make_config(name, **opts)
+            res = quantize_model(q, data, cfg, train_config=TrainConfig(epochs=epochs, lr=lr) if epochs else None)
+            size = save_compressed(q, f"{tmp}/q.efz").file_bytes
+            wa = f"{getattr(cfg, 'bits', 1) if name != 'ttq' else 2}/{opts.get('act_bits', 1 if name == 'xnor' else 32)}"
+            echo(f"{name:<8} {wa:<9} {epochs:>3}  {100 * res.accuracy['float']:6.2f}% -> {100 * res.accuracy['quantized']:6.2f}%"
+                 f"  {size:>7,}  {fp32 / size:5.1f}x")
+    echo(f"(fp32 safetensors file {fp32:,} bytes; every layer quantized; QAT = epochs of quantization-aware"
+         f" training; {time.perf_counter() - t0:.1f}s)")

@@ -71,8 +71,8 @@ def _bias_entry(key: str, st, a: np.ndarray) -> EncodedTensor | None:
     if st is None or st.bias_codes is None:
         return None
     codes = st.bias_codes.numpy() + (1 << 31)
-    scale = np.broadcast_to(st.bias_scale.numpy(), codes.shape) if st.bias_scale.numel() == 1 else st.bias_scale.numpy()
-    enc = encode_codes(key, codes, 32, scale=scale, zero_point=np.full(codes.shape, 1 << 31))
+    scale = st.bias_scale.numpy().reshape(-1)  # one scale (per-tensor weights) or one per channel
+    enc = encode_codes(key, codes, 32, scale=scale, zero_point=np.full(scale.shape, 1 << 31))
     return enc if enc.fields[-1] == zlib.crc32(np.ascontiguousarray(a, dtype=np.float32).tobytes()) else None
 
 
