@@ -201,3 +201,25 @@ def test_fp_weights_decode_exactly_from_codes():
         net = _one(torch.from_numpy(np.random.default_rng(0).standard_normal((6, 7)).astype(np.float32)))
         st = quantize_(net, cfg)["0"]
         assert torch.equal(net[0].weight.detach(), st.weight()) and int(st.codes.max()) < 2**st.bits
+
+
+def test_precisions_pick_the_device_rate_with_a_source():
+    from edgefit.compress.quantize.precision import LayerPrecision, op_kind, runs_at
+    from edgefit.errors import DeviceError
+    from edgefit.hardware import get_device
+    from edgefit.hardware.device import device_from_dict
+
+    a100, mcu = get_device("a100"), get_device("stm32f746")
+    assert runs_at(LayerPrecision("xnor", 1, 1), a100) == ("binary", 4992e12)
+    assert runs_at(LayerPrecision("linear", 4, 4), a100) == ("int4", 1248e12)
+    assert runs_at(LayerPrecision("linear", 8, 8), a100)[0] == "int8"
+    assert runs_at(LayerPrecision("bwn", 1, 32), a100)[0] == "fp32"
+    assert runs_at(LayerPrecision("xnor", 1, 1), mcu)[0] in mcu.peak_ops_per_s  # no binary rate listed
+    assert "whitepaper" in a100.sources["low_precision_ops_per_s.binary"]
+    assert op_kind(LayerPrecision("ttq", 2, 32)) == "add/sub"
+    import yaml
+
+    data = yaml.safe_load(open(a100.path))
+    data["low_precision_ops_per_s"]["int2"] = {"value": 1.0, "source": "x"}
+    with pytest.raises(DeviceError, match="unknown precision 'int2' in low_precision_ops_per_s"):
+        device_from_dict(data)

@@ -88,6 +88,28 @@ class LayerOps:
     macs: int
     kind: str
     word_ops: int  # 64-lane XNOR + popcount pairs for binary layers, else the MACs
+    runs_at: str = ""  # the device precision the layer's MACs run at (with a device)
+    compute_seconds: float = 0.0  # 2 x MACs at that precision's peak rate
+
+
+def runs_at(p: LayerPrecision, device) -> tuple[str, float]:
+    """The narrowest precision ``device`` runs that holds the layer, and its peak op/s.
+
+    Binary weights and activations use a ``binary`` rate and widths up to 4 bits
+    an ``int4`` rate where the device file lists one (with its source); otherwise
+    the narrowest of the device's int8 / fp16 / fp32 rates that holds the widths.
+    """
+    low = getattr(device, "low_precision_ops_per_s", {}) or {}
+    width = max(p.weight_bits, p.act_bits)
+    if width == 1 and "binary" in low:
+        return "binary", low["binary"]
+    if width <= 4 and "int4" in low:
+        return "int4", low["int4"]
+    for name, bits in (("int8", 8), ("fp16", 16), ("bf16", 16), ("fp32", 32)):
+        if width <= bits and name in device.peak_ops_per_s:
+            return name, device.peak_ops_per_s[name]
+    widest = device.precisions[0]
+    return widest, device.peak_ops_per_s[widest]
 
 
 def operation_counts(profile, precisions: dict[str, LayerPrecision]) -> list[LayerOps]:
@@ -126,15 +148,18 @@ class PrecisionReport:
     estimate: object | None = None
 
     def to_text(self) -> str:
-        lines = [f"{'layer':<16} {'family':<13} {'W bits':>6} {'A bits':>6} {'MACs':>12}  {'a MAC becomes':<15} {'machine ops':>12}"]
+        dev = self.estimate is not None
+        lines = [f"{'layer':<16} {'family':<13} {'W bits':>6} {'A bits':>6} {'MACs':>12}  {'a MAC becomes':<15} {'machine ops':>12}"
+                 + ("  runs at   compute" if dev else "")]
         for r in self.ops:
-            lines.append(f"{r.name:<16} {r.family:<13} {r.weight_bits:>6} {r.act_bits:>6} {r.macs:>12,}  {r.kind:<15} {r.word_ops:>12,}")
+            lines.append(f"{r.name:<16} {r.family:<13} {r.weight_bits:>6} {r.act_bits:>6} {r.macs:>12,}  {r.kind:<15} {r.word_ops:>12,}"
+                         + (f"  {r.runs_at:<8} {1e6 * r.compute_seconds:.3g} us" if dev else ""))
         t = self.profile.totals
         lines.append(f"weights {t.model_size_bytes:,.0f} bytes at these widths (fp32: {4 * t.params:,});"
                      f" {t.macs:,} MACs -> {sum(r.word_ops for r in self.ops) + t.macs - sum(r.macs for r in self.ops):,} machine ops")
         if self.estimate is not None:
             e = self.estimate.totals
-            lines.append(f"{self.estimate.device.display_name} at {self.estimate.precision}: {1e3 * e.seconds:.3f} ms,"
+            lines.append(f"{self.estimate.device.display_name} at {self.estimate.precision}: {1e3 * e.seconds:.4g} ms,"
                          f" {1e3 * e.joules:.3f} mJ; {e.fit_message}")
         return "\n".join(lines)
 
@@ -158,4 +183,8 @@ def precision_report(model: nn.Module, input_shape, *, precisions=None, device=N
         from edgefit.hardware import estimate
 
         est = estimate(prof, device)
+        for r in (ops := operation_counts(prof, precisions)):
+            r.runs_at, rate = runs_at(precisions[r.name], est.device)
+            r.compute_seconds = 2 * r.macs / rate
+        return PrecisionReport(precisions, ops, prof, est)
     return PrecisionReport(precisions, operation_counts(prof, precisions), prof, est)
