@@ -9,6 +9,7 @@ MODULES = [
     "edgefit.compress.quantize.registry",
     "edgefit.compress.quantize.activation",
     "edgefit.compress.quantize.binary",
+    "edgefit.compress.quantize.binarized",
     "edgefit.compress.quantize.ternary",
     "edgefit.compress.quantize.log",
     "edgefit.compress.quantize.recipe",

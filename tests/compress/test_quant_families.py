@@ -49,9 +49,9 @@ def test_registry_has_every_family():
 
 
 def test_binaryconnect_and_bnn_are_signs():
-    for cfg in (BinaryConnectConfig(), BNNConfig()):
+    for cfg, c in ((BinaryConnectConfig(), 1.0), (BNNConfig(), 0.5)):  # BNN: +-1 scaled by 1/sqrt(fan_in = 4)
         w, st = _q(cfg)
-        assert w.tolist() == [[1, -1, 1, -1], [1, 1, -1, 1]]
+        assert w.tolist() == [[c, -c, c, -c], [c, c, -c, c]]
         assert st.bits == 1 and st.codes.tolist() == [[1, 0, 1, 0], [1, 1, 0, 1]]
 
 

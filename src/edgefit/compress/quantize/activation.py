@@ -14,11 +14,7 @@
   ``2**b - 1`` (unsigned) or ``2**(b-1) - 1`` (signed) exponents below ``fsr =
   round(log2 max|x|)``; below the smallest exponent the value is 0.
 
-Every quantizer passes gradients straight through (XNOR-Net's sign: only where
-``|x| <= 1``; BNN's sign passes them unclipped, because without batch
-normalization the pre-activations of a +-1 layer lie far outside [-1, 1] and
-the clipped estimator stops nearly every gradient: 69% vs 81% on the digits
-LeNet-5 after 10 epochs).
+Every quantizer passes gradients straight through (sign: only where ``|x| <= 1``).
 """
 
 from __future__ import annotations
