@@ -42,6 +42,7 @@ def test_quantize_xnor_counts_bit_operations(tmp_path, weights, capsys):
     (["--method", "lognet", "--bits", "8"], "lognet supports 3..5-bit weights, got 8"),
     (["--method", "bnn", "--act-bits", "4"], "bnn supports 1-bit activations, got 4"),
     (["--method", "nope"], "unknown quantization method 'nope'"),
+    (["--method", "twn", "--calibration", "mse"], "twn takes no option calibration"),
 ])
 def test_bad_options_are_one_line(tmp_path, weights, capsys, args, message):
     assert main(["quantize", "lenet_300_100_digits", "--weights", str(weights), *args, "-o", str(tmp_path / "b.efz")]) == 2

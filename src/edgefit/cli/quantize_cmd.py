@@ -38,8 +38,6 @@ def quantize(
     from edgefit.data.train import check_model_fits
 
     opts = {"calibration": calibration, "keep_first_last": keep_first_last or None}
-    if method in ("twn", "ttq", "kmeans", "binaryconnect", "bwn", "bnn", "xnor"):
-        opts.pop("calibration")
     config = make_config(method, bits=bits, act_bits=act_bits, **opts)
     tc = TrainConfig(epochs=epochs, lr=lr, seed=seed)
     data = load_dataset(dataset)
