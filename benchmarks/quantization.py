@@ -134,7 +134,7 @@ def accuracy_markdown(rows: list, seeds: int) -> list[str]:
            "",
            "| model | method | weight bits | act. bits | QAT epochs | loss vs fp32 (pp) | lectures (ImageNet) | target | file bytes | ratio |",
            "| --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
-    for model, name, wb, ab, mean, sd, paper, size, fp32, epochs, base in rows:
+    for model, name, wb, ab, mean, sd, paper, size, fp32, epochs, _base in rows:
         # a figure of 0 ("no accuracy loss") is judged within noise: at most one test image (0.28 pp)
         ok = "-" if paper is None else ("met" if mean <= max(paper, 100 / 360 if paper == 0 else 0) + 1e-9 else "**missed**")
         out.append(f"| {model} | {name} | {wb} | {ab} | {epochs} | {mean:+.2f} +- {sd:.2f} |"
@@ -183,7 +183,7 @@ def int8_rows(rounds: int, log) -> list:
             for batch in (1, 8):
                 x = cal[:batch]
                 a, b = OrtModel(f32), OrtModel(i8)
-                t = _interleaved({"fp32": lambda: a(x), "int8": lambda: b(x)}, rounds, 2 if batch == 1 else 1)
+                t = _interleaved({"fp32": lambda: a(x), "int8": lambda: b(x)}, rounds, 2 if batch == 1 else 1)  # noqa: B023
                 (mf, sf), (mi, si) = _median_spread(t["fp32"]), _median_spread(t["int8"])
                 rows.append((name, batch, mf, sf, mi, si, sizes))
                 log(f"{name} batch {batch}: fp32 {1e3 * mf:.1f} ms, int8 {1e3 * mi:.1f} ms -> {mf / mi:.2f}x")
@@ -216,14 +216,14 @@ def binary_rows(rounds: int, log) -> list:
             x = np.where(rng.standard_normal((1, k)) >= 0, 1.0, -1.0).astype(np.float32)
             wp, wt, xt = pack_signs(w), torch.from_numpy(w), torch.from_numpy(x)
             assert np.array_equal(xnor_linear(x, wp), F.linear(xt, wt).numpy().astype(np.int32))
-            fns = {"fp32": lambda: F.linear(xt, wt), "xnor": lambda: xnor_linear(x, wp)}
+            fns = {"fp32": lambda: F.linear(xt, wt), "xnor": lambda: xnor_linear(x, wp)}  # noqa: B023
         else:
             c, n, ks, hw, p = shape
             w = np.where(rng.standard_normal((n, c, ks, ks)) >= 0, 1.0, -1.0).astype(np.float32)
             x = np.where(rng.standard_normal((c, hw, hw)) >= 0, 1.0, -1.0).astype(np.float32)
             wp, wt, xt = pack_conv_weight(w), torch.from_numpy(w), torch.from_numpy(x)[None]
             assert np.array_equal(xnor_conv2d(x, wp, (ks, ks), 1, p), F.conv2d(xt, wt, padding=p)[0].numpy().astype(np.int32))
-            fns = {"fp32": lambda: F.conv2d(xt, wt, padding=p), "xnor": lambda: xnor_conv2d(x, wp, (ks, ks), 1, p)}
+            fns = {"fp32": lambda: F.conv2d(xt, wt, padding=p), "xnor": lambda: xnor_conv2d(x, wp, (ks, ks), 1, p)}  # noqa: B023
         t = _interleaved(fns, rounds, 3)
         (mf, sf), (mx, sx) = _median_spread(t["fp32"]), _median_spread(t["xnor"])
         rows.append((label, mf, sf, mx, sx, w.nbytes, wp.nbytes))

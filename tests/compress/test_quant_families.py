@@ -23,8 +23,14 @@ from edgefit.compress.quantize import (
     quantize_,
     quantize_aware_train_,
 )
-from edgefit.compress.quantize.activation import UniformAct, fixed_point, log_quantize, uniform_params, uniform_range
 from edgefit.compress.quantize._family import ActStats
+from edgefit.compress.quantize.activation import (
+    UniformAct,
+    fixed_point,
+    log_quantize,
+    uniform_params,
+    uniform_range,
+)
 from edgefit.compress.quantize.recipe import make_config
 from edgefit.errors import ConfigError
 

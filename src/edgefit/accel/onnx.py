@@ -175,7 +175,7 @@ def bench_onnxruntime(model: nn.Module, input_shape: tuple[int, ...], *, batches
             x = np.random.default_rng(1).standard_normal((b, *shape[1:])).astype(np.float32)
             row = {"batch": b}
             for k, s in sessions.items():
-                st = time_callable(lambda s=s: s(x), warmup=warmup, runs=runs, on_step=on_step)
+                st = time_callable(lambda s=s: s(x), warmup=warmup, runs=runs, on_step=on_step)  # noqa: B023
                 row[k] = {"median_s": st.median_s, "p90_s": st.p90_s}
             if int8:
                 row["speedup"] = row["fp32"]["median_s"] / row["int8"]["median_s"]

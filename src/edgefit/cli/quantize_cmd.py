@@ -68,11 +68,10 @@ def precision(
     device: str | None = typer.Option(None, help="also estimate on this device (name or YAML file)"),
 ) -> None:
     """Per-layer weight/activation bits of a quantized file, what each MAC becomes, size and device estimate."""
+    from edgefit.compress.encode.container import read_efz
     from edgefit.compress.file import load_compressed
     from edgefit.compress.quantize.precision import efz_precisions, precision_report
     from edgefit.zoo import get_spec
-
-    from edgefit.compress.encode.container import read_efz
 
     name = read_efz(path, decode=False).model
     if not name:

@@ -17,7 +17,13 @@ import torch
 from torch import nn
 
 from edgefit.compress._layers import weight_layers
-from edgefit.compress.encode.container import EncodedTensor, encode_codes, encode_tensor, read_efz, write_efz
+from edgefit.compress.encode.container import (
+    EncodedTensor,
+    encode_codes,
+    encode_tensor,
+    read_efz,
+    write_efz,
+)
 from edgefit.data.weights import check_state_matches
 from edgefit.errors import CompressedFileError, ConfigError
 

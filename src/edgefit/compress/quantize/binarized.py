@@ -23,9 +23,8 @@ Grouped convolutions are kept in float (reported in ``skipped``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import torch
 
