@@ -167,6 +167,27 @@ def _interleaved(fns: dict, rounds: int, inner: int) -> dict:
     return out
 
 
+def int8_agreement(log) -> str:
+    """Digits accuracy of the simulated 8/8 linear model beside the same model on ONNX Runtime int8 (not timed)."""
+    from edgefit.accel.onnx import OrtModel, export_int8
+    from edgefit.compress.quantize import quantize_
+
+    data = load_digits()
+    torch.manual_seed(0)
+    net = create("lenet5_digits")
+    train(net, data, TrainConfig(epochs=FLOAT_EPOCHS, seed=0))
+    cal = data.x_train[:512]
+    quantize_(net, LinearQuantConfig(bits=8, act_bits=8, symmetric=True, per_channel=True), calibration=cal)
+    with tempfile.TemporaryDirectory() as tmp:
+        ort = OrtModel(export_int8(net, Path(tmp) / "q.onnx", (1, 1, 8, 8), cal))
+        a_ort, a_sim = ort.accuracy(data), evaluate(net, data)
+    line = (f"Digits LeNet-5, 8-bit weights (symmetric, per channel) and activations: simulated in PyTorch"
+            f" {100 * a_sim:.2f}%, ONNX Runtime int8 {100 * a_ort:.2f}% (difference {100 * abs(a_ort - a_sim):.2f} pp;"
+            f" target <= 0.2 pp: {'met' if abs(a_ort - a_sim) <= 0.002 + 1e-9 else '**missed**'}).")
+    log(line)
+    return line
+
+
 def int8_rows(rounds: int, log) -> list:
     from edgefit.accel.onnx import OrtModel, export_int8, export_onnx
 
@@ -240,7 +261,7 @@ def cpu_flags() -> str:
     return ", ".join(keep) or "no AVX2"
 
 
-def speed_markdown(int8: list, binary: list) -> list[str]:
+def speed_markdown(int8: list, binary: list, agreement: str = "") -> list[str]:
     import onnxruntime
 
     out = ["## Speed on this host",
@@ -250,6 +271,8 @@ def speed_markdown(int8: list, binary: list) -> list[str]:
            " One thread everywhere. Median over interleaved rounds; spread = (max - min) / median.",
            "",
            "### int8 (ONNX Runtime QDQ, per-channel int8 weights, uint8 activations) vs fp32 (ONNX Runtime)",
+           "",
+           agreement,
            "",
            "| model | batch | fp32 ms (spread) | int8 ms (spread) | speed-up | target >= 2x | ONNX file fp32 -> int8 |",
            "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
@@ -283,7 +306,8 @@ def main(argv=None) -> int:
         rows, _ = accuracy_rows(args.seeds, log)
         new["Summary of reduced precision on digits"] = "\n".join(accuracy_markdown(rows, args.seeds))[3:]
     if args.part in ("all", "speed"):
-        new["Speed on this host"] = "\n".join(speed_markdown(int8_rows(args.rounds, log), binary_rows(args.rounds, log)))[3:]
+        agree = int8_agreement(log)
+        new["Speed on this host"] = "\n".join(speed_markdown(int8_rows(args.rounds, log), binary_rows(args.rounds, log), agree))[3:]
     old = OUT.read_text().split("\n## ") if OUT.exists() else []  # keep the other part's last results
     sections = {s.split("\n", 1)[0].lstrip("# "): s for s in old[1:]}
     sections.update(new)
