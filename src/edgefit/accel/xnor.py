@@ -117,17 +117,37 @@ def pack_conv_weight(w: np.ndarray) -> PackedSigns:
 def xnor_conv2d(x: np.ndarray, w: PackedSigns, kernel: tuple[int, int], stride: int = 1, padding: int = 0) -> np.ndarray:
     """``F.conv2d(sign(x), sign(W), stride, padding)`` for ``x`` of shape ``(C, H, W)``: int32 ``(N, Ho, Wo)``.
 
-    ``sign`` is +1 for ``x >= 0``; padded positions are zeros and do not count.
+    ``sign`` is +1 for ``x >= 0``; padded positions are zeros and do not count:
+    they are packed as +1 and their contribution, which depends only on the
+    weights and the geometry, is subtracted (computed once per input size).
     """
     x = np.asarray(x)
     if x.ndim != 3:
         raise ConfigError(f"xnor_conv2d takes one image (C, H, W), got shape {x.shape}")
     kh, kw = kernel
-    s = np.where(x >= 0, np.int8(1), np.int8(-1))
+    bits = x >= 0
     if padding:
-        s = np.pad(s, ((0, 0), (padding, padding), (padding, padding)))
-    win = np.lib.stride_tricks.sliding_window_view(s, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]
+        bits = np.pad(bits, ((0, 0), (padding, padding), (padding, padding)), constant_values=True)
+    win = np.lib.stride_tricks.sliding_window_view(bits, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]
     c, ho, wo = win.shape[:3]
     patches = win.transpose(1, 2, 0, 3, 4).reshape(ho * wo, c * kh * kw)
-    packed = pack_signs(patches, zero_is_padding=bool(padding))
-    return xnor_matmul(packed, w).T.reshape(-1, ho, wo)
+    out = xnor_matmul(PackedSigns(_pack_bits(patches), patches.shape[1]), w)
+    if padding:
+        out -= _padding_correction(w, x.shape, kernel, stride, padding)
+    return out.T.reshape(-1, ho, wo)
+
+
+def _padding_correction(w: PackedSigns, shape, kernel, stride: int, padding: int) -> np.ndarray:
+    """``(P, N)``: the sum of each filter's +-1 weights over the padded positions of each patch."""
+    key = (tuple(shape), tuple(kernel), stride, padding)
+    cache = w.__dict__.setdefault("_pad_corrections", {})
+    if key not in cache:
+        words = w.words.reshape(-1, w.words.shape[-1])
+        signs = np.unpackbits(words.view(np.uint8), axis=-1)[:, : w.k].astype(np.int32) * 2 - 1
+        c, h, wd = shape
+        pad = np.ones((c, h + 2 * padding, wd + 2 * padding), np.int32)
+        pad[:, padding : padding + h, padding : padding + wd] = 0
+        win = np.lib.stride_tricks.sliding_window_view(pad, tuple(kernel), axis=(1, 2))[:, ::stride, ::stride]
+        ind = win.transpose(1, 2, 0, 3, 4).reshape(-1, c * kernel[0] * kernel[1])
+        cache[key] = (ind @ signs.T).astype(np.int32)
+    return cache[key]
