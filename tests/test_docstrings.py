@@ -11,6 +11,16 @@ MODULES = [
     "edgefit.metrics.formulas",
     "edgefit.zoo",
     "edgefit.hardware",
+    "edgefit.compress.quantize.registry",
+    "edgefit.compress.quantize.activation",
+    "edgefit.compress.quantize.binary",
+    "edgefit.compress.quantize.binarized",
+    "edgefit.compress.quantize.ternary",
+    "edgefit.compress.quantize.log",
+    "edgefit.compress.quantize.recipe",
+    "edgefit.compress.quantize.precision",
+    "edgefit.compress.encode.container",
+    "edgefit.accel.xnor",
 ]
 
 
