@@ -68,3 +68,10 @@ def test_bad_exports_are_one_line(tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="calibration"):
         export_int8(nn.Linear(2, 2), tmp_path / "l.onnx", (1, 2), np.zeros((0, 2)))
+
+
+def test_every_public_name_of_the_package_resolves():
+    import edgefit.accel as accel
+
+    for name in accel.__all__:
+        assert getattr(accel, name) is not None

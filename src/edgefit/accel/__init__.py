@@ -11,7 +11,8 @@ _LAZY = {
     "xnor_linear": ("edgefit.accel.xnor", "xnor_linear"),
     "xnor_conv2d": ("edgefit.accel.xnor", "xnor_conv2d"),
     "export_onnx": ("edgefit.accel.onnx", "export_onnx"),
-    "quantize_onnx_int8": ("edgefit.accel.onnx", "quantize_onnx_int8"),
+    "export_int8": ("edgefit.accel.onnx", "export_int8"),
+    "bench_onnxruntime": ("edgefit.accel.onnx", "bench_onnxruntime"),
     "OrtModel": ("edgefit.accel.onnx", "OrtModel"),
 }
 
