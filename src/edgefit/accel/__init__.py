@@ -6,6 +6,10 @@ the lecturers' energy-estimation tool (reference/003, "Efficient Processing of D
 >>> r = map_layer(ConvLayer("c", n=1, c=1, h=4, w=4, m=1, r=3, s=3), paper_array(), "rs")
 >>> r.accesses["alu"]["mac"]
 36.0
+
+It also holds the real low-precision kernels: the bit-packed XNOR + popcount binary
+matmul and convolution (:mod:`.xnor`), and int8 inference through ONNX Runtime
+(:mod:`.onnx`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,15 @@ _LAZY = {
     "compare_conv_algorithms": ("edgefit.accel.fastconv", "compare_conv_algorithms"),
     "read_energy_tool": ("edgefit.accel.energy_tool", "read_energy_tool"),
     "write_energy_tool": ("edgefit.accel.energy_tool", "write_energy_tool"),
+    "PackedSigns": ("edgefit.accel.xnor", "PackedSigns"),
+    "pack_signs": ("edgefit.accel.xnor", "pack_signs"),
+    "xnor_matmul": ("edgefit.accel.xnor", "xnor_matmul"),
+    "xnor_linear": ("edgefit.accel.xnor", "xnor_linear"),
+    "xnor_conv2d": ("edgefit.accel.xnor", "xnor_conv2d"),
+    "export_onnx": ("edgefit.accel.onnx", "export_onnx"),
+    "export_int8": ("edgefit.accel.onnx", "export_int8"),
+    "bench_onnxruntime": ("edgefit.accel.onnx", "bench_onnxruntime"),
+    "OrtModel": ("edgefit.accel.onnx", "OrtModel"),
 }
 
 __all__ = sorted(_LAZY)

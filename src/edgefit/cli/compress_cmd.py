@@ -149,7 +149,9 @@ def inspect(
                f"checksums OK")
     for r in info["tensors"]:
         line = f"  {r['name']:<24} {str(tuple(r['shape'])):<16} {r['encoding']:<6} {r['bytes']:>8,} B"
-        if r["encoding"] != "raw":
+        if r["encoding"] in ("lut", "qlin"):
+            line += f"  {r['bits']}-bit codes, {r['groups']} group(s)" + (f" x {r['levels']} levels" if "levels" in r else "")
+        elif r["encoding"] != "raw":
             line += f"  kept {100 * r['kept']:.1f}%  index {r['index_bits']}b"
         if r["encoding"] in ("fixed", "huff"):
             line += f"  codebook {r['codebook']} ({r['bits']}b)"

@@ -22,6 +22,7 @@ SECTIONS = (
     ("edgefit.cli.search_cmd", "Architecture search on the digits cell space"),
     ("edgefit.cli.structured_cmd", "Structured pruning: the digits LeNet-5 at half its MACs"),
     ("edgefit.cli.adapt_cmd", "NetAdapt: a digits convnet under a host-latency budget"),
+    ("edgefit.cli.quantize_cmd", "Reduced precision: the lectures' families on the digits LeNet-300-100"),
 )
 
 

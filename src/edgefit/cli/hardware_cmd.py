@@ -167,6 +167,7 @@ def bench(
     threads: int = typer.Option(0, "--threads", help="torch threads (0: torch's default)"),
     as_json: bool = typer.Option(False, "--json", help="print results as JSON"),
     option: list[str] = typer.Option([], "--option", help="builder option KEY=VALUE (repeatable)"),
+    runtime: str = typer.Option("torch", "--runtime", help="torch, or onnxruntime (fp32 and int8 QDQ side by side)"),
 ) -> None:
     """Measure MODEL's latency (median, p90) and throughput over batch sizes on this host, beside the estimate."""
     import torch
@@ -179,6 +180,10 @@ def bench(
     if runs < 1 or warmup < 0 or sweep_runs < 1:
         raise ConfigError("--runs and --sweep-runs must be >= 1 and --warmup >= 0")
     batches = _parse_ints(batch_sizes, "--batch-sizes")
+    if runtime != "torch":
+        from edgefit.cli.quantize_cmd import bench_runtime
+
+        return bench_runtime(model, runtime, runs, warmup, batches, input_shape, threads, as_json, option)
     if threads:
         torch.set_num_threads(threads)
     resolved, shapes, prof = _profile(model, input_shape, 32, None, option)

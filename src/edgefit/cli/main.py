@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "edgefit.cli.hardware_cmd",
     "edgefit.cli.compress_cmd",
     "edgefit.cli.accel_cmd",
+    "edgefit.cli.quantize_cmd",
     "edgefit.cli.demo_cmd",
     "edgefit.cli.plan_cmd",
     "edgefit.cli.report_cmd",

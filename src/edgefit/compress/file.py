@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +28,15 @@ import torch
 from torch import nn
 
 from edgefit.compress._layers import weight_layers
-from edgefit.compress.encode.container import EncodedTensor, encode_tensor, read_efz, write_efz
+from edgefit.compress.encode.container import (
+    EncodedTensor,
+    encode_codes,
+    encode_tensor,
+    read_efz,
+    write_efz,
+)
 from edgefit.data.weights import check_state_matches
-from edgefit.errors import ConfigError
+from edgefit.errors import CompressedFileError, ConfigError
 
 _ENCODE_MODES = ("huff", "fixed", "sparse")
 
@@ -67,6 +74,35 @@ def _pick(value, name: str):
     return value
 
 
+def _state_entry(key: str, st, a: np.ndarray) -> EncodedTensor | None:
+    """The bit-packed codes of a quantized layer, if they still decode to the weight ``a``."""
+    if st.levels is not None:
+        enc = encode_codes(key, st.codes.numpy(), st.bits, levels=st.levels.numpy())
+    else:
+        enc = encode_codes(key, st.codes.numpy(), st.bits, scale=st.scale.numpy(), zero_point=st.zero_point.numpy())
+    return enc if enc.fields[-1] == zlib.crc32(np.ascontiguousarray(a, dtype=np.float32).tobytes()) else None
+
+
+def _bias_entry(key: str, st, a: np.ndarray) -> EncodedTensor | None:
+    """An int32 bias as 32-bit codes with its per-channel scale."""
+    if st is None or st.bias_codes is None:
+        return None
+    codes = st.bias_codes.numpy() + (1 << 31)
+    scale = st.bias_scale.numpy().reshape(-1)  # one scale (per-tensor weights) or one per channel
+    enc = encode_codes(key, codes, 32, scale=scale, zero_point=np.full(scale.shape, 1 << 31))
+    return enc if enc.fields[-1] == zlib.crc32(np.ascontiguousarray(a, dtype=np.float32).tobytes()) else None
+
+
+def quant_meta(model: nn.Module) -> dict:
+    """``{layer: {"f", "b", "ab", "a"}}`` of the quantized layers (stored as the file's ``q`` entry)."""
+    out = {}
+    for n, m in model.named_modules():
+        st = getattr(m, "edgefit_quant", None)
+        if st is not None:
+            out[n] = {"f": st.family, "b": st.bits, "ab": st.act_bits, "a": st.act}
+    return out
+
+
 def encode_model(
     model: nn.Module,
     encoding: str = "huff",
@@ -83,9 +119,15 @@ def encode_model(
         raise ConfigError(f"encoding must be one of {_ENCODE_MODES}, got {encoding!r}")
     layers = weight_layers(model)
     weights = {f"{n}.weight": (n, m) for n, m in layers.items()}
+    biases = {f"{n}.bias": getattr(m, "edgefit_quant", None) for n, m in layers.items()}
     out, skipped = [], {}
     for key, t in model.state_dict().items():
         a = t.detach().cpu().contiguous().numpy()
+        st = getattr(weights[key][1], "edgefit_quant", None) if key in weights else None
+        packed = _state_entry(key, st, a) if st is not None else _bias_entry(key, biases.get(key), a)
+        if packed is not None and (st is None or encoding == "sparse" or (a == 0).mean() < 0.5):
+            out.append(packed)  # bit-packed codes; a pruned layer may still do better below
+            continue
         if key in weights and t.dtype == torch.float32:
             lname, m = weights[key]
             ib = _pick(index_bits, lname)
@@ -116,6 +158,9 @@ def encode_model(
             if enc.encoding != "raw" and enc.nbytes >= a.nbytes:
                 enc = encode_tensor(key, a, "raw")
                 skipped[key] = "encoding would be larger than the raw tensor; stored uncompressed"
+            if packed is not None and packed.nbytes <= enc.nbytes:
+                enc = packed
+                skipped.pop(key, None)
             out.append(enc)
         else:
             if key in weights:
@@ -146,7 +191,7 @@ def save_compressed(
         extra: small JSON-able dict stored in the metadata (e.g. accuracy).
     """
     tensors, skipped = encode_model(model, encoding, index_bits=index_bits)
-    p = write_efz(path, tensors, model=model_name, extra=extra)
+    p = write_efz(path, tensors, model=model_name, extra=extra, quant=quant_meta(model))
     res = SaveResult(p, p.stat().st_size, uncompressed=skipped)
     for t in tensors:
         res.entries[t.name] = (t.encoding, t.nbytes, t.fields)
@@ -178,8 +223,25 @@ def load_compressed(path: str | os.PathLike, model: nn.Module | None = None) -> 
     with torch.no_grad():
         for k, a in f.tensors.items():
             own[k].copy_(torch.from_numpy(np.ascontiguousarray(a)).to(own[k].dtype))
+    _restore_activations(model, f.meta.get("q") or {}, Path(path).name)
     model.eval()
     return model
+
+
+def _restore_activations(model: nn.Module, quant: dict, fname: str) -> None:
+    """Reinstall each layer's activation quantizer and record its precision (``module.edgefit_precision``)."""
+    from edgefit.compress.quantize import act_from_spec
+
+    mods = dict(model.named_modules())
+    for layer, q in quant.items():
+        if layer not in mods or not isinstance(q, dict):
+            raise CompressedFileError(f"{fname}: quantization entry for {layer!r}, which the model lacks")
+        if q.get("a"):
+            try:
+                act_from_spec(q["a"]).install(mods[layer])
+            except (ConfigError, KeyError, TypeError) as exc:
+                raise CompressedFileError(f"{fname}: bad activation quantizer for {layer!r} ({exc})") from exc
+        mods[layer].edgefit_precision = {"family": q.get("f"), "weight_bits": q.get("b"), "act_bits": q.get("ab", 32)}
 
 
 def inspect_compressed(path: str | os.PathLike) -> dict:
@@ -194,6 +256,10 @@ def inspect_compressed(path: str | os.PathLike) -> dict:
             row["dtype"] = fields[0]
         elif enc == "sparse":
             row.update(index_bits=fields[0], nonzero=fields[1], index_entries=fields[2])
+        elif enc == "lut":
+            row.update(bits=fields[0], groups=fields[1], levels=fields[2])
+        elif enc == "qlin":
+            row.update(bits=fields[0], groups=fields[1])
         elif enc == "fixed":
             row.update(bits=fields[0], index_bits=fields[1], nonzero=fields[2], index_entries=fields[3],
                        codebook=lengths[0] // 4)
@@ -211,5 +277,6 @@ def inspect_compressed(path: str | os.PathLike) -> dict:
         "payload_bytes": sum(r["bytes"] for r in rows),
         "header_bytes": f.file_bytes - sum(r["bytes"] for r in rows),
         "extra": f.meta.get("x", {}),
+        "quantized": f.meta.get("q", {}),
         "tensors": rows,
     }

@@ -62,7 +62,9 @@ _OPTIONAL = (
     "weight_storage",
     "weights_share_activation_ram",
     "measured",
+    "low_precision_ops_per_s",
 )
+LOW_PRECISIONS = {"int4": 4, "binary": 1}  # sub-8-bit rates a device file may list, with sources
 _ENERGY_KEYS = ("table", "mac_pj", "add_pj", "access_pj", "weight_level", "activation_level")
 
 
@@ -130,6 +132,8 @@ class Device:
         description: one line.
         path: the file the device was loaded from.
         measured: true for numbers measured on this machine (``host``).
+        low_precision_ops_per_s: peak rates below 8 bits (``int4``, ``binary``:
+            1 op = one bit operation of an XNOR + popcount MAC), where a source gives one.
     """
 
     name: str
@@ -149,6 +153,7 @@ class Device:
     description: str = ""
     path: str | None = None
     measured: bool = False
+    low_precision_ops_per_s: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -390,6 +395,12 @@ def device_from_dict(data: dict, *, where: str = "device", path: str | None = No
         if not isinstance(data[key], str) or not data[key].strip():
             raise DeviceError(f"{where}: {key} must be a non-empty string")
     energy = _energy(where, data["energy"], sources)
+    low = {}
+    if "low_precision_ops_per_s" in data:
+        low = _numbers(where, data["low_precision_ops_per_s"], sources, "low_precision_ops_per_s")
+        bad = [p for p in low if p not in LOW_PRECISIONS]
+        if bad:
+            raise DeviceError(f"{where}: unknown precision {bad[0]!r} in low_precision_ops_per_s (known: int4, binary)")
     try:
         return Device(
             name=data["name"].strip(),
@@ -405,6 +416,7 @@ def device_from_dict(data: dict, *, where: str = "device", path: str | None = No
             description=str(data.get("description", "")).strip(),
             path=path,
             measured=bool(data.get("measured", False)),
+            low_precision_ops_per_s=low,
             **values,
         )
     except DeviceError as exc:

@@ -18,6 +18,8 @@ def pack_fixed(values: np.ndarray, width: int) -> np.ndarray:
     v = np.asarray(values, dtype=np.uint64).ravel()
     if v.size and int(v.max()) >= (1 << width):
         raise ConfigError(f"value {int(v.max())} does not fit in {width} bits")
+    if width in (1, 8):  # fast paths, same bytes
+        return np.packbits(v.astype(np.uint8)) if width == 1 else v.astype(np.uint8)
     shifts = np.arange(width - 1, -1, -1, dtype=np.uint64)
     bits = ((v[:, None] >> shifts) & np.uint64(1)).astype(np.uint8)
     return np.packbits(bits.ravel())
@@ -30,5 +32,9 @@ def unpack_fixed(buf: np.ndarray, width: int, count: int) -> np.ndarray:
         raise CompressedFileError(f"a {width}-bit stream of {count} values needs {(need + 7) // 8} bytes, got {len(buf)}")
     if count == 0:
         return np.zeros(0, np.int64)
+    if width == 8:
+        return np.asarray(buf, dtype=np.uint8).astype(np.int64)
+    if width == 1:
+        return np.unpackbits(np.asarray(buf, dtype=np.uint8))[:count].astype(np.int64)
     bits = np.unpackbits(np.asarray(buf, dtype=np.uint8))[:need].reshape(count, width).astype(np.int64)
     return bits @ (np.int64(1) << np.arange(width - 1, -1, -1, dtype=np.int64))

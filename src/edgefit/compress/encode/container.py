@@ -21,8 +21,16 @@ encoding   segments                                             fields
            per codebook entry); code lengths of index codes     wbits, ibits, crc
            (1 byte per ``2**ib``); Huffman weight stream;
            Huffman index stream
+``lut``    codes at b bits; fp32 level table (groups x L)           b, groups, L, crc
+``qlin``   codes at b bits; fp64 scale per group; int64 zero        b, groups, crc
+           point per group
 =========  ===================================================  ============================
 
+* ``lut`` (binary, ternary, log weights: ``w = levels[g, code]``) and ``qlin``
+  (linear and fixed-point weights, int32 biases: ``w = f32((code - zp) scale)``)
+  store the codes of a quantized layer bit-packed, groups along axis 0; they
+  need format version 2, which a writer uses only when a file holds them
+  (version 1 files still load).
 * ``sparse`` is the pruning stage (P), ``fixed`` pruning + quantization (P+Q),
   ``huff`` adds Huffman coding (P+Q+H); all three decode to float32.
 * The relative index is that of :mod:`edgefit.compress.encode.sparse` (code
@@ -58,8 +66,10 @@ from edgefit.compress.encode.huffman import (
 from edgefit.compress.encode.sparse import relative_decode, relative_encode
 from edgefit.errors import ChecksumError, CompressedFileError, ConfigError, FormatVersionError
 
-FORMAT_VERSION = 1
-ENCODINGS = ("raw", "sparse", "fixed", "huff")
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
+ENCODINGS = ("raw", "sparse", "fixed", "huff", "lut", "qlin")
+QUANT_ENCODINGS = ("lut", "qlin")
 MAX_CODEBOOK = 1 << 16
 _DTYPES = {"f4": np.float32, "f2": np.float16, "f8": np.float64, "i8": np.int64, "i4": np.int32,
            "u1": np.uint8, "b1": np.bool_}
@@ -164,6 +174,72 @@ def encode_tensor(
     return EncodedTensor(name, shape, "huff", [cb_bytes, wl, il, wbuf, ibuf], [b, ib, nnz, ni, wbits, ibits, crc])
 
 
+def encode_codes(name: str, codes: np.ndarray, bits: int, *, levels: np.ndarray | None = None,
+                 scale: np.ndarray | None = None, zero_point: np.ndarray | None = None) -> EncodedTensor:
+    """Bit-pack a quantized layer: integer ``codes`` (the tensor's shape) with a level
+    table (``lut``) or an affine map per group (``qlin``); groups along axis 0.
+
+    >>> e = encode_codes("w", np.array([[1, 0], [0, 1]]), 1, levels=np.array([[-1.0, 1.0]], np.float32))
+    >>> e.encoding, e.nbytes, decode_entry(e.entry(), e.segments).tolist()
+    ('lut', 9, [[1.0, -1.0], [-1.0, 1.0]])
+    """
+    c = np.ascontiguousarray(codes).astype(np.int64)
+    shape = tuple(int(d) for d in c.shape)
+    packed = pack_fixed(c.reshape(-1), bits)
+    if levels is not None:
+        lv = np.ascontiguousarray(levels, dtype=np.float32)
+        groups, nlev = lv.shape
+        flat = _lut_decode(c.reshape(-1), lv, shape)
+        return EncodedTensor(name, shape, "lut", [packed, lv.astype("<f4").reshape(-1).view(np.uint8)],
+                             [int(bits), int(groups), int(nlev), _crc(flat)])
+    sc = np.ascontiguousarray(scale, dtype=np.float64).reshape(-1)
+    zp = np.ascontiguousarray(zero_point, dtype=np.int64).reshape(-1)
+    flat = _qlin_decode(c.reshape(-1), sc, zp, shape)
+    return EncodedTensor(name, shape, "qlin", [packed, sc.astype("<f8").view(np.uint8), zp.astype("<i8").view(np.uint8)],
+                         [int(bits), int(sc.size), _crc(flat)])
+
+
+def _group_index(size: int, shape, groups: int) -> np.ndarray:
+    if groups == 1:
+        return np.zeros(size, np.int64)
+    _check(bool(shape) and shape[0] == groups, f"{groups} groups do not match a tensor of shape {list(shape)}")
+    return np.repeat(np.arange(groups), size // groups)
+
+
+def _lut_decode(codes: np.ndarray, levels: np.ndarray, shape) -> np.ndarray:
+    _check(codes.size == 0 or int(codes.max()) < levels.shape[1], "a code points outside its level table")
+    return levels[_group_index(codes.size, shape, levels.shape[0]), codes].astype(np.float32)
+
+
+def _qlin_decode(codes: np.ndarray, scale: np.ndarray, zp: np.ndarray, shape) -> np.ndarray:
+    g = _group_index(codes.size, shape, scale.size)
+    return ((codes - zp[g]).astype(np.float64) * scale[g]).astype(np.float32)
+
+
+def _decode_quant(name: str, enc: str, shape, size: int, f: list, segments: list[np.ndarray]) -> np.ndarray:
+    try:
+        flat, crc = _decode_codes(name, enc, shape, size, f, segments)
+    except CompressedFileError as exc:
+        raise CompressedFileError(str(exc) if str(exc).startswith(name) else f"{name}: {exc}") from None
+    if _crc(flat) != crc:
+        raise ChecksumError(f"{name}: checksum mismatch: the decoded weights differ from the ones written")
+    return flat.reshape(shape)
+
+
+def _decode_codes(name: str, enc: str, shape, size: int, f: list, segments: list[np.ndarray]):
+    b = f[0]
+    codes = unpack_fixed(segments[0], b, size)
+    if enc == "lut":
+        _, groups, nlev, crc = f
+        _check(segments[1].size == 4 * groups * nlev, f"{name}: level table has the wrong size")
+        flat = _lut_decode(codes, segments[1].view("<f4").astype(np.float32).reshape(groups, nlev), shape)
+    else:
+        _, groups, crc = f
+        _check(segments[1].size == 8 * groups and segments[2].size == 8 * groups, f"{name}: scales have the wrong size")
+        flat = _qlin_decode(codes, segments[1].view("<f8").astype(np.float64), segments[2].view("<i8").astype(np.int64), shape)
+    return flat, crc
+
+
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise CompressedFileError(msg)
@@ -178,6 +254,8 @@ def decode_entry(entry: list, segments: list[np.ndarray]) -> np.ndarray:
         dt = np.dtype(_DTYPES[f[0]]).newbyteorder("<")
         _check(segments[0].size == size * dt.itemsize, f"{name}: raw tensor has the wrong byte count")
         return segments[0].view(dt).astype(dt.newbyteorder("="), copy=True).reshape(shape)
+    if enc in QUANT_ENCODINGS:
+        return _decode_quant(name, enc, shape, size, f, segments)
     if enc == "sparse":
         ib, nnz, ni, crc = f
         values = segments[0].view("<f4").astype(np.float32)
@@ -207,16 +285,24 @@ def decode_entry(entry: list, segments: list[np.ndarray]) -> np.ndarray:
     return flat.reshape(shape)
 
 
-def write_efz(path: str | os.PathLike, tensors: list[EncodedTensor], model: str | None = None, extra: dict | None = None) -> Path:
-    """Write encoded tensors as one ``.efz`` file, atomically; returns the path."""
+def write_efz(path: str | os.PathLike, tensors: list[EncodedTensor], model: str | None = None, extra: dict | None = None,
+              quant: dict | None = None) -> Path:
+    """Write encoded tensors as one ``.efz`` file, atomically; returns the path.
+
+    ``quant`` (``{layer: {"f": family, "b": weight bits, "ab": activation bits,
+    "a": activation quantizer spec}}``) is stored as the ``q`` metadata entry.
+    """
     from safetensors.numpy import save_file
 
     parts = [s.astype(np.uint8, copy=False).reshape(-1) for t in tensors for s in t.segments]
     payload = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
-    meta = {"format": "efz", "v": FORMAT_VERSION, "model": model, "crc": zlib.crc32(payload.tobytes()),
+    version = FORMAT_VERSION if quant or any(t.encoding in QUANT_ENCODINGS for t in tensors) else 1
+    meta = {"format": "efz", "v": version, "model": model, "crc": zlib.crc32(payload.tobytes()),
             "t": [t.entry() for t in tensors]}
     if extra:
         meta["x"] = extra
+    if quant:
+        meta["q"] = quant
     text = json.dumps(meta, separators=(",", ":"))
     if payload.size == 0:
         payload = np.zeros(1, np.uint8)  # safetensors cannot hold an empty file body portably
@@ -266,9 +352,9 @@ def read_efz(path: str | os.PathLike, decode: bool = True) -> EfzFile:
         raise CompressedFileError(f"{p.name}: corrupted metadata ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != "efz":
         raise CompressedFileError(f"{p.name}: metadata is not efz metadata")
-    if meta.get("v") != FORMAT_VERSION:
+    if meta.get("v") not in READ_VERSIONS:
         raise FormatVersionError(
-            f"{p.name}: efz format version {meta.get('v')!r}; this edgefit reads version {FORMAT_VERSION}"
+            f"{p.name}: efz format version {meta.get('v')!r}; this edgefit reads versions {READ_VERSIONS}"
         )
     payload = np.asarray(payload, dtype=np.uint8).reshape(-1)
     try:

@@ -14,6 +14,12 @@ the nearest point, store 8-bit integers. Conventions:
 * per channel: one scale (and zero point) per slice along axis 0 (output channels).
 
 Pruned weights stay zero (they are masked back after rounding).
+
+Activations (``act_bits``): asymmetric uniform, range from calibration data
+(``minmax``, ``percentile`` or ``mse``, see :mod:`.activation`); then the bias
+is stored as int32 at ``scale_w * scale_x`` (per channel with per-channel
+weights), as an integer kernel adds it. ``fold_bn`` first folds every
+BatchNorm that directly follows a conv into the conv's weight and bias.
 """
 
 from __future__ import annotations
@@ -25,34 +31,55 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edgefit.compress._layers import check_each, check_int_range, per_layer, select_layers
+from edgefit.compress._layers import WEIGHT_LAYERS, check_each, check_int_range
+from edgefit.compress.quantize._family import FamilyConfig, QuantState, WeightQuantizer, ste
+from edgefit.compress.quantize.activation import CALIBRATION_METHODS, UniformAct
+from edgefit.compress.quantize.bn_fold import fold_batchnorm_
+from edgefit.compress.quantize.registry import Family, quantize_, register_quantizer
 from edgefit.errors import ConfigError
 
 LINEAR_BITS = (2, 16)
 
 
 @dataclass(frozen=True)
-class LinearQuantConfig:
+class LinearQuantConfig(FamilyConfig):
     """Uniform quantization options.
 
     Attributes:
         bits: 2..16, one value or ``{layer: bits}``.
         symmetric: symmetric (zero point 0) or asymmetric (min/max) range.
         per_channel: one scale per output channel instead of per tensor.
+        act_bits: activation bits (2..16), None for float activations.
+        calibration: activation range method: ``minmax``, ``percentile`` or ``mse``.
+        fold_bn: fold BatchNorm layers into the convs before quantizing.
+        keep_first_last: leave the first and last weight layers in float.
         layers: layers to quantize (default: all Linear/Conv, or the keys of a mapping).
     """
 
     bits: int | Mapping[str, int] = 8
     symmetric: bool = False
     per_channel: bool = False
+    act_bits: int | None = None
+    calibration: str = "minmax"
+    fold_bn: bool = False
+    keep_first_last: bool = False
     layers: tuple[str, ...] | None = None
+
+    family = "linear"
+    layer_types = WEIGHT_LAYERS
 
     def __post_init__(self) -> None:
         check_each(self.bits, check_int_range(*LINEAR_BITS), "bits")
-        for k in ("symmetric", "per_channel"):
+        for k in ("symmetric", "per_channel", "fold_bn", "keep_first_last"):
             if not isinstance(getattr(self, k), bool):
                 raise ConfigError(f"{k} must be True or False, got {getattr(self, k)!r}")
-        if self.layers is not None:
+        if self.act_bits is not None:
+            check_int_range(*LINEAR_BITS)(self.act_bits, "act_bits")
+        if self.calibration not in CALIBRATION_METHODS:
+            raise ConfigError(f"calibration must be one of {CALIBRATION_METHODS}, got {self.calibration!r}")
+        if self.layers is None and isinstance(self.bits, Mapping):
+            object.__setattr__(self, "layers", tuple(self.bits))
+        elif self.layers is not None:
             object.__setattr__(self, "layers", tuple(self.layers))
 
 
@@ -108,20 +135,60 @@ def linear_quantize(
     return QuantizedTensor(q.to(torch.int64), scale, zp.to(torch.int64), bits, symmetric)
 
 
-def linear_quantize_(model: nn.Module, config: LinearQuantConfig) -> dict[str, QuantizedTensor]:
-    """Replace each selected layer's weight by its dequantized value, in place."""
-    names = config.layers or (tuple(config.bits) if isinstance(config.bits, Mapping) else None)
-    layers = select_layers(model, names)
-    out = {}
-    for name, bits in per_layer(config.bits, layers, "bits").items():
-        m = layers[name]
-        qt = linear_quantize(m.weight, int(bits), symmetric=config.symmetric, per_channel=config.per_channel)
-        with torch.no_grad():
-            keep = m.weight != 0
-            m.weight.copy_(torch.where(keep, qt.dequantize(), torch.zeros(())).to(m.weight.dtype))
+class LinearWeight(WeightQuantizer):
+    """``bits``-bit uniform weights; with an activation quantizer, an int32 bias too."""
+
+    family = "linear"
+
+    def __init__(self, bits: int, config: LinearQuantConfig, act: UniformAct | None, module: nn.Module) -> None:
+        super().__init__()
+        self.bits, self.symmetric, self.per_channel = bits, config.symmetric, config.per_channel
+        self.act, self.module = act, [module]  # a list: not a submodule
+
+    def quantized(self, w: torch.Tensor) -> QuantizedTensor:
+        return linear_quantize(w, self.bits, symmetric=self.symmetric, per_channel=self.per_channel)
+
+    def forward(self, w):
+        keep = w.detach() != 0
+        return ste(w, torch.where(keep, self.quantized(w).dequantize(), torch.zeros(())).to(w.dtype))
+
+    def state(self, w):
+        qt = self.quantized(w)
+        qmin = -(2 ** (self.bits - 1) - 1) if self.symmetric else 0
+        scale, zp = qt.scale.reshape(-1), qt.zero_point.reshape(-1)
+        st = QuantState(self.family, self.bits, qt.q - qmin, scale=scale, zero_point=zp - qmin)
+        m = self.module[0]
         m.edgefit_linear = qt
-        out[name] = qt
-    return out
+        if self.act is not None and getattr(m, "bias", None) is not None:
+            st.bias_scale = scale * self.act.scale
+            st.bias_codes = torch.clamp(torch.round(m.bias.detach().to(torch.float64) / st.bias_scale),
+                                        -(2**31), 2**31 - 1).to(torch.int64)
+        return st
+
+
+def _linear_weight(config: LinearQuantConfig, m: nn.Module, act, name: str) -> LinearWeight:
+    bits = config.bits[name] if isinstance(config.bits, Mapping) else config.bits
+    return LinearWeight(int(bits), config, act, m)
+
+
+def _prepare(model: nn.Module, config: LinearQuantConfig) -> None:
+    if config.fold_bn:
+        fold_batchnorm_(model)
+
+
+register_quantizer(Family("linear", LinearQuantConfig, weight=_linear_weight,
+                          act=lambda c, m, s: UniformAct.calibrated(s, c.act_bits, c.calibration),
+                          act_needs_data=True, prepare=_prepare))
+
+
+def linear_quantize_(model: nn.Module, config: LinearQuantConfig, *, calibration=None) -> dict[str, QuantizedTensor]:
+    """Replace each selected layer's weight by its dequantized value, in place.
+
+    Returns ``{layer: QuantizedTensor}``; the stored state is on ``module.edgefit_quant``.
+    """
+    states = quantize_(model, config, calibration=calibration)
+    mods = dict(model.named_modules())
+    return {n: mods[n].edgefit_linear for n in states}
 
 
 def sqnr_db(original: torch.Tensor, quantized: torch.Tensor) -> float:

@@ -1,0 +1,324 @@
+"""Every reduced-precision family on digits beside the lectures' "Summary of
+Reduce Precision" table, and real low-precision speed on this host.
+
+Accuracy (``--part accuracy``, not timed): for each model (the digits LeNet-5
+and a small 3-conv network) and each seed, a float model is trained, then every
+method quantizes a copy (with quantization-aware training where the method
+trains) and is evaluated on the 360 test images; the loss vs float is a mean
+and spread over the seeds, the file is the bit-packed ``.efz`` on disk beside
+the fp32 safetensors file.
+
+Speed (``--part speed``, run under ``flock /tmp/edgefit-bench.lock``): int8
+(ONNX Runtime, QDQ) vs fp32 (ONNX Runtime) for MobileNetV2 and ResNet-50 at
+224x224, batch 1 and 8; the bit-packed XNOR + popcount kernel vs fp32 torch
+(one thread each) on the AlexNet/VGG FC shapes and a few conv layers at batch
+1; the bytes of each layer's weights. Medians over rounds, interleaved, with the
+spread.
+
+    flock /tmp/edgefit-bench.lock .venv/bin/python benchmarks/quantization.py
+    .venv/bin/python benchmarks/quantization.py --part accuracy --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgefit._io import atomic_write
+from edgefit.compress.file import save_compressed
+from edgefit.compress.quantize import (
+    BinaryConnectConfig,
+    BNNConfig,
+    BWNConfig,
+    FixedPointConfig,
+    KMeansConfig,
+    LinearQuantConfig,
+    LogConfig,
+    TTQConfig,
+    TWNConfig,
+    XNORConfig,
+)
+from edgefit.compress.quantize.recipe import quantize_model
+from edgefit.data import TrainConfig, evaluate, load_digits, save_weights, train
+from edgefit.zoo import create
+
+OUT = Path(__file__).parent / "results" / "quantization.md"
+FLOAT_EPOCHS = 30
+QAT_EPOCHS = 15
+
+# (method, config factory, QAT epochs (0: none), lr, weight bits, activation bits, lectures' ImageNet loss %)
+METHODS = [
+    ("Dynamic fixed point w/o fine-tuning", lambda m: FixedPointConfig(bits=8, act_bits=10), 0, 0, "8", "10", 0.4),
+    ("Dynamic fixed point w/ fine-tuning", lambda m: FixedPointConfig(bits=8, act_bits=8), 5, 1e-4, "8", "8", 0.6),
+    ("TWN", lambda m: TWNConfig(keep_first_last=True), QAT_EPOCHS, 1e-3, "2*", "32", 3.7),
+    ("TTQ", lambda m: TTQConfig(keep_first_last=True), QAT_EPOCHS, 1e-3, "2*", "32", 0.6),
+    ("BinaryConnect", lambda m: BinaryConnectConfig(), QAT_EPOCHS, 1e-3, "1", "32", 19.2),
+    ("BWN", lambda m: BWNConfig(keep_first_last=True), QAT_EPOCHS, 1e-3, "1*", "32", 0.8),
+    ("BNN", lambda m: BNNConfig(), QAT_EPOCHS, 1e-3, "1", "1", 29.8),
+    ("XNOR-Net", lambda m: XNORConfig(keep_first_last=True), QAT_EPOCHS, 1e-2, "1*", "1*", 11.0),
+    ("LogNet", lambda m: LogConfig(bits=5, act_bits=4), 5, 1e-4, "5", "4", 3.2),
+    ("Weight sharing (k-means)", lambda m: KMeansConfig(bits=_kmeans_bits(m)), 5, 1e-4, "8 conv, 4 fc", "32", 0.0),
+    ("8-bit uniform (linear)", lambda m: LinearQuantConfig(bits=8, act_bits=8, symmetric=True, per_channel=True),
+     0, 0, "8", "8", None),
+]
+ORDER = [("TTQ", "TWN"), ("BWN", "BinaryConnect"), ("XNOR-Net", "BNN")]
+
+
+def small_convnet() -> nn.Module:
+    """3 x (conv 3x3 + ReLU), two max-pools, one fc: 1x8x8 digits -> 10."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 2 * 2, 10),
+    )
+
+
+MODELS = {"LeNet-5 (digits)": lambda: create("lenet5_digits"), "small convnet": small_convnet}
+
+
+def _kmeans_bits(model: nn.Module) -> dict:
+    return {n: (8 if isinstance(m, nn.Conv2d) else 4) for n, m in model.named_modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def accuracy_rows(seeds: int, log) -> tuple[list, dict]:
+    data = load_digits()
+    rows, fp32 = [], {}
+    for model_name, build in MODELS.items():
+        acc = {m[0]: [] for m in METHODS}
+        sizes, base_acc = {}, []
+        for seed in range(seeds):
+            torch.manual_seed(seed)
+            base = build()
+            train(base, data, TrainConfig(epochs=FLOAT_EPOCHS, seed=seed))
+            base_acc.append(evaluate(base, data))
+            with tempfile.TemporaryDirectory() as tmp:
+                fp32[model_name] = save_weights(base, Path(tmp) / "f.safetensors").stat().st_size
+                for name, make, epochs, lr, *_ in METHODS:
+                    t = time.perf_counter()
+                    q = copy.deepcopy(base)
+                    tc = TrainConfig(epochs=epochs, lr=lr, seed=seed) if epochs else None
+                    res = quantize_model(q, data, make(q), train_config=tc)
+                    acc[name].append(res.accuracy["quantized"])
+                    sizes[name] = save_compressed(q, Path(tmp) / "q.efz").file_bytes
+                    log(f"{model_name} seed {seed} {name}: {100 * base_acc[-1]:.2f} -> "
+                        f"{100 * acc[name][-1]:.2f} ({time.perf_counter() - t:.0f}s)")
+        for name, _, epochs, _, wb, ab, paper in METHODS:
+            loss = [100 * (b - a) for a, b in zip(acc[name], base_acc, strict=True)]
+            rows.append((model_name, name, wb, ab, statistics.mean(loss), statistics.stdev(loss) if len(loss) > 1 else 0.0,
+                         paper, sizes[name], fp32[model_name], epochs, statistics.mean(base_acc)))
+    return rows, fp32
+
+
+def accuracy_markdown(rows: list, seeds: int) -> list[str]:
+    out = ["## Summary of reduced precision on digits",
+           "",
+           f"Accuracy loss = float test accuracy - quantized test accuracy, in percentage points, mean +- standard"
+           f" deviation over {seeds} seeds (each seed trains its own float model for {FLOAT_EPOCHS} epochs; one test"
+           f" image is 0.28 pp). `*` = first and last layer kept in float, as the lectures' methods do."
+           " Bytes: the bit-packed `.efz` on disk (codes, scales, float biases, kept float layers, header) against"
+           " the fp32 safetensors file. Target: the mean loss is no worse than the lectures' ImageNet (AlexNet) figure"
+           " (weight sharing's 0: within one test image).",
+           "",
+           "| model | method | weight bits | act. bits | QAT epochs | loss vs fp32 (pp) | lectures (ImageNet) | target | file bytes | ratio |",
+           "| --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
+    for model, name, wb, ab, mean, sd, paper, size, fp32, epochs, _base in rows:
+        # a figure of 0 ("no accuracy loss") is judged within noise: at most one test image (0.28 pp)
+        ok = "-" if paper is None else ("met" if mean <= max(paper, 100 / 360 if paper == 0 else 0) + 1e-9 else "**missed**")
+        out.append(f"| {model} | {name} | {wb} | {ab} | {epochs} | {mean:+.2f} +- {sd:.2f} |"
+                   f" {'-' if paper is None else paper} | {ok} | {size:,} | {fp32 / size:.1f}x |")
+    out.append("")
+    by = {(r[0], r[1]): r[4] for r in rows}
+    for model in MODELS:
+        checks = [f"{a} {'<=' if by[(model, a)] <= by[(model, b)] else '>'} {b} ({by[(model, a)]:+.2f} vs {by[(model, b)]:+.2f})"
+                  for a, b in ORDER]
+        base = next(r[10] for r in rows if r[0] == model)
+        out.append(f"- {model}: float accuracy {100 * base:.2f}% (mean); lectures' ordering: " + "; ".join(checks))
+    return out
+
+
+def _median_spread(ts: list[float]) -> tuple[float, float]:
+    return statistics.median(ts), (max(ts) - min(ts)) / statistics.median(ts)
+
+
+def _interleaved(fns: dict, rounds: int, inner: int) -> dict:
+    """Time each function ``inner`` calls per round, rounds interleaved; seconds per call per round."""
+    out = {k: [] for k in fns}
+    for f in fns.values():
+        f()
+    for _ in range(rounds):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            for _ in range(inner):
+                f()
+            out[k].append((time.perf_counter() - t) / inner)
+    return out
+
+
+def int8_agreement(log) -> str:
+    """Digits accuracy of the simulated 8/8 linear model beside the same model on ONNX Runtime int8 (not timed)."""
+    from edgefit.accel.onnx import OrtModel, export_int8
+    from edgefit.compress.quantize import quantize_
+
+    data = load_digits()
+    torch.manual_seed(0)
+    net = create("lenet5_digits")
+    train(net, data, TrainConfig(epochs=FLOAT_EPOCHS, seed=0))
+    cal = data.x_train[:512]
+    quantize_(net, LinearQuantConfig(bits=8, act_bits=8, symmetric=True, per_channel=True), calibration=cal)
+    with tempfile.TemporaryDirectory() as tmp:
+        ort = OrtModel(export_int8(net, Path(tmp) / "q.onnx", (1, 1, 8, 8), cal))
+        a_ort, a_sim = ort.accuracy(data), evaluate(net, data)
+    line = (f"Digits LeNet-5, 8-bit weights (symmetric, per channel) and activations: simulated in PyTorch"
+            f" {100 * a_sim:.2f}%, ONNX Runtime int8 {100 * a_ort:.2f}% (difference {100 * abs(a_ort - a_sim):.2f} pp;"
+            f" target <= 0.2 pp: {'met' if abs(a_ort - a_sim) <= 0.002 + 1e-9 else '**missed**'}).")
+    log(line)
+    return line
+
+
+def int8_rows(rounds: int, log) -> list:
+    from edgefit.accel.onnx import OrtModel, export_int8, export_onnx
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for name in ("mobilenet_v2", "resnet50"):
+        torch.manual_seed(0)
+        model = create(name).eval()
+        cal = rng.standard_normal((16, 3, 224, 224)).astype(np.float32)
+        with tempfile.TemporaryDirectory() as tmp:
+            f32 = export_onnx(model, Path(tmp) / "f.onnx", (1, 3, 224, 224))
+            i8 = export_int8(model, Path(tmp) / "i.onnx", (1, 3, 224, 224), cal)
+            sizes = (f32.stat().st_size, i8.stat().st_size)
+            for batch in (1, 8):
+                x = cal[:batch]
+                a, b = OrtModel(f32), OrtModel(i8)
+                t = _interleaved({"fp32": lambda: a(x), "int8": lambda: b(x)}, rounds, 2 if batch == 1 else 1)  # noqa: B023
+                (mf, sf), (mi, si) = _median_spread(t["fp32"]), _median_spread(t["int8"])
+                rows.append((name, batch, mf, sf, mi, si, sizes))
+                log(f"{name} batch {batch}: fp32 {1e3 * mf:.1f} ms, int8 {1e3 * mi:.1f} ms -> {mf / mi:.2f}x")
+    return rows
+
+
+BINARY_LAYERS = [
+    ("AlexNet fc6", "fc", (9216, 4096)),
+    ("AlexNet fc7", "fc", (4096, 4096)),
+    ("AlexNet fc8", "fc", (4096, 1000)),
+    ("VGG-16 fc6", "fc", (25088, 4096)),
+    ("AlexNet conv3 (256->384, 3x3, 13x13)", "conv", (256, 384, 3, 13, 1)),
+    ("VGG-16 conv4_2 (512->512, 3x3, 28x28)", "conv", (512, 512, 3, 28, 1)),
+    ("ResNet conv (64->64, 3x3, 56x56)", "conv", (64, 64, 3, 56, 1)),
+]
+
+
+def binary_rows(rounds: int, log) -> list:
+    import torch.nn.functional as F
+
+    from edgefit.accel.xnor import pack_conv_weight, pack_signs, xnor_conv2d, xnor_linear
+
+    rng = np.random.default_rng(0)
+    rows = []
+    torch.set_num_threads(1)
+    for label, kind, shape in BINARY_LAYERS:
+        if kind == "fc":
+            k, n = shape
+            w = np.where(rng.standard_normal((n, k)) >= 0, 1.0, -1.0).astype(np.float32)
+            x = np.where(rng.standard_normal((1, k)) >= 0, 1.0, -1.0).astype(np.float32)
+            wp, wt, xt = pack_signs(w), torch.from_numpy(w), torch.from_numpy(x)
+            assert np.array_equal(xnor_linear(x, wp), F.linear(xt, wt).numpy().astype(np.int32))
+            fns = {"fp32": lambda: F.linear(xt, wt), "xnor": lambda: xnor_linear(x, wp)}  # noqa: B023
+        else:
+            c, n, ks, hw, p = shape
+            w = np.where(rng.standard_normal((n, c, ks, ks)) >= 0, 1.0, -1.0).astype(np.float32)
+            x = np.where(rng.standard_normal((c, hw, hw)) >= 0, 1.0, -1.0).astype(np.float32)
+            wp, wt, xt = pack_conv_weight(w), torch.from_numpy(w), torch.from_numpy(x)[None]
+            assert np.array_equal(xnor_conv2d(x, wp, (ks, ks), 1, p), F.conv2d(xt, wt, padding=p)[0].numpy().astype(np.int32))
+            fns = {"fp32": lambda: F.conv2d(xt, wt, padding=p), "xnor": lambda: xnor_conv2d(x, wp, (ks, ks), 1, p)}  # noqa: B023
+        t = _interleaved(fns, rounds, 3)
+        (mf, sf), (mx, sx) = _median_spread(t["fp32"]), _median_spread(t["xnor"])
+        rows.append((label, mf, sf, mx, sx, w.nbytes, wp.nbytes))
+        log(f"{label}: fp32 {1e3 * mf:.2f} ms, xnor {1e3 * mx:.2f} ms -> {mf / mx:.2f}x; {w.nbytes / wp.nbytes:.0f}x smaller")
+    return rows
+
+
+def cpu_flags() -> str:
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    keep = [f for f in flags if f in ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_vpopcntdq", "amx_int8")]
+    return ", ".join(keep) or "no AVX2"
+
+
+def speed_markdown(int8: list, binary: list, agreement: str = "") -> list[str]:
+    import onnxruntime
+
+    out = ["## Speed on this host",
+           "",
+           f"Shared 2-core VM (other engineers' jobs running; timing runs serialized with a lock), {platform.processor() or platform.machine()},"
+           f" CPU flags: {cpu_flags()}; ONNX Runtime {onnxruntime.__version__}, torch {torch.__version__}, numpy {np.__version__}."
+           " One thread everywhere. Median over interleaved rounds; spread = (max - min) / median.",
+           "",
+           "### int8 (ONNX Runtime QDQ, per-channel int8 weights, uint8 activations) vs fp32 (ONNX Runtime)",
+           "",
+           agreement,
+           "",
+           "| model | batch | fp32 ms (spread) | int8 ms (spread) | speed-up | target >= 2x | ONNX file fp32 -> int8 |",
+           "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
+    for name, batch, mf, sf, mi, si, (s32, s8) in int8:
+        out.append(f"| {name} | {batch} | {1e3 * mf:.1f} ({100 * sf:.0f}%) | {1e3 * mi:.1f} ({100 * si:.0f}%) | {mf / mi:.2f}x |"
+                   f" {'met' if mf / mi >= 2 else '**missed**'} | {s32 / 1e6:.1f} MB -> {s8 / 1e6:.1f} MB ({s32 / s8:.1f}x) |")
+    out += ["",
+            "### Binary: bit-packed XNOR + popcount (numpy 2 `bitwise_count`) vs fp32 torch, batch 1",
+            "",
+            "Outputs equal the +-1 float product exactly (checked in the run). Memory is the layer's weights: fp32 vs 1 bit each.",
+            "",
+            "| layer | fp32 ms (spread) | XNOR ms (spread) | speed-up | target | weights fp32 -> packed |",
+            "| --- | ---: | ---: | ---: | --- | --- |"]
+    for label, mf, sf, mx, sx, b32, b1 in binary:
+        target = ("met" if mf / mx >= 4 else "**missed**") if "fc" in label else "-"
+        out.append(f"| {label} | {1e3 * mf:.2f} ({100 * sf:.0f}%) | {1e3 * mx:.2f} ({100 * sx:.0f}%) | {mf / mx:.2f}x | {target} |"
+                   f" {b32:,} B -> {b1:,} B ({b32 / b1:.0f}x) |")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=["all", "accuracy", "speed"], default="all")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args(argv)
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    torch.set_num_threads(1)
+    new = {}
+    if args.part in ("all", "accuracy"):
+        rows, _ = accuracy_rows(args.seeds, log)
+        new["Summary of reduced precision on digits"] = "\n".join(accuracy_markdown(rows, args.seeds))[3:]
+    if args.part in ("all", "speed"):
+        agree = int8_agreement(log)
+        new["Speed on this host"] = "\n".join(speed_markdown(int8_rows(args.rounds, log), binary_rows(args.rounds, log), agree))[3:]
+    old = OUT.read_text().split("\n## ") if OUT.exists() else []  # keep the other part's last results
+    sections = {s.split("\n", 1)[0].lstrip("# "): s for s in old[1:]}
+    sections.update(new)
+    head = ["# Quantization benchmark", "", f"`benchmarks/quantization.py` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())});"
+            " reproduce with the commands in its docstring.", ""]
+    body = [f"## {sections[k]}" for k in ("Summary of reduced precision on digits", "Speed on this host") if k in sections]
+    atomic_write(OUT, "\n".join(head) + "\n" + "\n\n".join(b.rstrip() for b in body) + "\n")
+    log(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""ONNX export and int8 inference with ONNX Runtime.
+
+* :func:`export_onnx` writes any edgefit model (dense, pruned, k-means or
+  other quantized weights, which export as their decoded float values) to
+  ONNX with torch's TorchScript exporter (``dynamo=False``); activation
+  quantizers of a simulated model are left out (they are what the int8
+  runtime does for real).
+* :func:`export_int8` goes on to ONNX Runtime's static quantization in QDQ form
+  (``QuantizeLinear``/``DequantizeLinear`` around each conv and matmul, int8
+  per-channel weights, uint8 activations calibrated with min/max on the given
+  inputs, int32 biases), which ONNX Runtime's CPU provider runs on integer
+  kernels. Weights already on a symmetric per-channel 8-bit grid
+  (``LinearQuantConfig(bits=8, symmetric=True, per_channel=True)``) map to the
+  same integers.
+* :class:`OrtModel` runs a file: ``OrtModel(path)(x)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgefit._io import atomic_write_with
+from edgefit.errors import ConfigError
+
+
+def _strip_act_quantizers(model: nn.Module) -> nn.Module:
+    from edgefit.compress.quantize import remove_act_quantizer
+
+    m = copy.deepcopy(model).eval()
+    for mod in m.modules():
+        remove_act_quantizer(mod)
+        for attr in ("edgefit_quant", "edgefit_kmeans", "edgefit_linear", "edgefit_precision"):
+            mod.__dict__.pop(attr, None)
+    return m
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's warnings and the graph dump its C++ side writes to stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...], *, opset: int = 17,
+                dynamic_batch: bool = True) -> Path:
+    """Write ``model`` as ONNX (float weights as they are), atomically.
+
+    Raises:
+        ConfigError: the model uses an op ONNX (at ``opset``) cannot express.
+    """
+    m = _strip_act_quantizers(model)
+    x = torch.zeros(input_shape)
+    axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
+
+    def write(tmp: str) -> None:
+        try:
+            with _quiet():
+                torch.onnx.export(m, (x,), tmp, input_names=["input"], output_names=["output"], opset_version=opset,
+                                  dynamic_axes=axes, dynamo=False)
+        except Exception as exc:
+            raise ConfigError(f"ONNX export failed (opset {opset}): {_first_line(exc)}") from exc
+
+    return atomic_write_with(path, write)
+
+
+class _Reader:
+    """ONNX Runtime's calibration data reader over a batch of inputs."""
+
+    def __init__(self, x: np.ndarray, batch: int = 32) -> None:
+        self.batches = iter([{"input": x[i : i + batch]} for i in range(0, len(x), batch)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def export_int8(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...], calibration,
+                *, per_channel: bool = True) -> Path:
+    """Export ``model`` and quantize it to int8 QDQ ONNX, calibrated on ``calibration`` inputs.
+
+    Raises:
+        ConfigError: no calibration data, or the export fails.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if calibration is None or len(calibration) == 0:
+        raise ConfigError("int8 export needs calibration inputs (a few hundred samples)")
+    x = np.ascontiguousarray(np.asarray(calibration, dtype=np.float32))
+    with tempfile.TemporaryDirectory(prefix="edgefit-onnx-") as tmp:
+        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", input_shape)
+        pre = Path(tmp) / "pre.onnx"
+        with _quiet():
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+
+        def write(out: str) -> None:
+            with _quiet():
+                quantize_static(str(pre), out, _Reader(x), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=CalibrationMethod.MinMax)
+
+        return atomic_write_with(path, write)
+
+
+class OrtModel:
+    """An ONNX file on ONNX Runtime's CPU provider: ``OrtModel(path)(x) -> np.ndarray``."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ConfigError(f"ONNX Runtime cannot load {Path(path).name}: {_first_line(exc)}") from exc
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, x) -> np.ndarray:
+        a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        return self.session.run(None, {self.input: np.ascontiguousarray(a, dtype=np.float32)})[0]
+
+    def accuracy(self, data, split: str = "test") -> float:
+        """Top-1 accuracy on a dataset's split."""
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        return float((self(x).argmax(1) == y).mean())
+
+
+def bench_onnxruntime(model: nn.Module, input_shape: tuple[int, ...], *, batches=(1, 8), runs: int = 10,
+                      warmup: int = 2, int8: bool = True, calibration=None, threads: int = 1,
+                      on_step=None) -> list[dict]:
+    """Latency of ``model`` on ONNX Runtime, fp32 and (with ``int8``) int8 QDQ, per batch size.
+
+    Rounds alternate between the two files so that a busy host slows both alike.
+    ``calibration`` defaults to 16 standard-normal inputs (fine for timing; pass
+    real inputs for accuracy). Returns one dict per batch size with median and
+    p90 seconds for each runtime and the speed-up.
+    """
+    from edgefit.measure.latency import time_callable
+
+    shape = tuple(input_shape)
+    cal = np.random.default_rng(0).standard_normal((16, *shape[1:])).astype(np.float32) if calibration is None \
+        else np.asarray(calibration, np.float32)
+    with tempfile.TemporaryDirectory(prefix="edgefit-ort-") as tmp:
+        files = {"fp32": export_onnx(model, Path(tmp) / "fp32.onnx", shape)}
+        if int8:
+            files["int8"] = export_int8(model, Path(tmp) / "int8.onnx", shape, cal)
+        sessions = {k: OrtModel(p, threads=threads) for k, p in files.items()}
+        out = []
+        for b in batches:
+            x = np.random.default_rng(1).standard_normal((b, *shape[1:])).astype(np.float32)
+            row = {"batch": b}
+            for k, s in sessions.items():
+                st = time_callable(lambda s=s: s(x), warmup=warmup, runs=runs, on_step=on_step)  # noqa: B023
+                row[k] = {"median_s": st.median_s, "p90_s": st.p90_s}
+            if int8:
+                row["speedup"] = row["fp32"]["median_s"] / row["int8"]["median_s"]
+            out.append(row)
+    return out

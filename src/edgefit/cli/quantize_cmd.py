@@ -1,0 +1,228 @@
+"""`edgefit quantize` (every reduced-precision family, with quantization-aware
+training, into a bit-packed .efz), `edgefit export` (ONNX, float or int8 QDQ)
+and the precision sweep of `edgefit demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgefit.cli.compress_cmd import _Progress, _resolve
+from edgefit.cli.main import app
+
+
+@app.command()
+def quantize(
+    model: str = typer.Argument(..., help="zoo:NAME (or NAME), file.py:fn or pkg.mod:fn"),
+    weights: Path | None = typer.Option(None, help="trained fp32 weights (.safetensors); default: train first"),
+    method: str = typer.Option("linear", help="linear, fixed, binaryconnect, bwn, twn, ttq, bnn, xnor, lognet, kmeans"),
+    bits: int | None = typer.Option(None, help="weight bits (where the family has a choice)"),
+    act_bits: int | None = typer.Option(None, help="activation bits (linear, fixed, lognet: calibrated on the data)"),
+    calibration: str | None = typer.Option(None, help="linear activation range: minmax, percentile or mse"),
+    keep_first_last: bool = typer.Option(False, help="keep the first and last layers in float"),
+    dataset: str = typer.Option("digits", help="'digits' or a .npz dataset"),
+    epochs: int = typer.Option(0, help="quantization-aware training epochs (0: post-training quantization)"),
+    lr: float = typer.Option(1e-3, help="training learning rate (Adam)"),
+    train_epochs: int = typer.Option(40, help="float training epochs when no --weights is given"),
+    seed: int = typer.Option(0, help="seed"),
+    output: Path = typer.Option(..., "--output", "-o", help="quantized file to write (.efz)"),
+) -> None:
+    """Quantize a model with one of the lectures' precision families and write a bit-packed .efz."""
+    import torch
+
+    from edgefit.compress.file import save_compressed
+    from edgefit.compress.quantize.recipe import make_config, quantize_model
+    from edgefit.data import TrainConfig, load_dataset, load_weights_
+    from edgefit.data import train as train_fn
+    from edgefit.data.train import check_model_fits
+
+    opts = {"calibration": calibration, "keep_first_last": keep_first_last or None}
+    config = make_config(method, bits=bits, act_bits=act_bits, **opts)
+    tc = TrainConfig(epochs=epochs, lr=lr, seed=seed)
+    data = load_dataset(dataset)
+    torch.manual_seed(seed)
+    net, name = _resolve(model)
+    if weights is not None:
+        load_weights_(net, weights)
+        check_model_fits(net, data)
+    else:
+        with _Progress(train_epochs, "train float") as bar:
+            train_fn(net, data, TrainConfig(epochs=train_epochs, seed=seed), on_epoch=bar)
+    if epochs:
+        with _Progress(epochs, f"train {method}") as bar:
+            res = quantize_model(net, data, config, train_config=tc, on_epoch=bar)
+    else:
+        res = quantize_model(net, data, config)
+    saved = save_compressed(net, output, model_name=name, extra={"method": method, "accuracy": res.accuracy})
+    fp32 = sum(t.numel() * 4 for t in net.state_dict().values())
+    for layer, why in res.skipped.items():
+        typer.echo(f"kept in float: {layer}: {why}")
+    typer.echo(f"{method}: test accuracy {100 * res.accuracy['float']:.2f}% -> {100 * res.accuracy['quantized']:.2f}%;"
+               f" wrote {output} ({saved.file_bytes:,} bytes, {fp32 / saved.file_bytes:.1f}x smaller than fp32)")
+
+
+@app.command()
+def precision(
+    path: Path = typer.Argument(..., help="a quantized .efz file (it names its zoo model)"),
+    device: str | None = typer.Option(None, help="also estimate on this device (name or YAML file)"),
+) -> None:
+    """Per-layer weight/activation bits of a quantized file, what each MAC becomes, size and device estimate."""
+    from edgefit.compress.encode.container import read_efz
+    from edgefit.compress.file import load_compressed
+    from edgefit.compress.quantize.precision import efz_precisions, precision_report
+    from edgefit.zoo import get_spec
+
+    name = read_efz(path, decode=False).model
+    if not name:
+        from edgefit.errors import ConfigError
+
+        raise ConfigError(f"{path.name} records no zoo model; use edgefit.compress.quantize.precision_report(model, ...)")
+    model = load_compressed(path)
+    rep = precision_report(model, get_spec(name).input_shape, precisions=efz_precisions(path), device=device)
+    typer.echo(rep.to_text())
+
+
+def bench_runtime(model: str, runtime: str, runs: int, warmup: int, batches, input_shape, threads: int,
+                  as_json: bool, option) -> None:
+    """`edgefit bench --runtime onnxruntime`: fp32 and int8 ONNX Runtime latency side by side."""
+    import json
+
+    from rich.progress import Progress
+
+    from edgefit.accel.onnx import bench_onnxruntime
+    from edgefit.cli.hardware_cmd import _profile
+    from edgefit.errors import ConfigError
+
+    if runtime != "onnxruntime":
+        raise ConfigError(f"--runtime must be torch or onnxruntime, got {runtime!r}")
+    resolved, shapes, _ = _profile(model, input_shape, 32, None, option)
+    if len(shapes) != 1:
+        raise ConfigError("--runtime onnxruntime takes a model with one input")
+    with Progress(transient=True, disable=as_json) as progress:
+        task = progress.add_task("onnxruntime fp32 + int8", total=2 * len(batches) * (runs + warmup))
+        rows = bench_onnxruntime(resolved.model, shapes[0], batches=batches, runs=runs, warmup=warmup,
+                                 threads=threads or 1, on_step=lambda: progress.advance(task))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{model} on ONNX Runtime (CPU provider, {threads or 1} thread(s)); int8 = QDQ, per-channel int8 weights")
+    for r in rows:
+        typer.echo(f"  batch {r['batch']:>3}: fp32 {1e3 * r['fp32']['median_s']:.2f} ms (p90 {1e3 * r['fp32']['p90_s']:.2f}),"
+                   f" int8 {1e3 * r['int8']['median_s']:.2f} ms (p90 {1e3 * r['int8']['p90_s']:.2f}) -> {r['speedup']:.2f}x")
+
+
+@app.command()
+def export(
+    model: str = typer.Argument(..., help="zoo:NAME, file.py:fn, pkg.mod:fn, or an .efz file"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx"),
+    weights: Path | None = typer.Option(None, help="weights (.safetensors) for a zoo/code model"),
+    int8: bool = typer.Option(False, "--int8", help="int8 QDQ (ONNX Runtime static quantization)"),
+    dataset: str = typer.Option("digits", help="calibration inputs for --int8 ('digits' or a .npz)"),
+    input_shape: str | None = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,224,224 (default: the zoo's)"),
+    output: Path = typer.Option(..., "--output", "-o", help="file to write (.onnx)"),
+) -> None:
+    """Export a dense, pruned, k-means or quantized model to ONNX (float or int8) and check it against PyTorch."""
+    import numpy as np
+    import torch
+
+    from edgefit.accel.onnx import OrtModel, export_int8, export_onnx
+    from edgefit.errors import ConfigError
+
+    if fmt != "onnx":
+        raise ConfigError(f"--format must be onnx, got {fmt!r}")
+    net, shape = _export_source(model, weights, input_shape)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, *shape[1:])).astype(np.float32))
+    if int8:
+        from edgefit.data import load_dataset
+
+        cal = load_dataset(dataset).x_train[:512]
+        x = torch.from_numpy(np.ascontiguousarray(cal[:8], dtype=np.float32))
+        if tuple(cal.shape[1:]) != tuple(shape[1:]):
+            raise ConfigError(f"--dataset {dataset} samples are {tuple(cal.shape[1:])}, the model takes {tuple(shape[1:])}")
+        export_int8(net, output, shape, cal)
+    else:
+        export_onnx(net, output, shape)
+    from edgefit.accel.onnx import _strip_act_quantizers
+
+    with torch.no_grad():
+        ref = _strip_act_quantizers(net)(x).numpy()
+    diff = float(np.abs(OrtModel(output)(x) - ref).max())
+    scale = float(np.abs(ref).max()) or 1.0
+    typer.echo(f"wrote {output} ({output.stat().st_size:,} bytes); ONNX Runtime vs PyTorch on {len(x)}"
+               f" {'calibration' if int8 else 'random'} inputs: max |difference| {diff:.3g}"
+               f" ({100 * diff / scale:.2g}% of the largest output" + (", int8 vs float)" if int8 else ")"))
+
+
+def _export_source(model: str, weights: Path | None, input_shape: str | None):
+    from edgefit.compress.file import load_compressed
+    from edgefit.errors import ConfigError
+
+    if model.endswith(".efz"):
+        from edgefit.compress.encode.container import read_efz
+        from edgefit.zoo import get_spec
+
+        name = read_efz(model, decode=False).model
+        if not name:
+            raise ConfigError(f"{model} records no zoo model to rebuild")
+        net, zoo = load_compressed(model), name
+    else:
+        from edgefit.data import load_weights_
+
+        net, zoo = _resolve(model)
+        if weights is not None:
+            load_weights_(net, weights)
+    if input_shape:
+        shape = tuple(int(s) for s in input_shape.split(","))
+    elif zoo:
+        from edgefit.zoo import get_spec
+
+        shape = tuple(get_spec(zoo).input_shape)
+    else:
+        raise ConfigError("give --input-shape for a model that is not from the zoo")
+    return net.eval(), shape
+
+
+DEMO_SWEEP = (  # (method, options, QAT epochs, lr)
+    ("linear", {"bits": 8, "act_bits": 8}, 0, 0),
+    ("fixed", {"bits": 8, "act_bits": 10}, 0, 0),
+    ("lognet", {"bits": 5, "act_bits": 4}, 0, 0),
+    ("kmeans", {"bits": 4}, 0, 0),
+    ("ttq", {}, 2, 1e-3),
+    ("bwn", {}, 2, 1e-3),
+    ("xnor", {}, 2, 1e-2),
+)
+
+
+def demo_section(echo) -> None:
+    """A precision sweep on the digits LeNet-300-100: accuracy and bytes on disk side by side."""
+    import copy
+    import tempfile
+    import time
+
+    import torch
+
+    from edgefit.compress.file import save_compressed
+    from edgefit.compress.quantize.recipe import make_config, quantize_model
+    from edgefit.data import TrainConfig, load_digits, save_weights
+    from edgefit.data import train as train_fn
+    from edgefit.zoo import create
+
+    t0 = time.perf_counter()
+    data = load_digits()
+    torch.manual_seed(0)
+    net = create("lenet_300_100_digits")
+    train_fn(net, data, TrainConfig(epochs=15))
+    with tempfile.TemporaryDirectory(prefix="edgefit-demo-") as tmp:
+        fp32 = save_weights(net, f"{tmp}/f.safetensors").stat().st_size
+        echo(f"{'method':<8} {'W/A bits':<9} {'QAT':>3}  {'accuracy':>16}  {'bytes':>7}  ratio")
+        for name, opts, epochs, lr in DEMO_SWEEP:
+            q = copy.deepcopy(net)
+            cfg = make_config(name, **opts)
+            res = quantize_model(q, data, cfg, train_config=TrainConfig(epochs=epochs, lr=lr) if epochs else None)
+            size = save_compressed(q, f"{tmp}/q.efz").file_bytes
+            wa = f"{getattr(cfg, 'bits', 1) if name != 'ttq' else 2}/{opts.get('act_bits', 1 if name == 'xnor' else 32)}"
+            echo(f"{name:<8} {wa:<9} {epochs:>3}  {100 * res.accuracy['float']:6.2f}% -> {100 * res.accuracy['quantized']:6.2f}%"
+                 f"  {size:>7,}  {fp32 / size:5.1f}x")
+    echo(f"(fp32 safetensors file {fp32:,} bytes; every layer quantized; QAT = epochs of quantization-aware"
+         f" training; {time.perf_counter() - t0:.1f}s)")

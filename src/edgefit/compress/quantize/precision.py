@@ -1,0 +1,190 @@
+"""The precisions a quantized model really has, per layer, for the profile and
+the hardware model, and what each multiply-accumulate becomes at them
+(reference/003: BinaryConnect "MAC -> addition/subtraction", BNN "MAC ->
+XNOR", LogNet "Product = X << W").
+
+>>> p = {"fc": LayerPrecision("xnor", 1, 1)}
+>>> profile_bits(p)
+{'fc': 1, 'default': 32}
+>>> op_kind(p["fc"]), op_kind(LayerPrecision("lognet", 5, 4)), op_kind(LayerPrecision("bwn", 1, 32))
+('xnor+popcount', 'shift+add', 'add/sub')
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from torch import nn
+
+WORD_BITS = 64  # lanes of one XNOR + popcount instruction pair on a 64-bit CPU
+
+
+@dataclass(frozen=True)
+class LayerPrecision:
+    """One layer's family, weight bits and activation bits (32: float)."""
+
+    family: str
+    weight_bits: int
+    act_bits: int
+
+
+def layer_precisions(model: nn.Module) -> dict[str, LayerPrecision]:
+    """From the states ``quantize_`` attached, or what ``load_compressed`` restored."""
+    out = {}
+    for n, m in model.named_modules():
+        st = getattr(m, "edgefit_quant", None)
+        if st is not None:
+            out[n] = LayerPrecision(st.family, st.bits, st.act_bits)
+        elif getattr(m, "edgefit_precision", None):
+            p = m.edgefit_precision
+            out[n] = LayerPrecision(p["family"], int(p["weight_bits"]), int(p["act_bits"]))
+        elif getattr(m, "edgefit_kmeans", None) is not None:
+            out[n] = LayerPrecision("kmeans", m.edgefit_kmeans.bits, 32)
+    return out
+
+
+def efz_precisions(path: str | os.PathLike) -> dict[str, LayerPrecision]:
+    """Read the per-layer precisions from an ``.efz`` file (checked; nothing built)."""
+    from edgefit.compress.encode.container import read_efz
+
+    f = read_efz(path, decode=False)
+    out = {layer: LayerPrecision(q.get("f", "?"), int(q.get("b", 32)), int(q.get("ab", 32)))
+           for layer, q in (f.meta.get("q") or {}).items()}
+    for e in f.meta["t"]:  # k-means files (format 1) record only the code width
+        layer, _, leaf = e[0].rpartition(".")
+        if leaf == "weight" and layer not in out and e[2] in ("fixed", "huff"):
+            out[layer] = LayerPrecision("kmeans", int(e[4]), 32)
+    return out
+
+
+def profile_bits(precisions: dict[str, LayerPrecision], default: int = 32) -> dict[str, int]:
+    """``bits=`` for :func:`edgefit.profile`: each quantized layer at its width."""
+    return {**{n: p.weight_bits for n, p in precisions.items()}, "default": default}
+
+
+def op_kind(p: LayerPrecision) -> str:
+    """What one multiply-accumulate of the layer becomes."""
+    if p.weight_bits == 1 and p.act_bits == 1:
+        return "xnor+popcount"
+    if p.family in ("binaryconnect", "bwn", "twn", "ttq"):
+        return "add/sub"
+    if p.family == "lognet":
+        return "shift+add"
+    if p.act_bits < 32 and p.family in ("linear", "fixed"):
+        return f"int{max(p.weight_bits, p.act_bits)} MAC"
+    return "fp32 MAC"
+
+
+@dataclass
+class LayerOps:
+    """One row of :func:`operation_counts`."""
+
+    name: str
+    family: str
+    weight_bits: int
+    act_bits: int
+    macs: int
+    kind: str
+    word_ops: int  # 64-lane XNOR + popcount pairs for binary layers, else the MACs
+    runs_at: str = ""  # the device precision the layer's MACs run at (with a device)
+    compute_seconds: float = 0.0  # 2 x MACs at that precision's peak rate
+
+
+def runs_at(p: LayerPrecision, device) -> tuple[str, float]:
+    """The narrowest precision ``device`` runs that holds the layer, and its peak op/s.
+
+    Binary weights and activations use a ``binary`` rate and widths up to 4 bits
+    an ``int4`` rate where the device file lists one (with its source); otherwise
+    the narrowest of the device's int8 / fp16 / fp32 rates that holds the widths.
+    """
+    low = getattr(device, "low_precision_ops_per_s", {}) or {}
+    width = max(p.weight_bits, p.act_bits)
+    if width == 1 and "binary" in low:
+        return "binary", low["binary"]
+    if width <= 4 and "int4" in low:
+        return "int4", low["int4"]
+    for name, bits in (("int8", 8), ("fp16", 16), ("bf16", 16), ("fp32", 32)):
+        if width <= bits and name in device.peak_ops_per_s:
+            return name, device.peak_ops_per_s[name]
+    widest = device.precisions[0]
+    return widest, device.peak_ops_per_s[widest]
+
+
+def operation_counts(profile, precisions: dict[str, LayerPrecision]) -> list[LayerOps]:
+    """Per quantized layer: MACs, what they become, and the machine operations.
+
+    A binary layer's ``k``-long dot product is ``k`` XNORs and a popcount: on a
+    64-bit word that is ``ceil(k / 64)`` XNOR + popcount pairs per output, so
+    ``word_ops = macs / 64`` (the lectures' "58x faster convolutions" of
+    XNOR-Net is this 64 minus overheads).
+    """
+    rows = []
+    for r in profile.layers:
+        p = precisions.get(r.name)
+        if p is None or not r.macs:
+            continue
+        kind = op_kind(p)
+        words = math.ceil(r.macs / WORD_BITS) if kind == "xnor+popcount" else r.macs
+        rows.append(LayerOps(r.name, p.family, p.weight_bits, p.act_bits, r.macs, kind, words))
+    return rows
+
+
+@dataclass
+class PrecisionReport:
+    """A quantized model's real widths through the profile (and a device estimate).
+
+    Attributes:
+        precisions: per quantized layer.
+        ops: :func:`operation_counts` rows.
+        profile: the profile at the real weight widths.
+        estimate: the device estimate, when a device was given.
+    """
+
+    precisions: dict[str, LayerPrecision]
+    ops: list[LayerOps]
+    profile: object
+    estimate: object | None = None
+
+    def to_text(self) -> str:
+        dev = self.estimate is not None
+        lines = [f"{'layer':<16} {'family':<13} {'W bits':>6} {'A bits':>6} {'MACs':>12}  {'a MAC becomes':<15} {'machine ops':>12}"
+                 + ("  runs at   compute" if dev else "")]
+        for r in self.ops:
+            lines.append(f"{r.name:<16} {r.family:<13} {r.weight_bits:>6} {r.act_bits:>6} {r.macs:>12,}  {r.kind:<15} {r.word_ops:>12,}"
+                         + (f"  {r.runs_at:<8} {1e6 * r.compute_seconds:.3g} us" if dev else ""))
+        t = self.profile.totals
+        lines.append(f"weights {t.model_size_bytes:,.0f} bytes at these widths (fp32: {4 * t.params:,});"
+                     f" {t.macs:,} MACs -> {sum(r.word_ops for r in self.ops) + t.macs - sum(r.macs for r in self.ops):,} machine ops")
+        if self.estimate is not None:
+            e = self.estimate.totals
+            lines.append(f"{self.estimate.device.display_name} at {self.estimate.precision}: {1e3 * e.seconds:.4g} ms,"
+                         f" {1e3 * e.joules:.3f} mJ; {e.fit_message}")
+        return "\n".join(lines)
+
+
+def precision_report(model: nn.Module, input_shape, *, precisions=None, device=None) -> PrecisionReport:
+    """Profile ``model`` at its real per-layer weight widths; estimate on ``device`` if given.
+
+    Activations are profiled at the widest activation width of any layer (32 if
+    any layer keeps float activations).
+    """
+    from edgefit.metrics import profile as profile_fn
+
+    precisions = layer_precisions(model) if precisions is None else precisions
+    acts = {p.act_bits for p in precisions.values()} or {32}
+    has_float_layer = any(isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and n not in precisions
+                          for n, m in model.named_modules())
+    act_bits = 32 if has_float_layer else max(max(acts), 8)
+    prof = profile_fn(model, input_shape=input_shape, bits=profile_bits(precisions), activation_bits=act_bits)
+    est = None
+    if device is not None:
+        from edgefit.hardware import estimate
+
+        est = estimate(prof, device)
+        for r in (ops := operation_counts(prof, precisions)):
+            r.runs_at, rate = runs_at(precisions[r.name], est.device)
+            r.compute_seconds = 2 * r.macs / rate
+        return PrecisionReport(precisions, ops, prof, est)
+    return PrecisionReport(precisions, operation_counts(prof, precisions), prof, est)

@@ -1,0 +1,59 @@
+import pytest
+
+from edgefit.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    p = tmp_path_factory.mktemp("w") / "dense.safetensors"
+    assert main(["train", "lenet_300_100_digits", "--epochs", "3", "--output", str(p), "--quiet"]) == 0
+    return p
+
+
+@pytest.mark.slow
+def test_quantize_ttq_with_qat_then_precision_inspect_and_export(tmp_path, weights, capsys):
+    out = tmp_path / "t.efz"
+    assert main(["quantize", "lenet_300_100_digits", "--weights", str(weights), "--method", "ttq", "--epochs", "1",
+                 "--keep-first-last", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "kept in float: classifier.0" in text and "ttq: test accuracy" in text
+    assert main(["precision", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "classifier.2     ttq                2     32       30,000  add/sub" in text
+    assert main(["inspect", str(out)]) == 0
+    assert "2-bit codes" in capsys.readouterr().out
+    assert main(["export", str(out), "-o", str(tmp_path / "t.onnx")]) == 0
+    assert "max |difference|" in capsys.readouterr().out
+
+
+def test_quantize_xnor_counts_bit_operations(tmp_path, weights, capsys):
+    out = tmp_path / "x.efz"
+    assert main(["quantize", "lenet_300_100_digits", "--weights", str(weights), "--method", "xnor", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["precision", str(out), "--device", "stm32f746"]) == 0
+    text = capsys.readouterr().out
+    # classifier.2 is 300 -> 100: 30,000 MACs = 469 64-lane XNOR + popcount pairs
+    assert "classifier.2     xnor               1      1       30,000  xnor+popcount            469" in text
+    assert "STM32F746" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "bwn", "--bits", "3"], "bwn supports 1-bit weights, got 3"),
+    (["--method", "lognet", "--bits", "8"], "lognet supports 3..5-bit weights, got 8"),
+    (["--method", "bnn", "--act-bits", "4"], "bnn supports 1-bit activations, got 4"),
+    (["--method", "nope"], "unknown quantization method 'nope'"),
+    (["--method", "twn", "--calibration", "mse"], "twn takes no option calibration"),
+])
+def test_bad_options_are_one_line(tmp_path, weights, capsys, args, message):
+    assert main(["quantize", "lenet_300_100_digits", "--weights", str(weights), *args, "-o", str(tmp_path / "b.efz")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_export_of_a_missing_op_is_one_line(tmp_path, capsys):
+    mod = tmp_path / "svd_model.py"
+    mod.write_text("import torch\nfrom torch import nn\n\nclass M(nn.Module):\n    def forward(self, x):\n"
+                   "        return torch.linalg.svd(x)[1]\n\ndef build():\n    return M()\n")
+    assert main(["export", f"{mod}:build", "-i", "2,3", "-o", str(tmp_path / "s.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "aten::linalg_svd" in err and err.count("\n") == 1
