@@ -27,7 +27,7 @@ ALLOWED = {
     "hardware": {"metrics", "memory"},
     "measure": {"trace", "metrics", "hardware"},
     "compress": {"trace", "metrics", "zoo", "data", "hardware", "measure"},
-    "accel": {"metrics", "hardware", "compress", "data", "zoo"},
+    "accel": {"metrics", "hardware", "measure", "compress", "data", "zoo"},
     "report": {"metrics", "hardware", "memory", "measure", "compress", "data", "zoo"},
     "search": {"trace", "metrics", "hardware", "measure", "compress", "data", "zoo", "report"},
 }

@@ -1,6 +1,6 @@
 """The whole job behind ``edgefit adapt``, callable from Python: resolve, train or load, adapt, write the family.
 
->>> # adapt_model("zoo:mobilenet_digits", budgets=["latency=50%"], output_dir="family/", resolution=32)
+Typical use: ``adapt_model("zoo:mobilenet_digits", budgets=["latency=50%"], output_dir="family/", resolution=32)``.
 """
 
 from __future__ import annotations
