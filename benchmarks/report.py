@@ -70,7 +70,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--only", default="", help="comma-separated zoo names (default: every zoo model)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sizes-only", action="store_true", help="page sizes without host measurement; times nothing")
     args = ap.parse_args()
+    if args.sizes_only:
+        return write_sizes()
     # ResNet-50 (the target) first: a run cut short keeps it
     names = args.only.split(",") if args.only else sorted(list_models(), key=lambda n: n != "resnet50")
     rows, results, cli = [], {}, []
@@ -93,6 +96,18 @@ def main() -> None:
             if name == "resnet50":
                 cli = [cli_seconds("resnet50", d / "cli.html") for _ in range(args.repeat)]
             write(rows, results, cli, args.repeat)  # a killed run keeps what it measured
+
+
+def write_sizes() -> None:
+    """Bytes of the `--no-measure` page of every zoo model (nothing is timed, so no lock is needed)."""
+    rows = [f"| `{name}` | {html_report([name], None, measure=False).bytes / 1e6:.3f} |" for name in list_models()]
+    atomic_write(OUT, "\n".join([
+        "# HTML report: size for every zoo model", "",
+        f"Devices: {', '.join(DEFAULT_DEVICES)} (the default); no dataset; `--no-measure` pages (host "
+        "measurement adds two summary lines per model, under 1 kB). Times are in the full run "
+        "(`flock /tmp/edgefit-bench.lock python benchmarks/report.py`).", "",
+        "| model | report MB |", "| --- | ---: |", *rows, ""]))
+    print(f"wrote {OUT}")
 
 
 def write(rows, results, cli, repeat) -> None:
