@@ -222,12 +222,29 @@ class SearchResult:
         finally:
             plt.close(fig)
 
+    def report_sections(self) -> list[dict]:
+        """The front as a report section (plain data), for ``edgefit report --section``:
+        the first maximized objective against each minimized one; empty without such a pair."""
+        ups = [k for k, d in zip(self.objectives, self.directions, strict=True) if d == "maximize"]
+        downs = [k for k, d in zip(self.objectives, self.directions, strict=True) if d == "minimize"]
+        if not ups or not downs:
+            return []
+        return [{"type": "scatter", "title": f"Search front: {ups[0]} against {k}", "x_label": k,
+                 "y_label": ups[0], "points": [[f"trial {r.number}", r.values[k], r.values[ups[0]]]
+                                               for r in self.feasible],
+                 "note": f"every feasible sample of study {self.study_name!r} ({self.algorithm})"}
+                for k in downs]
+
     def export(self, directory: str | os.PathLike, records=None) -> list[Path]:
         """Write each front architecture (or ``records``) as ``arch_<trial>.json`` plus a
         ``arch_<trial>.py`` whose ``build()`` returns the network, for
-        ``edgefit profile arch_7.py:build``, ``compress`` and ``adapt``."""
+        ``edgefit profile arch_7.py:build``, ``compress`` and ``adapt``, and the front as
+        ``pareto.sections.json`` for ``edgefit report --section``."""
         directory = Path(directory)
         paths = []
+        sections = self.report_sections()
+        if sections:
+            paths.append(atomic_write(directory / "pareto.sections.json", json.dumps(sections, indent=2)))
         for r in self.front if records is None else records:
             spec = {"study": self.study_name, "trial": r.number, "space": self.space.to_dict(), "arch": r.arch,
                     "values": r.values, "metrics": r.metrics, "input_shape": list(self.space.input_shape())}

@@ -32,12 +32,32 @@ def family_markdown(members: list[Member], score_name: str = "val accuracy") -> 
     return "\n".join(lines) + "\n"
 
 
+def family_sections(members: list[Member], score_name: str = "val accuracy") -> list[dict]:
+    """The family as report sections (plain data): score against each resource.
+
+    ``edgefit report MODEL --section family/family.sections.json`` puts them on the page.
+    """
+    scored = [m for m in members if m.score is not None]
+    sections = []
+    for k in (list(scored[0].resources) if scored else []):
+        title, scale = column(k)
+        points = [["final" if m.iteration == FINAL else f"iteration {m.iteration}",
+                   m.resources[k] * scale, m.score] for m in scored]
+        sections.append({"type": "scatter", "title": f"NetAdapt family: {score_name} against {k}",
+                         "x_label": title, "y_label": score_name, "points": points,
+                         "note": "every network the run kept; the line joins the best trade-offs"})
+    return sections
+
+
 def write_family(output_dir: str | Path, score_name: str = "val accuracy", plot: bool = True) -> list[Path]:
-    """Write ``family.md``, ``family.json`` and (with matplotlib) ``family.png`` into ``output_dir``."""
+    """Write ``family.md``, ``family.json``, ``family.sections.json`` (for ``edgefit report --section``)
+    and (with matplotlib) ``family.png`` into ``output_dir``."""
     members = Journal(output_dir).members()
     out = Path(output_dir)
     paths = [atomic_write(out / "family.md", family_markdown(members, score_name)),
-             atomic_write(out / "family.json", json.dumps([m.to_dict() for m in members], indent=2))]
+             atomic_write(out / "family.json", json.dumps([m.to_dict() for m in members], indent=2)),
+             atomic_write(out / "family.sections.json",
+                          json.dumps(family_sections(members, score_name), indent=2))]
     if plot:
         paths.append(plot_family(members, out / "family.png", score_name))
     return paths
