@@ -80,8 +80,8 @@ def demo_section(echo) -> None:
     echo("edgefit adapt edgefit.search.netadapt.run:demo_model --budget latency=70% ...")
     result = adapt_model(
         "edgefit.search.netadapt.run:demo_model",
-        budgets=["latency=70%"], output_dir=out, train_epochs=3,
-        initial_reduction=0.1, short_term_epochs=0.2, long_term_epochs=1,
+        budgets=["latency=70%"], output_dir=out, train_epochs=6,
+        initial_reduction=0.1, short_term_epochs=1, long_term_epochs=4,
         on_iteration=lambda m, info: echo(_progress_line(m, info)),
     )
     echo(f"{result.message}; family in {out}")
