@@ -357,12 +357,12 @@ def render(state: dict) -> str:
                   "3 seeds)", "",
                   "| model | dense % | edgefit L2 % | edgefit fmap+LS % | Torch-Pruning % | MACs kept (ef / fmap / TP) "
                   "| edgefit within 1 pp? |", "| --- | --- | --- | --- | --- | --- | --- |"]
-        for name, r in acc.items():
-            gap = 100 * (statistics.mean(r["dense"]) - statistics.mean(r["edgefit"]))
+        for name, r in ((k, v) for k, v in acc.items() if isinstance(v, dict)):
+            gaps = {k: 100 * (statistics.mean(r["dense"]) - statistics.mean(r[k])) for k in ("edgefit", "edgefit_fmap")}
             lines.append(f"| {name} | {_mean_sd(r['dense'])} | {_mean_sd(r['edgefit'])} | "
                          f"{_mean_sd(r['edgefit_fmap'])} | {_mean_sd(r['tp'])} | {r['macs']['edgefit']:.0%} / "
-                         f"{r['macs']['edgefit_fmap']:.0%} / {r['macs']['tp']:.0%} | "
-                         f"{'yes' if gap <= 1 else 'no'} ({gap:+.2f} pp) |")
+                         f"{r['macs']['edgefit_fmap']:.0%} / {r['macs']['tp']:.0%} | " + ", ".join(f"{lab}: {'yes' if g <= 1 else 'no'} ({g:+.2f} pp)"
+                                     for lab, g in zip(("L2", "fmap"), gaps.values(), strict=True)) + " |")
         lines.append("")
     en = state.get("energy")
     if en:
