@@ -301,6 +301,104 @@ def _mean_sd(v):
     return f"{100 * statistics.mean(v):.2f} ± {100 * (statistics.stdev(v) if len(v) > 1 else 0):.2f}"
 
 
+def _render_coverage(cov: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Coverage: every zoo CNN at 30/50/70% of its channels", "",
+              "edgefit: `prune_(model, ChannelConfig(ratio=r))`, L2, every prunable group; Torch-Pruning 1.6 "
+              "`MetaPruner` (L2 magnitude, last layer ignored). *exact*: the profiler's conv/Linear MACs equal "
+              "the closed form from the pruned widths.", "",
+              "| model | ratio | groups (unprunable) | dense MACs | edgefit MACs | runs, shape, exact | "
+              "Torch-Pruning MACs | runs, shape, exact |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in cov["rows"]:
+        cells = []
+        for tool in ("edgefit", "torch-pruning"):
+            d = r[tool]
+            if d["runs"]:
+                cells += [f"{d['macs'] / 1e6:,.1f}M ({d['macs'] / r['macs_dense']:.0%})",
+                          f"yes, {'same' if d['shape_ok'] else 'CHANGED'}, {'yes' if d['exact'] else 'no'}"]
+            else:
+                cells += ["-", f"fails: {d['error']}"]
+        lines.append(f"| {r['model']} | {r['ratio']:.0%} | {r['groups']} ({r['unprunable']}) | "
+                     f"{r['macs_dense'] / 1e6:,.1f}M | " + " | ".join(cells) + " |")
+    reasons = {r["model"]: r["unprunable_reasons"] for r in cov["rows"] if "unprunable_reasons" in r}
+    lines += ["", "Groups edgefit does not prune, and why (every model's input and output channels stay):", ""]
+    for model, rs in reasons.items():
+        other = {k: v for k, v in rs.items() if v not in ("model input", "model output")}
+        if other:
+            kinds = sorted(set(other.values()), key=len)[:3]
+            lines.append(f"- {model}: {len(other)} groups besides input/output, e.g. " + "; ".join(kinds))
+    lines.append("")
+    return lines
+
+
+def _render_speed(sp: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Real speed at half the MACs (224x224, one thread)", "",
+              "edgefit: `AutoChannelConfig(target=0.5, cost='macs', round_to=8)` (uniform ratio found by "
+              "bisection); Torch-Pruning: `MetaPruner` L2, uniform, `round_to=8`, ratio bisected to the same MAC "
+              "budget. Latency in ms: median of rounds (min-max of the rounds' medians).", "",
+              "| model | batch | MACs dense -> edgefit / TP | dense ms | edgefit ms | speed-up | TP ms | "
+              "TP speed-up |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sp["rows"]:
+        lines.append(f"| {r['model']} | {r['batch']} | {r['macs_dense'] / 1e9:.2f}G -> "
+                     f"{r['macs_edgefit'] / 1e9:.2f}G ({r['macs_dense'] / r['macs_edgefit']:.2f}x) / "
+                     f"{r['macs_tp'] / 1e9:.2f}G ({r['macs_dense'] / r['macs_tp']:.2f}x) | {_ms(r['dense'])} | "
+                     f"{_ms(r['edgefit'])} | **{r['dense'][0] / r['edgefit'][0]:.2f}x** | {_ms(r['tp'])} | "
+                     f"{r['dense'][0] / r['tp'][0]:.2f}x |")
+    lines.append("")
+    return lines
+
+
+def _render_accuracy(acc: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Accuracy at 2x fewer MACs after fine-tuning (digits test split, 360 images; mean ± sd over "
+              "3 seeds)", "",
+              "| model | dense % | edgefit L2 % | edgefit fmap+LS % | Torch-Pruning % | MACs kept (ef / fmap / TP) "
+              "| edgefit within 1 pp? |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in ((k, v) for k, v in acc.items() if isinstance(v, dict)):
+        gaps = {k: 100 * (statistics.mean(r["dense"]) - statistics.mean(r[k])) for k in ("edgefit", "edgefit_fmap")}
+        lines.append(f"| {name} | {_mean_sd(r['dense'])} | {_mean_sd(r['edgefit'])} | "
+                     f"{_mean_sd(r['edgefit_fmap'])} | {_mean_sd(r['tp'])} | {r['macs']['edgefit']:.0%} / "
+                     f"{r['macs']['edgefit_fmap']:.0%} / {r['macs']['tp']:.0%} | " + ", ".join(f"{lab}: {'yes' if g <= 1 else 'no'} ({g:+.2f} pp)"
+                                 for lab, g in zip(("L2", "fmap"), gaps.values(), strict=True)) + " |")
+    lines.append("")
+    return lines
+
+
+def _render_energy(en: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Energy-aware vs magnitude pruning (digits LeNet-5, Eyeriss energy model)", "",
+              "Each: prune to the energy target, then 8 epochs of fine-tuning (energy-aware also fine-tunes 1 "
+              "epoch after each step). Mean over 3 seeds.", "",
+              "| target | method | energy kept | MACs kept | accuracy % | drop (pp) |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    keys = sorted({(r["target"], r["method"]) for r in en["rows"]}, key=lambda k: (-k[0], k[1]))
+    for t, mth in keys:
+        rs = [r for r in en["rows"] if r["target"] == t and r["method"] == mth]
+        ef = statistics.mean(r["energy_frac"] for r in rs)
+        mf = statistics.mean(r["macs_frac"] for r in rs)
+        a = [r["acc"] for r in rs]
+        drop = 100 * statistics.mean(r["dense_acc"] - r["acc"] for r in rs)
+        lines.append(f"| {t:.0%} | {mth} | {ef:.1%} ({1 / ef:.2f}x less) | {mf:.1%} | {_mean_sd(a)} | {drop:+.2f} |")
+    lines.append("")
+    return lines
+
+
+def _render_distill(di: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Knowledge distillation (digits; student 64-16-10 MLP, teacher LeNet-5 at "
+              f"{100 * di['teacher']:.2f}%; test error, mean ± sd over 5 seeds)", "",
+              "| student's training images | epochs | T | alpha | student alone error % | with soft targets error % "
+              "| soft targets better? |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for s in di["settings"]:
+        diff = statistics.mean(s["alone"]) - statistics.mean(s["soft"])
+        verdict = "tie (< 1 test image)" if abs(diff) < 1 / 360 else "yes" if diff > 0 else "no"
+        lines.append(f"| {s['train_images']} | {s['epochs']} | {s['T']} | {s['alpha']} | {_mean_sd(s['alone'])} | "
+                     f"{_mean_sd(s['soft'])} | {verdict} |")
+    lines.append("")
+    return lines
+
+
 def render(state: dict) -> str:
     lines = ["# Structured pruning: edgefit beside Torch-Pruning", "",
              "Raw numbers: `benchmarks/results/structured_pruning/*.json`.", "",
@@ -308,89 +406,16 @@ def render(state: dict) -> str:
              f"{torch.get_num_threads()} threads available; **shared with other jobs** (timings vary; "
              "alternating rounds, medians, spread in parentheses). Reproduce: "
              "`.venv/bin/python benchmarks/structured_pruning.py` (the timing holds /tmp/edgefit-bench.lock).", ""]
-    cov = state.get("coverage")
-    if cov:
-        lines += ["## Coverage: every zoo CNN at 30/50/70% of its channels", "",
-                  "edgefit: `prune_(model, ChannelConfig(ratio=r))`, L2, every prunable group; Torch-Pruning 1.6 "
-                  "`MetaPruner` (L2 magnitude, last layer ignored). *exact*: the profiler's conv/Linear MACs equal "
-                  "the closed form from the pruned widths.", "",
-                  "| model | ratio | groups (unprunable) | dense MACs | edgefit MACs | runs, shape, exact | "
-                  "Torch-Pruning MACs | runs, shape, exact |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for r in cov["rows"]:
-            cells = []
-            for tool in ("edgefit", "torch-pruning"):
-                d = r[tool]
-                if d["runs"]:
-                    cells += [f"{d['macs'] / 1e6:,.1f}M ({d['macs'] / r['macs_dense']:.0%})",
-                              f"yes, {'same' if d['shape_ok'] else 'CHANGED'}, {'yes' if d['exact'] else 'no'}"]
-                else:
-                    cells += ["-", f"fails: {d['error']}"]
-            lines.append(f"| {r['model']} | {r['ratio']:.0%} | {r['groups']} ({r['unprunable']}) | "
-                         f"{r['macs_dense'] / 1e6:,.1f}M | " + " | ".join(cells) + " |")
-        reasons = {r["model"]: r["unprunable_reasons"] for r in cov["rows"] if "unprunable_reasons" in r}
-        lines += ["", "Groups edgefit does not prune, and why (every model's input and output channels stay):", ""]
-        for model, rs in reasons.items():
-            other = {k: v for k, v in rs.items() if v not in ("model input", "model output")}
-            if other:
-                kinds = sorted(set(other.values()), key=len)[:3]
-                lines.append(f"- {model}: {len(other)} groups besides input/output, e.g. " + "; ".join(kinds))
-        lines.append("")
-    sp = state.get("speed")
-    if sp:
-        lines += ["## Real speed at half the MACs (224x224, one thread)", "",
-                  "edgefit: `AutoChannelConfig(target=0.5, cost='macs', round_to=8)` (uniform ratio found by "
-                  "bisection); Torch-Pruning: `MetaPruner` L2, uniform, `round_to=8`, ratio bisected to the same MAC "
-                  "budget. Latency in ms: median of rounds (min-max of the rounds' medians).", "",
-                  "| model | batch | MACs dense -> edgefit / TP | dense ms | edgefit ms | speed-up | TP ms | "
-                  "TP speed-up |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for r in sp["rows"]:
-            lines.append(f"| {r['model']} | {r['batch']} | {r['macs_dense'] / 1e9:.2f}G -> "
-                         f"{r['macs_edgefit'] / 1e9:.2f}G ({r['macs_dense'] / r['macs_edgefit']:.2f}x) / "
-                         f"{r['macs_tp'] / 1e9:.2f}G ({r['macs_dense'] / r['macs_tp']:.2f}x) | {_ms(r['dense'])} | "
-                         f"{_ms(r['edgefit'])} | **{r['dense'][0] / r['edgefit'][0]:.2f}x** | {_ms(r['tp'])} | "
-                         f"{r['dense'][0] / r['tp'][0]:.2f}x |")
-        lines.append("")
-    acc = state.get("accuracy")
-    if acc:
-        lines += ["## Accuracy at 2x fewer MACs after fine-tuning (digits test split, 360 images; mean ± sd over "
-                  "3 seeds)", "",
-                  "| model | dense % | edgefit L2 % | edgefit fmap+LS % | Torch-Pruning % | MACs kept (ef / fmap / TP) "
-                  "| edgefit within 1 pp? |", "| --- | --- | --- | --- | --- | --- | --- |"]
-        for name, r in ((k, v) for k, v in acc.items() if isinstance(v, dict)):
-            gaps = {k: 100 * (statistics.mean(r["dense"]) - statistics.mean(r[k])) for k in ("edgefit", "edgefit_fmap")}
-            lines.append(f"| {name} | {_mean_sd(r['dense'])} | {_mean_sd(r['edgefit'])} | "
-                         f"{_mean_sd(r['edgefit_fmap'])} | {_mean_sd(r['tp'])} | {r['macs']['edgefit']:.0%} / "
-                         f"{r['macs']['edgefit_fmap']:.0%} / {r['macs']['tp']:.0%} | " + ", ".join(f"{lab}: {'yes' if g <= 1 else 'no'} ({g:+.2f} pp)"
-                                     for lab, g in zip(("L2", "fmap"), gaps.values(), strict=True)) + " |")
-        lines.append("")
-    en = state.get("energy")
-    if en:
-        lines += ["## Energy-aware vs magnitude pruning (digits LeNet-5, Eyeriss energy model)", "",
-                  "Each: prune to the energy target, then 8 epochs of fine-tuning (energy-aware also fine-tunes 1 "
-                  "epoch after each step). Mean over 3 seeds.", "",
-                  "| target | method | energy kept | MACs kept | accuracy % | drop (pp) |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        keys = sorted({(r["target"], r["method"]) for r in en["rows"]}, key=lambda k: (-k[0], k[1]))
-        for t, mth in keys:
-            rs = [r for r in en["rows"] if r["target"] == t and r["method"] == mth]
-            ef = statistics.mean(r["energy_frac"] for r in rs)
-            mf = statistics.mean(r["macs_frac"] for r in rs)
-            a = [r["acc"] for r in rs]
-            drop = 100 * statistics.mean(r["dense_acc"] - r["acc"] for r in rs)
-            lines.append(f"| {t:.0%} | {mth} | {ef:.1%} ({1 / ef:.2f}x less) | {mf:.1%} | {_mean_sd(a)} | {drop:+.2f} |")
-        lines.append("")
-    di = state.get("distill")
-    if di:
-        lines += ["## Knowledge distillation (digits; student 64-16-10 MLP, teacher LeNet-5 at "
-                  f"{100 * di['teacher']:.2f}%; test error, mean ± sd over 5 seeds)", "",
-                  "| student's training images | epochs | T | alpha | student alone error % | with soft targets error % "
-                  "| soft targets better? |", "| --- | --- | --- | --- | --- | --- | --- |"]
-        for s in di["settings"]:
-            diff = statistics.mean(s["alone"]) - statistics.mean(s["soft"])
-            verdict = "tie (< 1 test image)" if abs(diff) < 1 / 360 else "yes" if diff > 0 else "no"
-            lines.append(f"| {s['train_images']} | {s['epochs']} | {s['T']} | {s['alpha']} | {_mean_sd(s['alone'])} | "
-                         f"{_mean_sd(s['soft'])} | {verdict} |")
-        lines.append("")
+    if state.get("coverage"):
+        lines += _render_coverage(state["coverage"])
+    if state.get("speed"):
+        lines += _render_speed(state["speed"])
+    if state.get("accuracy"):
+        lines += _render_accuracy(state["accuracy"])
+    if state.get("energy"):
+        lines += _render_energy(state["energy"])
+    if state.get("distill"):
+        lines += _render_distill(state["distill"])
     return "\n".join(lines)
 
 
