@@ -15,7 +15,9 @@ Sections (``--only`` picks some; the results file keeps the others' last tables)
   estimated energy (Eyeriss model) reached at equal accuracy.
 * ``distill``: a small student trained alone vs with the LeNet-5 teacher's soft targets.
 
-    flock /tmp/edgefit-bench.lock .venv/bin/python benchmarks/structured_pruning.py [--only speed]
+    .venv/bin/python benchmarks/structured_pruning.py [--only speed]
+
+The speed section takes /tmp/edgefit-bench.lock itself, only while it times.
 """
 
 from __future__ import annotations
@@ -141,12 +143,29 @@ def coverage(log) -> dict:
 
 # --- speed ----------------------------------------------------------------------------------------
 
+def _bench_lock():
+    """Hold /tmp/edgefit-bench.lock while timing (pruning and bisection run outside it)."""
+    import contextlib
+    import fcntl
+
+    @contextlib.contextmanager
+    def held():
+        with open("/tmp/edgefit-bench.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    return held()
+
+
 def speed(log) -> dict:
-    rows = []
+    prepared = []
+    shape = (1, 3, 224, 224)
     for name in ("resnet50", "vgg16", "mobilenet_v2"):
         torch.manual_seed(0)
         dense = create(name).eval()
-        shape = (1, 3, 224, 224)
         macs0 = profile(dense, input_shape=shape).totals.macs
         ef = copy.deepcopy(dense)
         t0 = time.perf_counter()
@@ -156,15 +175,21 @@ def speed(log) -> dict:
         tpm, tp_ratio = tp_to_macs(dense, torch.randn(shape), macs0 * 0.5)
         t_tp = time.perf_counter() - t0
         macs = {k: profile(m, input_shape=shape).totals.macs for k, m in (("edgefit", ef), ("tp", tpm))}
-        for batch in (1, 8):
-            x = (torch.randn(batch, 3, 224, 224),)
-            runs = 10 if batch == 1 else 3
-            rounds = 5 if name != "vgg16" or batch == 1 else 3
-            res = compare_latency([dense, ef, tpm], x, rounds=rounds, runs=runs)
-            rows.append({"model": name, "batch": batch, "macs_dense": macs0, "macs_edgefit": macs["edgefit"],
-                         "macs_tp": macs["tp"], "tp_ratio": tp_ratio, "prune_s_edgefit": t_ef, "prune_s_tp": t_tp,
-                         "dense": res[0], "edgefit": res[1], "tp": res[2], "rounds": rounds, "runs": runs})
-            log(f"speed {name} b{batch}: dense {res[0][0]:.4f}s edgefit {res[1][0]:.4f}s tp {res[2][0]:.4f}s")
+        prepared.append((name, dense, ef, tpm, macs0, macs, tp_ratio, t_ef, t_tp))
+        log(f"speed: {name} pruned (edgefit {t_ef:.0f} s, Torch-Pruning {t_tp:.0f} s)")
+    rows = []
+    t_wait = time.perf_counter()
+    with _bench_lock():
+        log(f"speed: bench lock held after {time.perf_counter() - t_wait:.0f} s")
+        for name, dense, ef, tpm, macs0, macs, tp_ratio, t_ef, t_tp in prepared:
+            for batch in (1, 8):
+                x = (torch.randn(batch, 3, 224, 224),)
+                runs, rounds = (5, 5) if batch == 1 else (2, 3)
+                res = compare_latency([dense, ef, tpm], x, rounds=rounds, runs=runs)
+                rows.append({"model": name, "batch": batch, "macs_dense": macs0, "macs_edgefit": macs["edgefit"],
+                             "macs_tp": macs["tp"], "tp_ratio": tp_ratio, "prune_s_edgefit": t_ef, "prune_s_tp": t_tp,
+                             "dense": res[0], "edgefit": res[1], "tp": res[2], "rounds": rounds, "runs": runs})
+                log(f"speed {name} b{batch}: dense {res[0][0]:.4f}s edgefit {res[1][0]:.4f}s tp {res[2][0]:.4f}s")
     return {"rows": rows}
 
 
@@ -246,13 +271,12 @@ def distill(log) -> dict:
     teacher = create("lenet5_digits")
     train(teacher, data, TrainConfig(epochs=30, seed=0))
     out = {"teacher": evaluate(teacher, data), "settings": []}
-    # 150 epochs: the 64-16-10 student converges (at 20 epochs it is still at ~9% error and the
-    # comparison measures convergence speed, not what the soft targets teach).
-    for epochs, temperature, alpha, share in ((150, 2.0, 0.7, 1.0), (150, 4.0, 0.9, 1.0), (150, 4.0, 0.9, 0.25)):
+    for epochs, temperature, alpha, share in ((20, 1.0, 0.5, 1.0), (20, 2.0, 0.5, 1.0), (20, 4.0, 0.9, 1.0),
+                                              (60, 1.0, 0.5, 0.1), (60, 4.0, 0.9, 0.1)):
         alone, soft = [], []
         n = int(share * len(data.y_train))
         part = dataclasses.replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n])
-        for seed in range(3):
+        for seed in range(5):
             torch.manual_seed(seed)
             s = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
             init = copy.deepcopy(s.state_dict())
@@ -277,94 +301,121 @@ def _mean_sd(v):
     return f"{100 * statistics.mean(v):.2f} ± {100 * (statistics.stdev(v) if len(v) > 1 else 0):.2f}"
 
 
+def _render_coverage(cov: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Coverage: every zoo CNN at 30/50/70% of its channels", "",
+              "edgefit: `prune_(model, ChannelConfig(ratio=r))`, L2, every prunable group; Torch-Pruning 1.6 "
+              "`MetaPruner` (L2 magnitude, last layer ignored). *exact*: the profiler's conv/Linear MACs equal "
+              "the closed form from the pruned widths.", "",
+              "| model | ratio | groups (unprunable) | dense MACs | edgefit MACs | runs, shape, exact | "
+              "Torch-Pruning MACs | runs, shape, exact |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in cov["rows"]:
+        cells = []
+        for tool in ("edgefit", "torch-pruning"):
+            d = r[tool]
+            if d["runs"]:
+                cells += [f"{d['macs'] / 1e6:,.1f}M ({d['macs'] / r['macs_dense']:.0%})",
+                          f"yes, {'same' if d['shape_ok'] else 'CHANGED'}, {'yes' if d['exact'] else 'no'}"]
+            else:
+                cells += ["-", f"fails: {d['error']}"]
+        lines.append(f"| {r['model']} | {r['ratio']:.0%} | {r['groups']} ({r['unprunable']}) | "
+                     f"{r['macs_dense'] / 1e6:,.1f}M | " + " | ".join(cells) + " |")
+    reasons = {r["model"]: r["unprunable_reasons"] for r in cov["rows"] if "unprunable_reasons" in r}
+    lines += ["", "Groups edgefit does not prune, and why (every model's input and output channels stay):", ""]
+    for model, rs in reasons.items():
+        other = {k: v for k, v in rs.items() if v not in ("model input", "model output")}
+        if other:
+            kinds = sorted(set(other.values()), key=len)[:3]
+            lines.append(f"- {model}: {len(other)} groups besides input/output, e.g. " + "; ".join(kinds))
+    lines.append("")
+    return lines
+
+
+def _render_speed(sp: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Real speed at half the MACs (224x224, one thread)", "",
+              "edgefit: `AutoChannelConfig(target=0.5, cost='macs', round_to=8)` (uniform ratio found by "
+              "bisection); Torch-Pruning: `MetaPruner` L2, uniform, `round_to=8`, ratio bisected to the same MAC "
+              "budget. Latency in ms: median of rounds (min-max of the rounds' medians).", "",
+              "| model | batch | MACs dense -> edgefit / TP | dense ms | edgefit ms | speed-up | TP ms | "
+              "TP speed-up |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sp["rows"]:
+        lines.append(f"| {r['model']} | {r['batch']} | {r['macs_dense'] / 1e9:.2f}G -> "
+                     f"{r['macs_edgefit'] / 1e9:.2f}G ({r['macs_dense'] / r['macs_edgefit']:.2f}x) / "
+                     f"{r['macs_tp'] / 1e9:.2f}G ({r['macs_dense'] / r['macs_tp']:.2f}x) | {_ms(r['dense'])} | "
+                     f"{_ms(r['edgefit'])} | **{r['dense'][0] / r['edgefit'][0]:.2f}x** | {_ms(r['tp'])} | "
+                     f"{r['dense'][0] / r['tp'][0]:.2f}x |")
+    lines.append("")
+    return lines
+
+
+def _render_accuracy(acc: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Accuracy at 2x fewer MACs after fine-tuning (digits test split, 360 images; mean ± sd over "
+              "3 seeds)", "",
+              "| model | dense % | edgefit L2 % | edgefit fmap+LS % | Torch-Pruning % | MACs kept (ef / fmap / TP) "
+              "| edgefit within 1 pp? |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in ((k, v) for k, v in acc.items() if isinstance(v, dict)):
+        gaps = {k: 100 * (statistics.mean(r["dense"]) - statistics.mean(r[k])) for k in ("edgefit", "edgefit_fmap")}
+        lines.append(f"| {name} | {_mean_sd(r['dense'])} | {_mean_sd(r['edgefit'])} | "
+                     f"{_mean_sd(r['edgefit_fmap'])} | {_mean_sd(r['tp'])} | {r['macs']['edgefit']:.0%} / "
+                     f"{r['macs']['edgefit_fmap']:.0%} / {r['macs']['tp']:.0%} | " + ", ".join(f"{lab}: {'yes' if g <= 1 else 'no'} ({g:+.2f} pp)"
+                                 for lab, g in zip(("L2", "fmap"), gaps.values(), strict=True)) + " |")
+    lines.append("")
+    return lines
+
+
+def _render_energy(en: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Energy-aware vs magnitude pruning (digits LeNet-5, Eyeriss energy model)", "",
+              "Each: prune to the energy target, then 8 epochs of fine-tuning (energy-aware also fine-tunes 1 "
+              "epoch after each step). Mean over 3 seeds.", "",
+              "| target | method | energy kept | MACs kept | accuracy % | drop (pp) |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    keys = sorted({(r["target"], r["method"]) for r in en["rows"]}, key=lambda k: (-k[0], k[1]))
+    for t, mth in keys:
+        rs = [r for r in en["rows"] if r["target"] == t and r["method"] == mth]
+        ef = statistics.mean(r["energy_frac"] for r in rs)
+        mf = statistics.mean(r["macs_frac"] for r in rs)
+        a = [r["acc"] for r in rs]
+        drop = 100 * statistics.mean(r["dense_acc"] - r["acc"] for r in rs)
+        lines.append(f"| {t:.0%} | {mth} | {ef:.1%} ({1 / ef:.2f}x less) | {mf:.1%} | {_mean_sd(a)} | {drop:+.2f} |")
+    lines.append("")
+    return lines
+
+
+def _render_distill(di: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Knowledge distillation (digits; student 64-16-10 MLP, teacher LeNet-5 at "
+              f"{100 * di['teacher']:.2f}%; test error, mean ± sd over 5 seeds)", "",
+              "| student's training images | epochs | T | alpha | student alone error % | with soft targets error % "
+              "| soft targets better? |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for s in di["settings"]:
+        diff = statistics.mean(s["alone"]) - statistics.mean(s["soft"])
+        verdict = "tie (< 1 test image)" if abs(diff) < 1 / 360 else "yes" if diff > 0 else "no"
+        lines.append(f"| {s['train_images']} | {s['epochs']} | {s['T']} | {s['alpha']} | {_mean_sd(s['alone'])} | "
+                     f"{_mean_sd(s['soft'])} | {verdict} |")
+    lines.append("")
+    return lines
+
+
 def render(state: dict) -> str:
     lines = ["# Structured pruning: edgefit beside Torch-Pruning", "",
              "Raw numbers: `benchmarks/results/structured_pruning/*.json`.", "",
              f"Host: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads available; **shared with other jobs** (timings vary; "
              "alternating rounds, medians, spread in parentheses). Reproduce: "
-             "`flock /tmp/edgefit-bench.lock .venv/bin/python benchmarks/structured_pruning.py`.", ""]
-    cov = state.get("coverage")
-    if cov:
-        lines += ["## Coverage: every zoo CNN at 30/50/70% of its channels", "",
-                  "edgefit: `prune_(model, ChannelConfig(ratio=r))`, L2, every prunable group; Torch-Pruning 1.6 "
-                  "`MetaPruner` (L2 magnitude, last layer ignored). *exact*: the profiler's conv/Linear MACs equal "
-                  "the closed form from the pruned widths.", "",
-                  "| model | ratio | groups (unprunable) | dense MACs | edgefit MACs | runs, shape, exact | "
-                  "Torch-Pruning MACs | runs, shape, exact |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for r in cov["rows"]:
-            cells = []
-            for tool in ("edgefit", "torch-pruning"):
-                d = r[tool]
-                if d["runs"]:
-                    cells += [f"{d['macs'] / 1e6:,.1f}M ({d['macs'] / r['macs_dense']:.0%})",
-                              f"yes, {'same' if d['shape_ok'] else 'CHANGED'}, {'yes' if d['exact'] else 'no'}"]
-                else:
-                    cells += ["-", f"fails: {d['error']}"]
-            lines.append(f"| {r['model']} | {r['ratio']:.0%} | {r['groups']} ({r['unprunable']}) | "
-                         f"{r['macs_dense'] / 1e6:,.1f}M | " + " | ".join(cells) + " |")
-        reasons = {r["model"]: r["unprunable_reasons"] for r in cov["rows"] if "unprunable_reasons" in r}
-        lines += ["", "Groups edgefit does not prune, and why (every model's input and output channels stay):", ""]
-        for model, rs in reasons.items():
-            other = {k: v for k, v in rs.items() if v not in ("model input", "model output")}
-            if other:
-                kinds = sorted(set(other.values()), key=len)[:3]
-                lines.append(f"- {model}: {len(other)} groups besides input/output, e.g. " + "; ".join(kinds))
-        lines.append("")
-    sp = state.get("speed")
-    if sp:
-        lines += ["## Real speed at half the MACs (224x224, one thread)", "",
-                  "edgefit: `AutoChannelConfig(target=0.5, cost='macs', round_to=8)` (uniform ratio found by "
-                  "bisection); Torch-Pruning: `MetaPruner` L2, uniform, `round_to=8`, ratio bisected to the same MAC "
-                  "budget. Latency in ms: median of rounds (min-max of the rounds' medians).", "",
-                  "| model | batch | MACs dense -> edgefit / TP | dense ms | edgefit ms | speed-up | TP ms | "
-                  "TP speed-up |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for r in sp["rows"]:
-            lines.append(f"| {r['model']} | {r['batch']} | {r['macs_dense'] / 1e9:.2f}G -> "
-                         f"{r['macs_edgefit'] / 1e9:.2f}G ({r['macs_dense'] / r['macs_edgefit']:.2f}x) / "
-                         f"{r['macs_tp'] / 1e9:.2f}G ({r['macs_dense'] / r['macs_tp']:.2f}x) | {_ms(r['dense'])} | "
-                         f"{_ms(r['edgefit'])} | **{r['dense'][0] / r['edgefit'][0]:.2f}x** | {_ms(r['tp'])} | "
-                         f"{r['dense'][0] / r['tp'][0]:.2f}x |")
-        lines.append("")
-    acc = state.get("accuracy")
-    if acc:
-        lines += ["## Accuracy at 2x fewer MACs after fine-tuning (digits test split, 360 images; mean ± sd over "
-                  "3 seeds)", "",
-                  "| model | dense % | edgefit L2 % | edgefit fmap+LS % | Torch-Pruning % | MACs kept (ef / fmap / TP) "
-                  "| edgefit within 1 pp? |", "| --- | --- | --- | --- | --- | --- | --- |"]
-        for name, r in acc.items():
-            gap = 100 * (statistics.mean(r["dense"]) - statistics.mean(r["edgefit"]))
-            lines.append(f"| {name} | {_mean_sd(r['dense'])} | {_mean_sd(r['edgefit'])} | "
-                         f"{_mean_sd(r['edgefit_fmap'])} | {_mean_sd(r['tp'])} | {r['macs']['edgefit']:.0%} / "
-                         f"{r['macs']['edgefit_fmap']:.0%} / {r['macs']['tp']:.0%} | "
-                         f"{'yes' if gap <= 1 else 'no'} ({gap:+.2f} pp) |")
-        lines.append("")
-    en = state.get("energy")
-    if en:
-        lines += ["## Energy-aware vs magnitude pruning (digits LeNet-5, Eyeriss energy model)", "",
-                  "Each: prune to the energy target, then 8 epochs of fine-tuning (energy-aware also fine-tunes 1 "
-                  "epoch after each step). Mean over 3 seeds.", "",
-                  "| target | method | energy kept | MACs kept | accuracy % | drop (pp) |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        keys = sorted({(r["target"], r["method"]) for r in en["rows"]}, key=lambda k: (-k[0], k[1]))
-        for t, mth in keys:
-            rs = [r for r in en["rows"] if r["target"] == t and r["method"] == mth]
-            ef = statistics.mean(r["energy_frac"] for r in rs)
-            mf = statistics.mean(r["macs_frac"] for r in rs)
-            a = [r["acc"] for r in rs]
-            drop = 100 * statistics.mean(r["dense_acc"] - r["acc"] for r in rs)
-            lines.append(f"| {t:.0%} | {mth} | {ef:.1%} ({1 / ef:.2f}x less) | {mf:.1%} | {_mean_sd(a)} | {drop:+.2f} |")
-        lines.append("")
-    di = state.get("distill")
-    if di:
-        lines += ["## Knowledge distillation (digits; student 64-16-10 MLP, teacher LeNet-5 at "
-                  f"{100 * di['teacher']:.2f}%; test error, mean ± sd over 3 seeds)", "",
-                  "| student's training images | epochs | T | alpha | student alone error % | with soft targets error % |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        for s in di["settings"]:
-            lines.append(f"| {s['train_images']} | {s['epochs']} | {s['T']} | {s['alpha']} | {_mean_sd(s['alone'])} | "
-                         f"{_mean_sd(s['soft'])} |")
-        lines.append("")
+             "`.venv/bin/python benchmarks/structured_pruning.py` (the timing holds /tmp/edgefit-bench.lock).", ""]
+    if state.get("coverage"):
+        lines += _render_coverage(state["coverage"])
+    if state.get("speed"):
+        lines += _render_speed(state["speed"])
+    if state.get("accuracy"):
+        lines += _render_accuracy(state["accuracy"])
+    if state.get("energy"):
+        lines += _render_energy(state["energy"])
+    if state.get("distill"):
+        lines += _render_distill(state["distill"])
     return "\n".join(lines)
 
 
