@@ -11,6 +11,7 @@ MODULES = [
     "edgefit.metrics.formulas",
     "edgefit.zoo",
     "edgefit.hardware",
+    "edgefit.measure.correction",
 ]
 
 

@@ -19,10 +19,12 @@ from edgefit.measure.latency import (
     time_callable,
     wait_until_quiet,
 )
+from edgefit.measure.correction import HostCorrection, fit_correction
 from edgefit.measure.lut import (
     LatencyTable,
     LayerPrediction,
     Prediction,
+    host_correction,
     layer_key,
     predict_latency,
 )
@@ -40,7 +42,10 @@ __all__ = [
     "conv_canary",
     "cpu_timer",
     "default_timer",
+    "host_correction",
     "host_device",
+    "HostCorrection",
+    "fit_correction",
     "layer_key",
     "machine_busy",
     "measure_latency",
