@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edgefit.measure.calibrate import cache_dir, calibrate_host, host_device
+from edgefit.measure.correction import HostCorrection, fit_correction
 from edgefit.measure.latency import (
     LatencyStats,
     SpeedGate,
@@ -19,7 +20,6 @@ from edgefit.measure.latency import (
     time_callable,
     wait_until_quiet,
 )
-from edgefit.measure.correction import HostCorrection, fit_correction
 from edgefit.measure.lut import (
     LatencyTable,
     LayerPrediction,

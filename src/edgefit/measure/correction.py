@@ -176,7 +176,7 @@ def correction_key(regime: str, threads: int, dtype: str = "float32") -> str:
 
 # ------------------------------------------------------------------ random networks of zoo blocks
 
-_SIZES = {"hot": ((24, 32, 40), (8, 16, 24)), "rotated": ((96, 112, 128), (32, 48, 64))}
+_SIZES = {"hot": ((24, 32, 40), (8, 16, 24)), "rotated": ((128, 160, 192), (32, 48, 64))}
 
 
 def _block(rng: random.Random, c: int):
@@ -240,10 +240,33 @@ def random_block_network(rng: random.Random, regime: str = "hot"):
     return model, (1, 3, hw, hw), f"{hw}px " + " ".join(labels)
 
 
-def calibration_networks(regime: str, count: int = 6, seed: int = CALIBRATION_SEED):
-    """The ``count`` synthetic networks a regime's correction is fitted on (fixed by ``seed``)."""
+def calibration_networks(
+    regime: str, count: int = 6, seed: int = CALIBRATION_SEED, hot_bytes: int | None = None
+):
+    """The ``count`` synthetic networks a regime's correction is fitted on (fixed by ``seed``).
+
+    Drawn from ``seed``'s stream, keeping those whose working set
+    (`edgefit.measure.lut.working_set_bytes`) falls in ``regime`` for a table's
+    ``hot_bytes`` (default: the table's default), at most ``8 * count`` draws.
+    """
+    import warnings
+
+    from edgefit.measure.lut import ROTATE_BYTES, working_set_bytes
+    from edgefit.metrics import profile
+
+    hot_bytes = ROTATE_BYTES if hot_bytes is None else hot_bytes
     rng = random.Random(f"{seed}-{regime}")
-    return [random_block_network(rng, regime) for _ in range(count)]
+    kept = []
+    for _ in range(8 * count):
+        model, shape, label = random_block_network(rng, regime)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            footprint = working_set_bytes(model, profile(model, input_shape=shape))
+        if (footprint > hot_bytes) == (regime == "rotated"):
+            kept.append((model, shape, label))
+            if len(kept) == count:
+                break
+    return kept
 
 
 def calibrate_correction(
@@ -262,7 +285,7 @@ def calibrate_correction(
 
     before = table.retaken
     table_s, measured_s, labels = [], [], []
-    for model, shape, label in calibration_networks(regime, count, seed):
+    for model, shape, label in calibration_networks(regime, count, seed, table.hot_bytes):
         pred = predict_latency(
             model, input_shape=shape, table=table, measure=False, steady=False, correction=False
         )
