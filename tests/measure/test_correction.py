@@ -120,7 +120,7 @@ def test_calibration_fits_stores_and_reuses(tmp_path, monkeypatch):
 
     table = _table(tmp_path, hot_bytes=1 << 40)  # every network is timed hot
     nets = calibration_networks("hot", 3)
-    monkeypatch.setattr(correction_mod, "calibration_networks", lambda regime, count, seed: nets)
+    monkeypatch.setattr(correction_mod, "calibration_networks", lambda regime, count, seed, hot: nets)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         notes = []
