@@ -323,7 +323,8 @@ def predict(
         True,
         "--calibrate/--no-calibrate",
         help="correct the table's sum per host (calibrated once on random zoo-block networks, "
-        "again when the host's speed changed) and give an interval",
+        "again when the host's speed changed) and give an interval; --no-calibrate uses a "
+        "stored correction only",
     ),
     confidence: float = typer.Option(0.9, "--confidence", help="the interval's confidence"),
     budget_ms: float = typer.Option(
@@ -354,7 +355,7 @@ def predict(
         input_dtype=resolved.input_dtype or "float32",
         table=table,
         runs=runs,
-        correction=calibrate,
+        correction=True if calibrate else None,
         confidence=confidence,
     )
     met = pred.budget_met(budget_ms * 1e-3, confidence) if budget_ms is not None else None
