@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import itertools
 import random
 import warnings
 from pathlib import Path
@@ -26,24 +28,15 @@ from edgefit.measure.correction import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class FakeTimer:
-    def __init__(self, step=0.001):
-        self.now, self.step = 0.0, step
-
-    def __call__(self):
-        self.now += self.step
-        return self.now
-
-
 @pytest.fixture(autouse=True)
 def _cache_in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEFIT_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def _table(tmp_path, **kw):
-    return LatencyTable(
-        tmp_path / "l.sqlite", timer=FakeTimer(), runs=1, warmup=0, min_sample_s=0, **kw
-    )
+    """A table on a fake clock: every reading 1 ms after the last."""
+    clock = functools.partial(next, itertools.count(0.0, 0.001))
+    return LatencyTable(tmp_path / "l.sqlite", timer=clock, runs=1, warmup=0, min_sample_s=0, **kw)
 
 
 def test_fit_is_median_ratio_with_leave_one_out_residuals():
@@ -120,7 +113,9 @@ def test_calibration_fits_stores_and_reuses(tmp_path, monkeypatch):
 
     table = _table(tmp_path, hot_bytes=1 << 40)  # every network is timed hot
     nets = calibration_networks("hot", 3)
-    monkeypatch.setattr(correction_mod, "calibration_networks", lambda regime, count, seed, hot: nets)
+    monkeypatch.setattr(
+        correction_mod, "calibration_networks", lambda regime, count, seed, hot: nets
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         notes = []
