@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import itertools
+import math
 import random
 import warnings
 from pathlib import Path
@@ -21,8 +22,8 @@ from edgefit.measure.correction import (
     calibration_networks,
     correction_key,
     fit_correction,
-    quantile,
     random_block_network,
+    t_quantile,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,15 +51,28 @@ def test_fit_is_median_ratio_with_leave_one_out_residuals():
         fit_correction("hot", [1.0, 0.0, 1.0], [1.0, 1.0, 1.0])
 
 
-def test_interval_and_one_sided_bound_from_residual_quantiles():
-    c = HostCorrection("rotated", 1.1, (-0.2, -0.1, 0.0, 0.1, 0.3))
-    assert quantile(c.residuals, 0.05) == pytest.approx(-0.18)
-    assert quantile(c.residuals, 0.95) == pytest.approx(0.26)
+def test_t_quantile_matches_tables():
+    # Student-t tables: t(0.95; 5) = 2.015, t(0.975; 10) = 2.228, t(0.9; 30) = 1.310
+    assert t_quantile(0.95, 5) == pytest.approx(2.015, rel=2e-3)
+    assert t_quantile(0.975, 10) == pytest.approx(2.228, rel=2e-3)
+    assert t_quantile(0.9, 30) == pytest.approx(1.310, rel=2e-3)
+    assert t_quantile(0.05, 5) == pytest.approx(-t_quantile(0.95, 5))
+    with pytest.raises(ConfigError):
+        t_quantile(1.0, 5)
+
+
+def test_interval_is_the_t_prediction_interval_of_the_log_residuals():
+    # log residuals -0.1, 0, 0.1: mean 0, sd 0.1, n = 3 -> half width t(0.95; 2) * 0.1 * sqrt(4/3)
+    c = HostCorrection("rotated", 1.1, (math.expm1(-0.1), 0.0, math.expm1(0.1)))
+    half = t_quantile(0.95, 2) * 0.1 * math.sqrt(4 / 3)
+    assert half == pytest.approx(2.885 * 0.11547, rel=1e-3)
     low, high = c.interval(10.0, 0.9)
-    assert (low, high) == (pytest.approx(8.2), pytest.approx(12.6))
-    assert c.upper(10.0, 0.9) == pytest.approx(10 * (1 + 0.22))  # q(0.9) = 0.1 + 0.6 * 0.2
+    assert (low, high) == (pytest.approx(10 * math.exp(-half)), pytest.approx(10 * math.exp(half)))
+    assert c.upper(10.0, 0.9) == pytest.approx(
+        10 * math.exp(t_quantile(0.9, 2) * 0.11547), rel=1e-4
+    )
     # residuals all on one side: the interval still contains the point prediction
-    assert HostCorrection("hot", 1.0, (0.1, 0.2)).interval(1.0, 0.5)[0] == 1.0
+    assert HostCorrection("hot", 1.0, (0.10, 0.11, 0.12)).interval(1.0, 0.5)[0] == 1.0
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ConfigError):
             c.interval(1.0, bad)
@@ -66,19 +80,19 @@ def test_interval_and_one_sided_bound_from_residual_quantiles():
 
 def test_correction_validates_and_round_trips():
     with pytest.raises(EdgefitError):
-        HostCorrection("warm", 1.0, (0.0, 0.0))
+        HostCorrection("warm", 1.0, (0.0, 0.0, 0.0))
     with pytest.raises(EdgefitError):
-        HostCorrection("hot", -1.0, (0.0, 0.0))
+        HostCorrection("hot", -1.0, (0.0, 0.0, 0.0))
     with pytest.raises(EdgefitError):
-        HostCorrection("hot", 1.0, (0.0,))
-    c = HostCorrection("hot", 1.2, (0.1, -0.1), networks=("a",), canary_s=2e-4, retakes=3)
+        HostCorrection("hot", 1.0, (0.0, 0.1))  # a prediction interval needs >= 3
+    c = HostCorrection("hot", 1.2, (0.1, -0.1, 0.0), networks=("a",), canary_s=2e-4, retakes=3)
     assert HostCorrection.from_json(c.to_json()) == c
     with pytest.raises(ConfigError):
         HostCorrection.from_json("{not json")
 
 
 def test_host_state_change_makes_a_correction_stale():
-    c = HostCorrection("hot", 1.0, (0.0, 0.0), canary_s=1.0)
+    c = HostCorrection("hot", 1.0, (0.0, 0.0, 0.0), canary_s=1.0)
     assert not c.stale(1.2) and not c.stale(0.81)
     assert c.stale(1.26) and c.stale(0.79)
 
@@ -95,9 +109,9 @@ def test_prediction_applies_the_stored_correction_with_its_interval(tmp_path):
     pred = predict_latency(model, input_shape=(1, 4), table=table, measure=False)
     assert pred.table_seconds == pytest.approx(raw.seconds)
     assert pred.seconds == pytest.approx(2 * raw.seconds)
-    assert pred.low_s == pytest.approx(pred.seconds * (1 - 0.1 + 0.1 * 0.1))  # q(0.05)
-    assert pred.high_s == pytest.approx(pred.seconds * (1 + 0.2 * 0.9))  # q(0.95)
-    bound = pred.seconds * (1 + 0.2 * 0.8)  # one-sided q(0.9)
+    assert (pred.low_s, pred.high_s) == corr.interval(pred.seconds, 0.9)
+    assert pred.low_s < pred.seconds < pred.high_s
+    bound = corr.upper(pred.seconds, 0.9)
     assert pred.budget_met(bound * 1.001) and not pred.budget_met(bound * 0.999)
     assert pred.to_dict()["interval_s"] == [pred.low_s, pred.high_s]
     measured = LatencyStats.from_samples([pred.seconds])

@@ -11,8 +11,11 @@ not), one factor and the leave-one-out relative residuals of the fit:
 * factor ``f`` = median over the calibration networks of measured / table sum;
 * residual ``r_i`` = measured_i / (f_-i * table_i) - 1, where ``f_-i`` is the factor
   fitted without network ``i`` (so the residuals are out-of-sample);
-* a prediction is ``f * table sum``; its two-sided interval at confidence ``c`` is
-  ``[s (1 + q((1 - c) / 2)), s (1 + q((1 + c) / 2))]``, ``q`` the residual quantile.
+* a prediction is ``s = f * table sum``; its interval at confidence ``c`` is the
+  Student-t prediction interval of the residuals' logs (mean ``m``, standard
+  deviation ``sd``, ``n`` networks): ``s * exp(m +- t_{n-1}((1 + c) / 2) * sd *
+  sqrt(1 + 1/n))``, widened to contain ``s``. With six networks a quantile of the
+  residuals would cover a new network only about 5 times in 7.
 
 With the ``canary_s`` it was calibrated at, a correction also records the host's
 state: when the reference convolution runs more than ``STALE_RATIO`` slower or
@@ -53,6 +56,25 @@ def quantile(values: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
+def t_quantile(p: float, df: int) -> float:
+    """Student-t quantile by the Cornish-Fisher expansion around the normal one.
+
+    Within 0.2% of the exact value from 4 degrees of freedom on, 1.2% at 2.
+
+    >>> round(t_quantile(0.95, 5), 3), round(t_quantile(0.95, 30), 3), round(t_quantile(0.5, 3), 3)
+    (2.014, 1.697, 0.0)
+    """
+    if df < 1 or not 0.0 < p < 1.0:
+        raise ConfigError(f"t_quantile needs df >= 1 and 0 < p < 1, got df={df}, p={p}")
+    z = statistics.NormalDist().inv_cdf(p)
+    return (
+        z
+        + (z**3 + z) / (4 * df)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+    )
+
+
 def _check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
@@ -85,34 +107,45 @@ class HostCorrection:
             raise ConfigError(f"regime must be one of {REGIMES}, got {self.regime!r}")
         if not (self.factor > 0 and math.isfinite(self.factor)):
             raise ConfigError(f"correction factor must be positive, got {self.factor}")
-        if len(self.residuals) < 2:
-            raise ConfigError("a correction needs residuals of at least 2 networks")
+        if len(self.residuals) < 3:
+            raise ConfigError("a correction needs residuals of at least 3 networks")
+
+    def _log_bound(self, p: float) -> float:
+        """``p``-quantile of a new network's relative residual (Student-t prediction bound)."""
+        logs = [math.log1p(r) for r in self.residuals]
+        n = len(logs)
+        width = statistics.stdev(logs) * math.sqrt(1 + 1 / n)
+        return math.expm1(statistics.fmean(logs) + t_quantile(p, n - 1) * width)
 
     def interval(self, seconds: float, confidence: float = 0.9) -> tuple[float, float]:
-        """Two-sided interval around a corrected prediction ``seconds`` at ``confidence``.
+        """Two-sided prediction interval around a corrected prediction ``seconds``.
+
+        The residuals' logs are treated as a normal sample: a new network's log
+        residual lies within mean +- t(n-1) * sd * sqrt(1 + 1/n) with ``confidence``.
+        The interval always contains ``seconds``.
 
         >>> c = HostCorrection("hot", 1.0, (-0.1, 0.0, 0.1, 0.2))
-        >>> [round(x, 6) for x in c.interval(1.0, 0.5)]
-        [0.975, 1.125]
+        >>> [round(x, 3) for x in c.interval(1.0, 0.9)]
+        [0.754, 1.445]
         """
         _check_confidence(confidence)
-        lo = min(0.0, quantile(self.residuals, (1 - confidence) / 2))
-        hi = max(0.0, quantile(self.residuals, (1 + confidence) / 2))
+        lo = min(0.0, self._log_bound((1 - confidence) / 2))
+        hi = max(0.0, self._log_bound((1 + confidence) / 2))
         return seconds * (1 + lo), seconds * (1 + hi)
 
     def upper(self, seconds: float, confidence: float = 0.9) -> float:
-        """One-sided bound: the latency stays under it with probability ``confidence``.
+        """One-sided bound: a new network's latency stays under it with probability ``confidence``.
 
-        >>> HostCorrection("hot", 1.0, (-0.1, 0.0, 0.1, 0.2)).upper(1.0, 1.0 - 1e-9) > 1.19
-        True
+        >>> round(HostCorrection("hot", 1.0, (-0.1, 0.0, 0.1, 0.2)).upper(1.0, 0.9), 3)
+        1.31
         """
         _check_confidence(confidence)
-        return seconds * (1 + max(0.0, quantile(self.residuals, confidence)))
+        return seconds * (1 + max(0.0, self._log_bound(confidence)))
 
     def stale(self, canary_s: float | None) -> bool:
         """True if the host's reference convolution now runs ``STALE_RATIO`` off its calibration speed.
 
-        >>> c = HostCorrection("hot", 1.0, (0.0, 0.0), canary_s=1e-4)
+        >>> c = HostCorrection("hot", 1.0, (0.0, 0.0, 0.0), canary_s=1e-4)
         >>> c.stale(1.1e-4), c.stale(1.5e-4), c.stale(None)
         (False, True, False)
         """
