@@ -330,6 +330,12 @@ def predict(
     budget_ms: float = typer.Option(
         None, "--budget-ms", help="also say whether this budget is met with --confidence"
     ),
+    gate_budget_s: float = typer.Option(
+        30.0,
+        "--gate-budget",
+        help="seconds the speed gate may wait in all (then it measures at once): bounds the "
+        "time a table build takes on a host that is never quiet",
+    ),
 ) -> None:
     """Predict MODEL's latency from a per-layer lookup table (NetAdapt) and compare with a measurement."""
     import torch
@@ -348,7 +354,8 @@ def predict(
         raise ConfigError(
             f"{model}: the model has no real weights (built on meta); cannot measure it"
         )
-    table = LatencyTable(gate=SpeedGate(quiet=False, max_wait_s=1.0) if speed_gate else None)
+    gate = SpeedGate(quiet=False, max_wait_s=1.0, max_total_wait_s=gate_budget_s)
+    table = LatencyTable(gate=gate if speed_gate else None)
     pred = predict_latency(
         resolved.model,
         prof,
