@@ -7,13 +7,22 @@ Two predictors against end-to-end measurements:
 * the pure roofline estimate on the measured ``host`` device (`edgefit.hardware.estimate`).
 
 Workloads: every zoo CNN at its canonical input (``--reduce`` lists models run at
-a smaller resolution to save time), and ``--layers`` random conv / linear layer
+a smaller resolution to save time), ``--networks`` random networks built from zoo
+blocks (`edgefit.measure.correction.random_block_network`, drawn from a stream the
+host correction never trains on), and ``--layers`` random conv / linear layer
 configurations, each predicted from the table and measured again independently.
 
-Reports the share of predictions within +-10% of the measurement for each
-predictor and writes ``benchmarks/results/latency_prediction.md`` atomically.
+Networks are predicted with the per-host correction (calibrated at the start of
+each round on the correction's own random networks) and its 90% interval; layers
+alone are predicted from the table as is (a layer alone is what the table times).
 
-    .venv/bin/python benchmarks/latency_prediction.py            # ~5-10 min on 2 cores
+Reports the share of predictions within +-10% of the measurement (median over
+rounds), the share of measurements inside the predicted interval, and the host's
+state (correction factors, canary, gate timeouts, retakes), and writes
+``benchmarks/results/latency_prediction.md`` atomically. ``--max-minutes`` bounds
+the run: no new round starts after it (the rounds done are reported).
+
+    flock /tmp/edgefit-bench.lock .venv/bin/python benchmarks/latency_prediction.py
     .venv/bin/python benchmarks/latency_prediction.py --quick    # a smoke run
 """
 
@@ -45,6 +54,8 @@ from edgefit.measure import (
     time_callable,
     wait_until_quiet,
 )
+from edgefit.measure.correction import random_block_network
+from edgefit.measure.lut import host_correction
 from edgefit.metrics import UncountedOpsWarning
 from edgefit.metrics import profile as run_profile
 from edgefit.zoo import create, get_spec
@@ -92,15 +103,22 @@ def random_layer(rng: random.Random):
     return conv, (1, cin, hw, hw), f"Conv2d({cin}->{cout}, k{k}, s{stride}, g{groups}) {hw}x{hw}"
 
 
+def random_networks(count: int, seed: int = 0):
+    """``count`` random zoo-block networks, half timed hot and half rotated: (model, shape, label)."""
+    rng = random.Random(f"latency-benchmark-{seed}")
+    return [random_block_network(rng, "hot" if i % 2 == 0 else "rotated") for i in range(count)]
+
+
 def within(pred: float, meas: float, tol: float = 0.10) -> bool:
     return abs(pred - meas) <= tol * meas
 
 
-def main(argv=None) -> int:
+def parse_args(argv):
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--layers", type=int, default=100, help="random layer configurations")
+    ap.add_argument("--networks", type=int, default=20, help="random zoo-block networks")
     ap.add_argument("--runs", type=int, default=18, help="end-to-end runs per model (median)")
     ap.add_argument(
         "--block-ms",
@@ -108,8 +126,12 @@ def main(argv=None) -> int:
         default=10.0,
         help="an end-to-end block runs back to back for at least this long (and >= runs/6 passes)",
     )
+    ap.add_argument("--rounds", type=int, default=3, help="table builds (each a fresh table)")
     ap.add_argument(
-        "--rounds", type=int, default=3, help="table builds, interleaved with end-to-end runs"
+        "--max-minutes",
+        type=float,
+        default=20.0,
+        help="start no round that would end past this (judged by the longest round so far)",
     )
     ap.add_argument(
         "--reduce", default="", help="comma-separated models to run at 112x112 instead of 224x224"
@@ -126,8 +148,7 @@ def main(argv=None) -> int:
         "--quiet-wait",
         type=float,
         default=0.3,
-        help="before each table entry and end-to-end block, wait up to this many seconds for "
-        "other processes to leave the CPUs idle (0: off)",
+        help="with --no-speed-gate: wait up to this many seconds for idle CPUs (0: off)",
     )
     ap.add_argument(
         "--speed-gate",
@@ -137,330 +158,415 @@ def main(argv=None) -> int:
         "speed (edgefit.measure.SpeedGate): co-tenants of a VM slow the core down unseen",
     )
     ap.add_argument(
-        "--speed-wait", type=float, default=3.0, help="longest wait for full speed, seconds"
+        "--speed-wait", type=float, default=1.0, help="longest wait for full speed, seconds"
     )
-    ap.add_argument("--quick", action="store_true", help="3 models, 20 layers, 5 runs")
+    ap.add_argument(
+        "--gate-budget",
+        type=float,
+        default=120.0,
+        help="seconds the speed gate may wait in all, per round (then it measures at once)",
+    )
+    ap.add_argument("--quick", action="store_true", help="3 models, 4 networks, 20 layers, 1 round")
     ap.add_argument("--output", default=str(RESULTS))
     args = ap.parse_args(argv)
     if args.quick:
-        args.layers, args.runs, args.rounds, args.models = 20, 6, 1, "lenet5,alexnet,mobilenet_v2"
-    if args.threads:
-        torch.set_num_threads(args.threads)
+        args.layers, args.networks, args.runs, args.rounds = 20, 4, 6, 1
+        args.models = "lenet5,alexnet,mobilenet_v2"
+    return args
+
+
+class Bench:
+    """The run's state: workloads, per-round predictions and measurements, host-state counters."""
+
+    def __init__(self, args, clock):
+        self.args, self.clock = args, clock
+        self.block = max(1, -(-args.runs // (2 * args.rounds)))
+        self.counts = {"blocks": 0, "blocks_busy": 0, "retaken": 0, "entries": 0, "timeouts": 0}
+        self.rounds: list[dict] = []  # host state per round
+        self.deadline = time.time() + args.max_minutes * 60  # hard stop, even inside a round
+        self.cut = 0  # workloads not reached before the deadline
+
+    def out_of_time(self) -> bool:
+        if time.time() > self.deadline:
+            self.cut += 1
+            return True
+        return False
+
+    def make_gate(self):
+        a = self.args
+        if a.speed_gate:
+            return SpeedGate(max_wait_s=a.speed_wait, quiet=False, max_total_wait_s=a.gate_budget)
+
+        def gate():
+            return True if a.quiet_wait <= 0 else wait_until_quiet(max_wait_s=a.quiet_wait)
+
+        return gate
+
+    def e2e_block(self, gate, model, x):
+        """One gated block of back-to-back passes: (cpu samples, wall samples)."""
+        clock, args, block = self.clock, self.args, self.block
+
+        def measure():
+            warm_until = clock() + 0.02
+            model(x)  # untimed: warm for this model (>= 20 ms of passes)
+            passes = 1
+            while clock() < warm_until:
+                model(x)
+                passes += 1
+            per_pass = max(1e-9, (clock() - warm_until + 0.02) / passes)
+            runs = max(block, min(1000, math.ceil(args.block_ms * 1e-3 / per_pass)))
+            c, w = [], []
+            for _ in range(runs):  # back to back, as the table times a hot model
+                w0, c0 = time.perf_counter(), clock()
+                model(x)
+                c.append(clock() - c0)
+                w.append(time.perf_counter() - w0)
+            return c, w
+
+        def wait():
+            self.counts["blocks"] += 1
+            if gate() is False:
+                self.counts["blocks_busy"] += 1
+
+        with torch.inference_mode():
+            (c, w), again = behind_gate(measure, wait, getattr(gate, "steady", None))
+        self.counts["retaken"] += again
+        return c, w
+
+    def close_table(self, table):
+        self.counts["entries"] += table.gated
+        self.counts["timeouts"] += table.gate_timeouts
+        self.counts["retaken"] += table.retaken
+
+
+def build_workloads(args, host):
     models = [m for m in args.models.split(",") if m]
     reduced = {m for m in args.reduce.split(",") if m}
+    built = []
+    for name in models:
+        shape = get_spec(name).input_shape
+        if name in reduced:
+            shape = (*shape[:2], 112, 112)
+        model = create(name).eval()
+        built.append(("zoo CNNs", name, shape, model))
+    for i, (model, shape, label) in enumerate(random_networks(args.networks, args.seed)):
+        built.append(("random networks", f"net{i:02d} {label}", shape, model))
+    out = []
+    for group, name, shape, model in built:
+        prof = run_profile(model, input_shape=shape, name=name)
+        out.append(
+            {
+                "group": group,
+                "name": name,
+                "shape": shape,
+                "model": model,
+                "profile": prof,
+                "roof": estimate(prof, host).totals.seconds,
+                "x": torch.randn(*shape),
+                "cpu": [],  # per round: list of samples
+                "wall": [],
+                "preds": [],  # per round: Prediction
+                "reduced": name in reduced,
+            }
+        )
+    layers = []
+    rng = random.Random(args.seed)
+    for _ in range(args.layers):
+        layer, shape, label = random_layer(rng)
+        layer.eval()
+        prof = run_profile(layer, input_shape=shape, name=label)
+        layers.append(
+            {
+                "label": label,
+                "layer": layer,
+                "shape": shape,
+                "profile": prof,
+                "roof": estimate(prof, host).totals.seconds,
+                "preds": [],
+                "meas": [],
+            }
+        )
+    return out, layers
+
+
+def run_round(bench, r, tmp, nets, layers):
+    """One round: a fresh table, the host correction, every network, then every layer."""
+    gate = bench.make_gate()
+    clock = bench.clock
+    t0 = time.time()
+    table = LatencyTable(Path(tmp) / f"lut-{r}.sqlite", timer=clock, gate=gate)
+    state = {"round": r}
+    for regime in ("hot", "rotated"):
+        corr = host_correction(table, regime, calibrate=True)
+        state[regime] = corr
+    state["calibration_s"] = time.time() - t0
+    for w in nets:
+        if bench.out_of_time():
+            continue
+        c1, w1 = bench.e2e_block(gate, w["model"], w["x"])
+        pred = predict_latency(
+            w["model"], w["profile"], table=table, measure=False, timer=clock, correction=True
+        )
+        c2, w2 = bench.e2e_block(gate, w["model"], w["x"])
+        w["cpu"].append(c1 + c2)
+        w["wall"].extend(w1 + w2)
+        w["preds"].append(pred)
+        print(
+            f"round {r} {w['name'][:30]:30s} lut {pred.seconds * 1e3:8.2f} ms "
+            f"[{pred.low_s * 1e3:.2f}, {pred.high_s * 1e3:.2f}]  "
+            f"measured {statistics.median(c1 + c2) * 1e3:8.2f} ms",
+            flush=True,
+        )
+    for i, lay in enumerate(layers):
+        if bench.out_of_time():
+            continue
+        pred = predict_latency(
+            lay["layer"], lay["profile"], table=table, measure=False, timer=clock, correction=False
+        )
+        x = torch.randn(*lay["shape"])
+        with torch.inference_mode():
+            meas, again = behind_gate(
+                lambda layer=lay["layer"], x=x: (
+                    time_callable(
+                        lambda: layer(x), warmup=3, runs=15, min_sample_s=2e-3, timer=clock
+                    ).median_s
+                ),
+                gate,
+                getattr(gate, "steady", None),
+            )
+        bench.counts["retaken"] += again
+        lay["preds"].append(pred.seconds)
+        lay["meas"].append(meas)
+        if i % 25 == 0:
+            print(f"round {r} layer {i:3d} {lay['label']:40s}", flush=True)
+    bench.close_table(table)
+    state["seconds"] = time.time() - t0
+    state["canary_best_s"] = getattr(gate, "best", None)
+    state["gate_waited_s"] = getattr(gate, "waited_s", None)
+    bench.rounds.append(state)
+
+
+def within_interval(pred, meas) -> bool:
+    return pred.low_s <= meas <= pred.high_s
+
+
+def summarize(nets, layers, rounds_done):
+    """Per workload: (group, label, shape, prediction, interval, measured, wall, roofline, per-round errors, notes)."""
+    rows = []
+    for w in nets:
+        preds = w["preds"][:rounds_done]
+        if not preds:
+            continue  # not reached before the time bound
+        meds = [statistics.median(c) for c in w["cpu"][:rounds_done]]
+        pred_s = statistics.median(p.seconds for p in preds)
+        low = statistics.median(p.low_s for p in preds)
+        high = statistics.median(p.high_s for p in preds)
+        raw = statistics.median(p.table_seconds for p in preds)
+        meas = statistics.median(x for c in w["cpu"][:rounds_done] for x in c)
+        rows.append(
+            {
+                "group": w["group"],
+                "label": w["name"],
+                "shape": w["shape"],
+                "pred": pred_s,
+                "raw": raw,
+                "low": low,
+                "high": high,
+                "meas": meas,
+                "wall": statistics.median(w["wall"]),
+                "roof": w["roof"],
+                "per_round": [p.seconds / m - 1 for p, m in zip(preds, meds, strict=True)],
+                "inside_rounds": sum(
+                    within_interval(p, m) for p, m in zip(preds, meds, strict=True)
+                ),
+                "unpredicted": len(preds[0].unpredicted),
+                "new": preds[0].measured_configs,
+                "regime": preds[0].regime,
+                "reduced": w["reduced"],
+            }
+        )
+    lrows = []
+    for lay in layers:
+        p, m = lay["preds"][:rounds_done], lay["meas"][:rounds_done]
+        if not p:
+            continue
+        lrows.append(
+            {
+                "group": "random conv/linear layers",
+                "label": lay["label"],
+                "pred": statistics.median(p),
+                "raw": statistics.median(p),
+                "meas": statistics.median(m),
+                "roof": lay["roof"],
+                "per": list(zip(p, m, strict=True)),
+            }
+        )
+    return rows, lrows
+
+
+def share(pairs):
+    """Share of (prediction, measurement) pairs within +-10%."""
+    return sum(within(p, m) for p, m in pairs) / len(pairs) if pairs else float("nan")
+
+
+def med_abs_err(pairs):
+    return statistics.median(abs(p - m) / m for p, m in pairs) if pairs else float("nan")
+
+
+def pct(x):
+    return "n/a" if x != x else f"{x:.0%}"
+
+
+def report(args, bench, host, rows, lrows, rounds_done, elapsed):
+    groups = ["zoo CNNs", "random networks"]
+    by = {g: [r for r in rows if r["group"] == g] for g in groups}
+    by["random conv/linear layers"] = lrows
+    allrows = rows + lrows
+    c = bench.counts
+    lines = [
+        "# Latency prediction on the host: lookup table (with its per-host correction) vs roofline",
+        "",
+        f"Generated by `benchmarks/latency_prediction.py` in {elapsed:.0f} s ({elapsed / 60:.1f} min; "
+        f"bound: no round starts that would end past {args.max_minutes:g} min; {rounds_done} of {args.rounds} rounds done; {bench.cut} workload-rounds not reached "
+        "before the bound) "
+        f"on {platform.machine()} with {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, Python {sys.version.split()[0]}. **The host was shared** with "
+        "other engineers' jobs during the run. Host calibration: "
+        + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in host.peak_ops_per_s.items())
+        + f", {host.bandwidth_bytes_per_s / 1e9:.1f} GB/s streaming bandwidth.",
+        "",
+        "Each round builds a fresh table, calibrates the host correction on its own random "
+        "zoo-block networks (a stream the benchmark's networks are never drawn from), then predicts "
+        "every network (end-to-end blocks of back-to-back passes right before and after its lookups) "
+        "and every random layer (a table entry and, timed independently, 15 samples of >= 2 ms loops). "
+        "Prediction and measurement are the medians over rounds; the interval is the median of the "
+        "rounds' 90% intervals. Clock: CPU time of the calling thread (1 torch thread); the "
+        "wall-clock median is shown beside it. Layers alone are predicted from the table as is (a "
+        "layer alone is what the table times) and carry no interval.",
+        "",
+        "## Share of predictions within +-10% of the measurement (median over rounds)",
+        "",
+        "| workload | n | lookup table + correction | table sum alone | roofline (host) | median abs. error | measured inside the 90% interval |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for g in [*groups, "random conv/linear layers"]:
+        rs = by[g]
+        inside = [r for r in rs if "low" in r]
+        ins = (
+            sum(r["low"] <= r["meas"] <= r["high"] for r in inside) / len(inside)
+            if inside
+            else float("nan")
+        )
+        lines.append(
+            f"| {g} | {len(rs)} | {pct(share([(r['pred'], r['meas']) for r in rs]))} | "
+            f"{pct(share([(r['raw'], r['meas']) for r in rs]))} | "
+            f"{pct(share([(r['roof'], r['meas']) for r in rs]))} | "
+            f"{med_abs_err([(r['pred'], r['meas']) for r in rs]):.1%} | {pct(ins)} |"
+        )
+    nets = [r for r in allrows if "low" in r]
+    ins_all = (
+        sum(r["low"] <= r["meas"] <= r["high"] for r in nets) / len(nets) if nets else float("nan")
+    )
+    rnd = sum(r["inside_rounds"] for r in rows) / max(1, sum(len(r["per_round"]) for r in rows))
+    lines += [
+        f"| **all** | {len(allrows)} | **{pct(share([(r['pred'], r['meas']) for r in allrows]))}** | "
+        f"{pct(share([(r['raw'], r['meas']) for r in allrows]))} | "
+        f"{pct(share([(r['roof'], r['meas']) for r in allrows]))} | "
+        f"{med_abs_err([(r['pred'], r['meas']) for r in allrows]):.1%} | {pct(ins_all)} (networks) |",
+        "",
+        f"Per round (each round's prediction and interval against that round's measured median), "
+        f"{pct(rnd)} of the network measurements fell inside their interval.",
+        "",
+        "## Host state",
+        "",
+        (
+            "Speed gate: off."
+            if not args.speed_gate
+            else f"Speed gate: before each table entry, end-to-end block and layer measurement it waited up to "
+            f"{args.speed_wait:g} s for a reference convolution to run within 12% of its best, and at most "
+            f"{args.gate_budget:g} s in all per round; once that was spent it measured at once "
+            "(a host that is never quiet still finishes in bounded time, and the slow measurements "
+            f"show up as spread and in the interval). {c['entries'] - c['timeouts']} of {c['entries']} "
+            f"gated table measurements and {c['blocks'] - c['blocks_busy']} of {c['blocks']} end-to-end "
+            f"block starts began at full speed; {c['retaken']} measurements were taken again because the "
+            "host slowed down under them."
+        ),
+        "",
+        "| round | seconds | calibration s | canary best (us) | gate waited (s) | hot factor | hot residuals (min..max) | rotated factor | rotated residuals (min..max) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
+    for st in bench.rounds:
+        h, ro = st["hot"], st["rotated"]
+        cb = st["canary_best_s"]
+        lines.append(
+            f"| {st['round']} | {st['seconds']:.0f} | {st['calibration_s']:.0f} | "
+            f"{cb * 1e6:.0f} | {st['gate_waited_s'] or 0:.0f} | "
+            if cb is not None
+            else f"| {st['round']} | {st['seconds']:.0f} | {st['calibration_s']:.0f} | n/a | n/a | "
+        )
+        lines[-1] += (
+            f"{h.factor:.3f} | {min(h.residuals):+.1%}..{max(h.residuals):+.1%} | "
+            f"{ro.factor:.3f} | {min(ro.residuals):+.1%}..{max(ro.residuals):+.1%} |"
+        )
+    lines += [
+        "",
+        "## Networks",
+        "",
+        "| network | input | regime | prediction (ms) | 90% interval (ms) | table sum (ms) | roofline (ms) | measured (ms) | wall clock (ms) | error | error per round | new entries | unpredicted rows |",
+        "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {'x'.join(map(str, r['shape']))}{' (reduced)' if r['reduced'] else ''} | "
+            f"{r['regime']} | {r['pred'] * 1e3:.2f} | {r['low'] * 1e3:.2f}-{r['high'] * 1e3:.2f} | "
+            f"{r['raw'] * 1e3:.2f} | {r['roof'] * 1e3:.2f} | {r['meas'] * 1e3:.2f} | {r['wall'] * 1e3:.2f} | "
+            f"{(r['pred'] - r['meas']) / r['meas']:+.1%} | "
+            + " ".join(f"{e:+.0%}" for e in r["per_round"])
+            + f" | {r['new']} | {r['unpredicted']} |"
+        )
+    misses = [r for r in lrows if not within(r["pred"], r["meas"])]
+    lines += [
+        "",
+        f"## Random layers outside +-10% ({len(misses)} of {len(lrows)})",
+        "",
+        "| layer | lookup table (us) | roofline (us) | measured (us) | error | table / measured per round (us) |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in misses:
+        per = ", ".join(f"{p * 1e6:.1f} / {m * 1e6:.1f}" for p, m in r["per"])
+        lines.append(
+            f"| {r['label']} | {r['pred'] * 1e6:.1f} | {r['roof'] * 1e6:.1f} | {r['meas'] * 1e6:.1f} | "
+            f"{(r['pred'] - r['meas']) / r['meas']:+.1%} | {per} |"
+        )
+    lines.append("")
+    return lines
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", UncountedOpsWarning)
     torch.manual_seed(args.seed)
     t_start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["EDGEFIT_CACHE_DIR"] = tmp  # a fresh table and host calibration: nothing stale
-        clock = default_timer()  # CPU time of this thread with 1 torch thread, else wall time
-        if args.speed_gate:
-            gate = SpeedGate(max_wait_s=args.speed_wait, quiet=args.quiet_wait > 0)
-        else:
-
-            def gate():
-                if args.quiet_wait <= 0:
-                    return True
-                return wait_until_quiet(max_wait_s=args.quiet_wait)
-
-        gate()  # the host calibration (the roofline's peak and bandwidth) at full speed too
+        bench = Bench(args, default_timer())
+        bench.make_gate()()  # the host calibration (the roofline's peak and bandwidth) at full speed
         host = get_device("host")
-        built = []
-        for name in models:
-            shape = get_spec(name).input_shape
-            if name in reduced:
-                shape = (*shape[:2], 112, 112)
-            model = create(name).eval()
-            prof = run_profile(model, input_shape=shape, name=name)
-            roof = estimate(prof, host).totals.seconds
-            built.append((name, shape, model, prof, roof))
-        # The machine is shared: other jobs slow everything down by up to ~1.5x for minutes at a
-        # time, on the CPU clock too (shared caches, memory bandwidth). So the table is built
-        # `--rounds` times, each round in a fresh file, and each model's end-to-end runs are
-        # taken right before and right after its table lookups in every round: predictions and
-        # measurements see the same load. Prediction = median over rounds; measured = median of
-        # all the model's end-to-end runs.
-        cpu = {name: [[] for _ in range(args.rounds)] for name, *_ in built}  # per round
-        wall = {name: [] for name, *_ in built}
-        preds = {name: [] for name, *_ in built}
-        inputs = {name: torch.randn(*shape) for name, shape, *_ in built}
-        block = max(1, -(-args.runs // (2 * args.rounds)))
-        quiet = {"blocks": 0, "blocks_busy": 0, "retaken": 0}
-
-        steady = getattr(gate, "steady", None)
-
-        def wait():
-            quiet["blocks"] += 1
-            if gate() is False:
-                quiet["blocks_busy"] += 1
-
-        def e2e_block(name, model, r):
-            def measure():
-                warm_until = clock() + 0.02
-                model(inputs[name])  # untimed: warm for this model (>= 20 ms of passes)
-                passes = 1
-                while clock() < warm_until:
-                    model(inputs[name])
-                    passes += 1
-                # A block lasts at least `--block-ms` (LeNet-5: ~60 passes, not 3): a median
-                # of 3 sub-millisecond passes is at the mercy of one slow millisecond.
-                per_pass = max(1e-9, (clock() - warm_until + 0.02) / passes)
-                runs = max(block, min(1000, math.ceil(args.block_ms * 1e-3 / per_pass)))
-                c, w = [], []
-                for _ in range(runs):  # back to back, as the table times a hot model
-                    w0, c0 = time.perf_counter(), clock()
-                    model(inputs[name])
-                    c.append(clock() - c0)
-                    w.append(time.perf_counter() - w0)
-                return c, w
-
-            with torch.inference_mode():
-                (c, w), again = behind_gate(measure, wait, steady)
-            quiet["retaken"] += again
-            cpu[name][r].extend(c)
-            wall[name].extend(w)
-
-        table = None
-        gated = [0, 0]  # table entries measured, of which while other processes kept running
-        table_retaken = [0]
+        nets, layers = build_workloads(args, host)
+        rounds_done = 0
         for r in range(args.rounds):
-            if table is not None:
-                gated[0] += table.gated
-                gated[1] += table.gate_timeouts
-                table_retaken[0] += table.retaken
-            table = LatencyTable(Path(tmp) / f"lut-{r}.sqlite", timer=clock, gate=gate)
-            for name, _, model, prof, _ in built:
-                e2e_block(name, model, r)
-                pred = predict_latency(model, prof, table=table, measure=False, timer=clock)
-                e2e_block(name, model, r)
-                preds[name].append(pred)
-                print(
-                    f"round {r} {name:16s} lut {pred.seconds * 1e3:8.2f} ms  "
-                    f"measured {statistics.median(cpu[name][r]) * 1e3:8.2f} ms",
-                    flush=True,
-                )
-        for i, (name, shape, model, _, roof) in enumerate(built):
-            pred_s = statistics.median(p.seconds for p in preds[name])
-            first = preds[name][0]
-            built[i] = (name, shape, model, (pred_s, first), roof)
-        per_round = {
-            name: [
-                p.seconds / statistics.median(cpu[name][r]) - 1 for r, p in enumerate(preds[name])
-            ]
-            for name, *_ in built
-        }
-        model_rows = []
-        for name, shape, _model, (pred_s, first), roof in built:
-            meas = statistics.median(x for runs in cpu[name] for x in runs)
-            model_rows.append(
-                (
-                    name,
-                    shape,
-                    pred_s,
-                    roof,
-                    meas,
-                    len(first.unpredicted),
-                    first.measured_configs,
-                    statistics.median(wall[name]),
-                )
-            )
-            print(
-                f"{name:16s} {shape} lut {pred_s * 1e3:8.2f} ms  roofline {roof * 1e3:8.2f} ms  "
-                f"measured {meas * 1e3:8.2f} ms (wall {statistics.median(wall[name]) * 1e3:8.2f})  "
-                f"lut err {(pred_s - meas) / meas:+.1%}",
-                flush=True,
-            )
-
-        # Each random layer is predicted from a fresh table and measured again in each of
-        # `--rounds` rounds, spread over the run: prediction = median over rounds, measured =
-        # median over rounds, as for the zoo models (one entry measured in a slow minute
-        # would otherwise decide the layer's verdict).
-        rng = random.Random(args.seed)
-        layers = []
-        for _ in range(args.layers):
-            layer, shape, label = random_layer(rng)
-            layer.eval()
-            layers.append((layer, shape, label, run_profile(layer, input_shape=shape, name=label)))
-        layer_preds = [[] for _ in layers]
-        layer_meas = [[] for _ in layers]
-        for r in range(args.rounds):
-            gated[0] += table.gated if table is not None else 0
-            gated[1] += table.gate_timeouts if table is not None else 0
-            table_retaken[0] += table.retaken if table is not None else 0
-            table = LatencyTable(Path(tmp) / f"lut-layers-{r}.sqlite", timer=clock, gate=gate)
-            for i, (layer, shape, label, prof) in enumerate(layers):
-                pred = predict_latency(layer, prof, table=table, measure=False, timer=clock)
-                x = torch.randn(*shape)
-                with torch.inference_mode():
-                    meas, again = behind_gate(
-                        lambda layer=layer, x=x: (
-                            time_callable(
-                                lambda: layer(x), warmup=3, runs=15, min_sample_s=2e-3, timer=clock
-                            ).median_s
-                        ),
-                        gate,
-                        steady,
-                    )
-                quiet["retaken"] += again
-                layer_preds[i].append(pred.seconds)
-                layer_meas[i].append(meas)
-                if i % 20 == 0:
-                    print(
-                        f"round {r} layer {i:3d} {label:40s} lut {pred.seconds * 1e6:9.1f} us  "
-                        f"measured {meas * 1e6:9.1f} us",
-                        flush=True,
-                    )
-        layer_rows = [
-            (
-                label,
-                statistics.median(layer_preds[i]),
-                estimate(prof, host).totals.seconds,
-                statistics.median(layer_meas[i]),
-            )
-            for i, (_layer, _shape, label, prof) in enumerate(layers)
-        ]
-        gated[0] += table.gated if table is not None else 0
-        gated[1] += table.gate_timeouts if table is not None else 0
-        table_retaken[0] += table.retaken if table is not None else 0
+            longest = max((st["seconds"] for st in bench.rounds), default=0.0)
+            if r and time.time() - t_start + longest > args.max_minutes * 60:
+                break  # another round would end past the bound
+            run_round(bench, r, tmp, nets, layers)
+            rounds_done += 1
     elapsed = time.time() - t_start
-    if args.speed_gate:
-        retaken = (table_retaken[0] if table_retaken else 0) + quiet["retaken"]
-        quiet_note = (
-            " Every table entry, end-to-end block, random-layer measurement and the host "
-            "calibration waited behind `edgefit.measure.SpeedGate` (first for this VM's CPUs to be "
-            f"idle, then, up to {args.speed_wait:g} s, for a reference convolution to run within 12% "
-            "of its best: co-tenants of the physical core slow this one down in CPU time, unseen "
-            f"by /proc/stat): {gated[0] - gated[1]} of {gated[0]} table entries and "
-            f"{quiet['blocks'] - quiet['blocks_busy']} of {quiet['blocks']} end-to-end block starts "
-            f"began at full speed; {retaken} measurements were taken again because the host "
-            "slowed down under them."
-        )
-    elif args.quiet_wait > 0:
-        quiet_note = (
-            f" Before each table entry and each end-to-end block the benchmark waited up to "
-            f"{args.quiet_wait:g} s for other processes to leave the CPUs idle "
-            f"(`edgefit.measure.wait_until_quiet`, < 15% busy): "
-            f"{gated[0] - gated[1]} of {gated[0]} table entries and "
-            f"{quiet['blocks'] - quiet['blocks_busy']} of {quiet['blocks']} end-to-end blocks "
-            "started on a quiet machine; the rest ran beside other jobs."
-        )
-    else:
-        quiet_note = ""
-
-    def pairs(rows, idx_pred, idx_meas):
-        return [(r[idx_pred], r[idx_meas]) for r in rows]
-
-    def share(pairs):
-        """Share of (prediction, measurement) pairs within +-10%."""
-        return sum(within(p, m) for p, m in pairs) / len(pairs) if pairs else float("nan")
-
-    def med_abs_err(pairs):
-        return statistics.median(abs(p - m) / m for p, m in pairs) if pairs else float("nan")
-
-    lut_m, roof_m = pairs(model_rows, 2, 4), pairs(model_rows, 3, 4)
-    lut_l, roof_l = pairs(layer_rows, 1, 3), pairs(layer_rows, 2, 3)
-    # The same comparison on each workload's fastest round, prediction and measurement
-    # alike: on a shared host interference only ever adds time, so the fastest of
-    # several repeats is the least disturbed one (the reading `timeit` recommends).
-    fast_m = [
-        (min(p.seconds for p in preds[name]), min(statistics.median(x) for x in cpu[name]))
-        for name, *_ in built
-    ]
-    fast_l = [(min(p), min(m)) for p, m in zip(layer_preds, layer_meas, strict=True)]
-    lines = [
-        "# Latency prediction on the host: lookup table vs roofline",
-        "",
-        f"Generated by `benchmarks/latency_prediction.py` in {elapsed:.0f} s on {platform.machine()} with "
-        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"Python {sys.version.split()[0]}. Host calibration: "
-        + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in host.peak_ops_per_s.items())
-        + f", {host.bandwidth_bytes_per_s / 1e9:.1f} GB/s streaming bandwidth.",
-        "",
-        "Measured = median of end-to-end runs (models: "
-        f"at least {2 * block * args.rounds} runs, in blocks of at least {block} passes and "
-        f"{args.block_ms:g} ms back to back after >= 20 ms of untimed passes, right before and after "
-        f"the model's table lookups in each of {args.rounds} rounds (a fresh table each round; the "
-        f"prediction is the median over rounds); layers: in each of {args.rounds} further rounds "
-        "(a fresh table each round) a table entry and, timed independently of it, 15 samples "
-        "of >= 2 ms loops; prediction and measurement are the medians over rounds), on the clock the table uses: "
-        + (
-            "CPU time of the calling thread (with 1 torch thread all work runs on it; the time spent "
-            "waiting for a core while other jobs run is left out). The wall-clock median of the same "
-            "runs is shown beside it."
-            if clock is not time.perf_counter
-            else "wall time."
-        )
-        + " The glibc allocator is pinned (`edgefit.measure.steady_allocator`) for the table and the "
-        "end-to-end runs alike. The machine is shared with other jobs, so some spread is noise."
-        + quiet_note,
-        "",
-        "## Share of predictions within +-10% of the measurement",
-        "",
-        "| workload | n | lookup table | roofline (host) | lookup table median abs. error | roofline median abs. error |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-        f"| zoo CNNs | {len(lut_m)} | {share(lut_m):.0%} | {share(roof_m):.0%} | "
-        f"{med_abs_err(lut_m):.1%} | {med_abs_err(roof_m):.1%} |",
-        f"| random conv/linear layers | {len(lut_l)} | {share(lut_l):.0%} | {share(roof_l):.0%} | "
-        f"{med_abs_err(lut_l):.1%} | {med_abs_err(roof_l):.1%} |",
-        f"| all | {len(lut_m) + len(lut_l)} | {share(lut_m + lut_l):.0%} | "
-        f"{share(roof_m + roof_l):.0%} | | |",
-        "",
-        "The same on the fastest round of each workload (the lowest of the rounds' predictions "
-        "against the lowest of the rounds' measured medians; on a shared host interference only "
-        "adds time, so the fastest repeat is the least disturbed):",
-        "",
-        "| zoo CNNs | random conv/linear layers | all |",
-        "| ---: | ---: | ---: |",
-        f"| {share(fast_m):.0%} | {share(fast_l):.0%} | {share(fast_m + fast_l):.0%} |",
-        "",
-        "## Zoo CNNs",
-        "",
-        "| model | input | lookup table (ms) | roofline (ms) | measured (ms) | wall clock (ms) | table error | table error per round | roofline error | new table entries | unpredicted rows |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for name, shape, lut, roof, meas, unpred, new, wall_s in model_rows:
-        note = " (reduced)" if name in reduced else ""
-        lines.append(
-            f"| {name} | {'x'.join(map(str, shape))}{note} | {lut * 1e3:.2f} | {roof * 1e3:.2f} | {meas * 1e3:.2f} | "
-            f"{wall_s * 1e3:.2f} | {(lut - meas) / meas:+.1%} | "
-            + " ".join(f"{e:+.0%}" for e in per_round[name])
-            + f" | {(roof - meas) / meas:+.1%} | {new} | {unpred} |"
-        )
-    lines += [
-        "",
-        "## Random layers (first 20 of the run)",
-        "",
-        "| layer | lookup table (us) | roofline (us) | measured (us) |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for label, lut, roof, meas in layer_rows[:20]:
-        lines.append(f"| {label} | {lut * 1e6:.1f} | {roof * 1e6:.1f} | {meas * 1e6:.1f} |")
-    misses = [(label, lut, meas, i) for i, (label, lut, _r, meas) in enumerate(layer_rows)]
-    misses = [m for m in misses if not within(m[1], m[2])]
-    lines += [
-        "",
-        f"## Random layers outside +-10% ({len(misses)} of {len(layer_rows)})",
-        "",
-        "| layer | lookup table (us) | measured (us) | error | table / measured per round (us) |",
-        "| --- | ---: | ---: | ---: | --- |",
-    ]
-    for label, lut, meas, i in misses:
-        per = ", ".join(
-            f"{p * 1e6:.1f} / {m * 1e6:.1f}"
-            for p, m in zip(layer_preds[i], layer_meas[i], strict=True)
-        )
-        lines.append(
-            f"| {label} | {lut * 1e6:.1f} | {meas * 1e6:.1f} | {(lut - meas) / meas:+.1%} | {per} |"
-        )
-    lines += [
-        "",
-        "The roofline uses the host's *measured* sustained GEMM rate and copy bandwidth, so it is "
-        "already calibrated; it still misses per-layer efficiency (small or depthwise convolutions run "
-        "far below the GEMM rate, framework overhead per call), which the lookup table captures by measuring.",
-        "",
-    ]
+    rows, lrows = summarize(nets, layers, rounds_done)
+    lines = report(args, bench, host, rows, lrows, rounds_done, elapsed)
     atomic_write(args.output, "\n".join(lines))
-    print("\n".join(lines[8:17]))
+    print("\n".join(lines[:20]))
     print(f"wrote {args.output} in {elapsed:.0f} s")
     return 0
 

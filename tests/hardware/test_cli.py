@@ -125,16 +125,45 @@ def test_bench_small(capsys):
 
 @pytest.mark.slow
 def test_predict_small(capsys):
-    assert main(["predict", "zoo:lenet5", "--runs", "3"]) == 0
+    assert main(["predict", "zoo:lenet5", "--runs", "3", "--no-calibrate"]) == 0
     out = capsys.readouterr().out
     assert (
         "predicted (lookup table)" in out
         and "measured" in out
         and "new layer configurations" in out
     )
-    assert main(["predict", "zoo:lenet5", "--runs", "3", "--json", "--no-speed-gate"]) == 0
+    assert (
+        main(
+            ["predict", "zoo:lenet5", "--runs", "3", "--json", "--no-speed-gate", "--no-calibrate"]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["measured_configs"] == 0 and data["cached_configs"] > 0  # reused from the first run
+
+
+@pytest.mark.slow
+def test_predict_prints_the_interval_and_the_budget_verdict(capsys):
+    """With a stored host correction the CLI prints its interval, host state and budget verdict."""
+    import torch
+
+    from edgefit.measure import LatencyTable
+    from edgefit.measure.correction import HostCorrection, correction_key
+
+    corr = HostCorrection("hot", 2.0, (-0.1, 0.0, 0.2), networks=("a", "b", "c"))
+    LatencyTable().put_text(correction_key("hot", torch.get_num_threads()), corr.to_json())
+    argv = ["predict", "zoo:lenet5", "--runs", "3", "--no-speed-gate", "--no-calibrate"]
+    assert main([*argv, "--json", "--budget-ms", "1000"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["predicted_s"] == pytest.approx(2 * data["table_s"])
+    assert data["interval_s"] == pytest.approx(list(corr.interval(data["predicted_s"], 0.9)))
+    assert data["budget_met"] is True and data["correction"]["factor"] == 2.0
+    assert main([*argv, "--budget-ms", "0.000001"]) == 0
+    out = capsys.readouterr().out
+    assert "90% interval" in out and "met with 90% confidence: no" in out
+    assert "hot correction from 3 random networks" in out
+    LatencyTable().put_text(correction_key("hot", torch.get_num_threads()), "{}")
+    assert main(argv) == 2  # a broken stored correction: one line, exit 2
 
 
 def test_demo_section():

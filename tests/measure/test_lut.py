@@ -328,6 +328,13 @@ def test_speed_gate_waits_for_the_fast_episode():
     assert gate() is False and gate.timeouts == 1  # gave up: measures anyway
 
 
+def test_speed_gate_total_wait_is_bounded():
+    """Once max_total_wait_s is spent the gate no longer waits: it reads once and answers."""
+    # 5 readings to find the best, then exactly one per call: a second would exhaust the canary
+    gate = _gate([1.0] * 5 + [2.0] * 2, max_wait_s=60, max_total_wait_s=0)
+    assert gate() is False and gate() is False and gate.timeouts == 2
+
+
 def test_speed_gate_steady_tracks_the_best_reading():
     gate = _gate([1.0, 1.05, 1.3, 0.8, 0.95])
     assert [gate.steady() for _ in range(5)] == [True, True, False, True, False]

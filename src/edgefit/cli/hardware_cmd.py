@@ -222,6 +222,23 @@ def predict(
     ),
     as_json: bool = typer.Option(False, "--json", help="print results as JSON"),
     option: list[str] = typer.Option([], "--option", help="builder option KEY=VALUE (repeatable)"),
+    calibrate: bool = typer.Option(
+        True,
+        "--calibrate/--no-calibrate",
+        help="correct the table's sum per host (calibrated once on random zoo-block networks, "
+        "again when the host's speed changed) and give an interval; --no-calibrate uses a "
+        "stored correction only",
+    ),
+    confidence: float = typer.Option(0.9, "--confidence", help="the interval's confidence"),
+    budget_ms: float = typer.Option(
+        None, "--budget-ms", help="also say whether this budget is met with --confidence"
+    ),
+    gate_budget_s: float = typer.Option(
+        30.0,
+        "--gate-budget",
+        help="seconds the speed gate may wait in all (then it measures at once): bounds the "
+        "time a table build takes on a host that is never quiet",
+    ),
 ) -> None:
     """Predict MODEL's latency from a per-layer lookup table (NetAdapt) and compare with a measurement."""
     import torch
@@ -241,14 +258,23 @@ def predict(
         raise ConfigError(
             f"{model}: the model has no real weights (built on meta); cannot measure it"
         )
-    table = LatencyTable(gate=SpeedGate(quiet=False, max_wait_s=1.0) if speed_gate else None)
+    gate = SpeedGate(quiet=False, max_wait_s=1.0, max_total_wait_s=gate_budget_s)
+    table = LatencyTable(gate=gate if speed_gate else None)
     pred = predict_latency(
-        resolved.model, prof, input_dtype=resolved.input_dtype or "float32", table=table, runs=runs
+        resolved.model,
+        prof,
+        input_dtype=resolved.input_dtype or "float32",
+        table=table,
+        runs=runs,
+        correction=True if calibrate else None,
+        confidence=confidence,
     )
+    met = pred.budget_met(budget_ms * 1e-3, confidence) if budget_ms is not None else None
     est = estimate(prof, get_device("host"))
     if as_json:
         d = pred.to_dict()
         d["roofline_s"] = est.totals.seconds
+        d["budget_met"] = met
         typer.echo(json.dumps(d, indent=2))
         return
     if layers:
@@ -264,7 +290,18 @@ def predict(
     typer.echo(
         f"  roofline estimate:        {human_seconds(est.totals.seconds)}   error {(est.totals.seconds - m) / m:+.1%}"
     )
+    if pred.low_s is not None:
+        typer.echo(
+            f"  {confidence:.0%} interval:             {human_seconds(pred.low_s)} .. {human_seconds(pred.high_s)}"
+            f"   (table sum {human_seconds(pred.table_seconds)} x {pred.correction.factor:.3f}, {pred.regime})"
+        )
     typer.echo(f"  measured (median of {pred.measured.runs}):  {human_seconds(m)}")
+    if met is not None:
+        typer.echo(
+            f"  budget {human_seconds(budget_ms * 1e-3)} met with {confidence:.0%} confidence: {'yes' if met else 'no'}"
+        )
+    for line in host_state_lines(pred, table):
+        typer.echo(line)
     typer.echo(
         f"  table: {pred.measured_configs} new layer configurations measured, {pred.cached_configs} reused ({table.path})"
     )
@@ -272,6 +309,26 @@ def predict(
         typer.echo(
             f"  unpredicted rows ({len(pred.unpredicted)}): {', '.join(pred.unpredicted[:8])}"
         )
+
+
+def host_state_lines(pred, table) -> list[str]:
+    """How the host stood while the table was read: correction, calibration age, gate, retakes."""
+    import time
+
+    lines = []
+    c = pred.correction
+    if c is not None:
+        age = time.time() - c.created
+        canary = f", canary {c.canary_s * 1e6:.0f} us" if c.canary_s else ""
+        lines.append(
+            f"  host: {c.regime} correction from {len(c.networks)} random networks, "
+            f"{age / 60:.0f} min old{canary}, {c.retakes} retakes when calibrated"
+        )
+    lines.append(
+        f"  host now: {table.gated - table.gate_timeouts} of {table.gated} gated measurements at "
+        f"full speed, {table.retaken} retaken"
+    )
+    return lines + [f"  note: {n}" for n in pred.notes]
 
 
 def demo_section(echo) -> None:

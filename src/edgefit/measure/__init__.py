@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgefit.measure.calibrate import cache_dir, calibrate_host, host_device
 from edgefit.measure.compare import BenchResult, bench_model
+from edgefit.measure.correction import HostCorrection, fit_correction
 from edgefit.measure.latency import (
     LatencyStats,
     SpeedGate,
@@ -24,6 +25,7 @@ from edgefit.measure.lut import (
     LatencyTable,
     LayerPrediction,
     Prediction,
+    host_correction,
     layer_key,
     predict_latency,
 )
@@ -43,7 +45,10 @@ __all__ = [
     "conv_canary",
     "cpu_timer",
     "default_timer",
+    "host_correction",
     "host_device",
+    "HostCorrection",
+    "fit_correction",
     "layer_key",
     "machine_busy",
     "measure_latency",

@@ -155,6 +155,11 @@ class SpeedGate:
         quiet: also wait for this VM's CPUs to be idle (`wait_until_quiet`).
         canary: a zero-argument callable returning the canary's seconds (tests
             pass a fake one); default: `conv_canary`.
+        max_total_wait_s: bounds all waits together: once this much time was spent
+            waiting, the gate stops waiting (each call returns at once, False when the
+            host is slow), so a table build on a host that is never quiet ends in
+            bounded time; its entries are still retaken when the host slowed down
+            under them. None: no bound.
     """
 
     def __init__(
@@ -165,8 +170,9 @@ class SpeedGate:
         poll_s: float = 0.0,
         quiet: bool = True,
         canary: Callable[[], float] | None = None,
+        max_total_wait_s: float | None = None,
     ) -> None:
-        if tolerance < 1.0 or max_wait_s < 0 or poll_s < 0:
+        if tolerance < 1.0 or max_wait_s < 0 or poll_s < 0 or (max_total_wait_s or 0) < 0:
             raise ConfigError(
                 f"need tolerance >= 1 and non-negative waits, got {tolerance}, {max_wait_s}, {poll_s}"
             )
@@ -179,6 +185,8 @@ class SpeedGate:
         self.canary = canary if canary is not None else conv_canary()
         self.best = math.inf
         self.calls = self.timeouts = self.rejected = 0
+        self.max_total_wait_s = max_total_wait_s
+        self.waited_s = 0.0
 
     def read(self) -> float:
         """One canary reading (seconds); the best reading so far is kept as the reference."""
@@ -195,9 +203,19 @@ class SpeedGate:
 
     def __call__(self) -> bool:
         self.calls += 1
-        deadline = time.monotonic() + self.max_wait_s
-        if self.quiet:
-            wait_until_quiet(max_wait_s=self.max_wait_s)
+        start = time.monotonic()
+        try:
+            return self._wait(start)
+        finally:
+            self.waited_s += time.monotonic() - start
+
+    def _wait(self, start: float) -> bool:
+        max_wait = self.max_wait_s
+        if self.max_total_wait_s is not None:
+            max_wait = max(0.0, min(max_wait, self.max_total_wait_s - self.waited_s))
+        deadline = start + max_wait
+        if self.quiet and max_wait > 0:
+            wait_until_quiet(max_wait_s=max_wait)
         if self.best == math.inf:  # first use: a few readings spread out to find the fast speed
             for _ in range(5):
                 self.read()

@@ -49,11 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgefit.errors import ConfigError
+from edgefit.measure.correction import HostCorrection, calibrate_correction, correction_key
 from edgefit.measure.latency import (
     LatencyStats,
     SpeedGate,
     Timer,
     behind_gate,
+    conv_canary,
     default_timer,
     measure_latency,
     random_inputs,
@@ -102,6 +104,7 @@ _BINARY_OPS = frozenset(
 )
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS latency (key TEXT PRIMARY KEY, seconds REAL NOT NULL, runs INTEGER NOT NULL, created REAL NOT NULL)"
+TEXT_SCHEMA = "CREATE TABLE IF NOT EXISTS calibration (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
 
 
 def default_lut_path() -> Path:
@@ -201,6 +204,7 @@ class LatencyTable:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute(SCHEMA)
+            db.execute(TEXT_SCHEMA)
         self.measured = 0  # configurations measured by this instance
         self.hits = 0
 
@@ -235,6 +239,19 @@ class LatencyTable:
             db.execute(
                 "INSERT OR REPLACE INTO latency (key, seconds, runs, created) VALUES (?, ?, ?, ?)",
                 (key, float(seconds), int(runs), time.time()),
+            )
+
+    def get_text(self, key: str) -> str | None:
+        """A stored calibration (JSON text, e.g. a `HostCorrection`), or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT value FROM calibration WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_text(self, key: str, value: str) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO calibration (key, value, created) VALUES (?, ?, ?)",
+                (key, value, time.time()),
             )
 
     def _wait_gate(self) -> None:
@@ -297,9 +314,16 @@ class Prediction:
     Attributes:
         model: the profile's model label.
         layers: one `LayerPrediction` per profile row.
-        seconds: the sum of the predicted rows.
+        seconds: the prediction: the sum of the predicted rows, times the host
+            correction's factor when one is applied.
         measured: the end-to-end measurement, when taken.
         measured_configs, cached_configs: new and reused table entries.
+        table_seconds: the uncorrected sum of the rows.
+        low_s, high_s: the interval at ``confidence`` (None without a host correction).
+        confidence: the interval's two-sided confidence.
+        correction: the `HostCorrection` applied, if any (its residuals give any
+            other confidence: `budget_met`).
+        regime: ``"hot"`` (layers timed alone in cache) or ``"rotated"``.
     """
 
     model: str
@@ -309,6 +333,12 @@ class Prediction:
     measured_configs: int = 0
     cached_configs: int = 0
     notes: tuple[str, ...] = field(default=())
+    table_seconds: float | None = None
+    low_s: float | None = None
+    high_s: float | None = None
+    confidence: float = 0.9
+    correction: HostCorrection | None = None
+    regime: str = ""
 
     @property
     def unpredicted(self) -> tuple[str, ...]:
@@ -321,12 +351,38 @@ class Prediction:
             return None
         return (self.seconds - self.measured.median_s) / self.measured.median_s
 
+    @property
+    def measured_in_interval(self) -> bool | None:
+        """Whether the measured median lies in [low_s, high_s]; None without both."""
+        if self.measured is None or self.low_s is None or self.high_s is None:
+            return None
+        return self.low_s <= self.measured.median_s <= self.high_s
+
+    def budget_met(self, budget_s: float, confidence: float = 0.9) -> bool:
+        """True if the latency stays within ``budget_s`` with probability ``confidence``.
+
+        Uses the host correction's out-of-sample residuals (one-sided quantile), so
+        it needs a prediction made with a correction (``correction=True``).
+        """
+        if self.correction is None:
+            raise ConfigError(
+                "this prediction has no interval: predict with correction=True "
+                "(a host correction calibrated on random networks)"
+            )
+        return self.correction.upper(self.seconds, confidence) <= budget_s
+
     def to_dict(self) -> dict:
         return {
             "model": self.model,
             "predicted_s": self.seconds,
+            "table_s": self.table_seconds,
+            "interval_s": [self.low_s, self.high_s] if self.low_s is not None else None,
+            "confidence": self.confidence,
+            "regime": self.regime,
+            "correction": json.loads(self.correction.to_json()) if self.correction else None,
             "measured": self.measured.to_dict() if self.measured else None,
             "error": self.error,
+            "measured_in_interval": self.measured_in_interval,
             "unpredicted": list(self.unpredicted),
             "measured_configs": self.measured_configs,
             "cached_configs": self.cached_configs,
@@ -659,6 +715,7 @@ def leaf_context_overhead(table: LatencyTable) -> float:
                 measure=False,
                 steady=False,
                 leaf_context=False,
+                correction=False,
             ).seconds
         x = torch.randn(*MIXED_INPUT)
         with torch.inference_mode():
@@ -720,6 +777,104 @@ def leaf_input_shapes(model, input_shapes, dtype: str = "float32") -> dict:
     return seen
 
 
+def _layer_rows(model, profile, table, rotate: int, input_dtype: str):
+    """One `LayerPrediction` per profile row from ``table``, and the leaf calls timed."""
+    import torch
+
+    dtype, threads = _dtype_name(model), torch.get_num_threads()
+    shapes_in = getattr(profile, "input_shapes", None)
+    seen = leaf_input_shapes(model, shapes_in, input_dtype) if shapes_in else {}
+    rows: list[LayerPrediction] = []
+    leaf_calls = 0
+    for row in profile.layers:
+        try:
+            module = model.get_submodule(row.name) if row.name else model
+        except AttributeError:
+            module = None
+        calls = seen.get(row.name) if row.name else None
+        parts, reason = _row_parts(row, module, dtype, threads, rotate, calls)
+        if parts is None:
+            rows.append(LayerPrediction(row.name, row.kind, None, False, reason))
+            continue
+        try:
+            timed = [table.lookup_or_measure(key, fn) for key, fn in parts]
+        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+            reason = f"could not run alone: {exc}"[:200]
+            rows.append(LayerPrediction(row.name, row.kind, None, False, reason))
+            continue
+        seconds = sum(t for t, _ in timed)
+        rows.append(LayerPrediction(row.name, row.kind, seconds, all(c for _, c in timed)))
+        if module is not None and _is_leaf(module):
+            leaf_calls += len(parts)
+    return rows, leaf_calls
+
+
+def _overhead_rows(model, table, leaf_calls: int, rotate: int, call_overhead, leaf_context):
+    """The ``(container calls)`` and ``(leaf calls in a network)`` rows that apply."""
+    rows = []
+    n = container_calls(model) if call_overhead else 0
+    if n:
+        per = module_call_overhead(table)
+        rows.append(LayerPrediction("(container calls)", f"{n} module calls", n * per, True))
+    if leaf_context and not rotate and leaf_calls >= 2:
+        per = leaf_context_overhead(table)
+        rows.append(
+            LayerPrediction(
+                "(leaf calls in a network)", f"{leaf_calls} leaf calls", leaf_calls * per, True
+            )
+        )
+    return rows
+
+
+def host_correction(table, regime: str, *, calibrate: bool, notes: list[str] | None = None):
+    """``regime``'s stored `HostCorrection` in ``table``, calibrated first with ``calibrate``.
+
+    A stored correction whose host state is stale (the reference convolution now runs
+    more than `edgefit.measure.correction.STALE_RATIO` off) is recalibrated with
+    ``calibrate``, else kept with a note. Without ``calibrate`` and nothing stored: None.
+    """
+    import torch
+
+    notes = notes if notes is not None else []
+    key = correction_key(regime, torch.get_num_threads())
+    text = table.get_text(key)
+    stored = HostCorrection.from_json(text) if text is not None else None
+    if stored is None and not calibrate:
+        return None
+    canary_s = _canary_reading(table)
+    if stored is not None and not stored.stale(canary_s):
+        return stored
+    if stored is not None and not calibrate:
+        notes.append(f"host state changed since the {regime} correction was calibrated")
+        return stored
+    corr = calibrate_correction(table, regime, canary_s=canary_s)
+    notes.append(
+        f"{regime} correction calibrated on {len(corr.networks)} random zoo-block networks "
+        f"({corr.retakes} retakes)"
+    )
+    return corr
+
+
+def _canary_reading(table) -> float:
+    """The host's speed now: the table's SpeedGate's best canary reading, else a fresh `conv_canary` one."""
+    if isinstance(table.gate, SpeedGate):
+        table.gate.read()
+        return table.gate.best
+    return conv_canary()()
+
+
+def _measure_end_to_end(model, profile, table, *, input_dtype, warmup, runs, timer):
+    gate = table.gate if isinstance(table.gate, SpeedGate) else None
+    return measure_latency(
+        model,
+        random_inputs(profile.input_shapes, input_dtype),
+        warmup=warmup,
+        runs=runs,
+        timer=timer,
+        gate=gate,
+    )
+
+
 def predict_latency(
     model,
     profile=None,
@@ -734,6 +889,8 @@ def predict_latency(
     steady: bool = True,
     call_overhead: bool = True,
     leaf_context: bool = True,
+    correction: bool | None = None,
+    confidence: float = 0.9,
 ) -> Prediction:
     """Predict ``model``'s host latency from the lookup table and, with ``measure``, measure it.
 
@@ -753,14 +910,20 @@ def predict_latency(
             cache) with at least two leaf calls, add one row, ``(leaf calls in a
             network)``: the leaf calls times `leaf_context_overhead`, what running
             right after other kernels instead of after itself adds to each.
+        correction: apply the host correction of the model's regime (`host_correction`):
+            True calibrates it on random zoo-block networks when the table has none or
+            the host's state changed; None (default) applies a stored one only; False
+            never (``seconds`` is then the table's sum and there is no interval).
+        confidence: the two-sided confidence of ``low_s``/``high_s``.
     """
     import torch
 
+    if not 0.0 < confidence < 1.0:
+        raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
     notes: list[str] = []
     if steady and steady_allocator():
         notes.append("allocator pinned (mallopt): no first-touch page faults")
     timer = timer if timer is not None else default_timer()
-
     if profile is None:
         if input_shape is None:
             raise ConfigError("predict_latency needs a profile or an input_shape")
@@ -768,8 +931,6 @@ def predict_latency(
 
         profile = make_profile(model, input_shape=tuple(input_shape))
     table = table if table is not None else LatencyTable(timer=timer)
-    dtype = _dtype_name(model)
-    threads = torch.get_num_threads()
     model.eval()
     before_measured, before_hits = table.measured, table.hits
     footprint = working_set_bytes(model, profile)
@@ -779,66 +940,33 @@ def predict_latency(
         notes.append(
             f"working set {footprint / 2**20:.1f} MiB fits in {hot_bytes / 2**20:.0f} MiB: layers timed hot"
         )
-    rows: list[LayerPrediction] = []
-    shapes_in = getattr(profile, "input_shapes", None)
-    seen = leaf_input_shapes(model, shapes_in, input_dtype) if shapes_in else {}
-    leaf_calls = 0
     with torch.inference_mode():
-        for row in profile.layers:
-            try:
-                module = model.get_submodule(row.name) if row.name else model
-            except AttributeError:
-                module = None
-            calls = seen.get(row.name) if row.name else None
-            parts, reason = _row_parts(row, module, dtype, threads, rotate, calls)
-            if parts is None:
-                rows.append(LayerPrediction(row.name, row.kind, None, False, reason))
-                continue
-            try:
-                timed = [table.lookup_or_measure(key, fn) for key, fn in parts]
-            except (RuntimeError, TypeError, ValueError, IndexError) as exc:
-                rows.append(
-                    LayerPrediction(
-                        row.name, row.kind, None, False, f"could not run alone: {exc}"[:200]
-                    )
-                )
-                continue
-            seconds = sum(t for t, _ in timed)
-            rows.append(LayerPrediction(row.name, row.kind, seconds, all(c for _, c in timed)))
-            if module is not None and _is_leaf(module):
-                leaf_calls += len(parts)
-        if call_overhead:
-            n = container_calls(model)
-            if n:
-                per = module_call_overhead(table)
-                rows.append(
-                    LayerPrediction("(container calls)", f"{n} module calls", n * per, True)
-                )
-        if leaf_context and not rotate and leaf_calls >= 2:
-            per = leaf_context_overhead(table)
-            rows.append(
-                LayerPrediction(
-                    "(leaf calls in a network)", f"{leaf_calls} leaf calls", leaf_calls * per, True
-                )
-            )
+        rows, leaf_calls = _layer_rows(model, profile, table, rotate, input_dtype)
+        rows += _overhead_rows(model, table, leaf_calls, rotate, call_overhead, leaf_context)
+    regime = "rotated" if rotate else "hot"
+    raw = sum(r.seconds for r in rows if r.seconds is not None)
+    corr = None
+    if correction is not False:
+        corr = host_correction(table, regime, calibrate=bool(correction), notes=notes)
+    seconds = raw * corr.factor if corr is not None else raw
+    low, high = corr.interval(seconds, confidence) if corr is not None else (None, None)
     measured = None
     if measure:
-        shapes = profile.input_shapes
-        gate = table.gate if isinstance(table.gate, SpeedGate) else None
-        measured = measure_latency(
-            model,
-            random_inputs(shapes, input_dtype),
-            warmup=warmup,
-            runs=runs,
-            timer=timer,
-            gate=gate,
+        measured = _measure_end_to_end(
+            model, profile, table, input_dtype=input_dtype, warmup=warmup, runs=runs, timer=timer
         )
     return Prediction(
         model=profile.model,
         layers=tuple(rows),
-        seconds=sum(r.seconds for r in rows if r.seconds is not None),
+        seconds=seconds,
         measured=measured,
         measured_configs=table.measured - before_measured,
         cached_configs=table.hits - before_hits,
         notes=tuple(notes),
+        table_seconds=raw,
+        low_s=low,
+        high_s=high,
+        confidence=confidence,
+        correction=corr,
+        regime=regime,
     )
