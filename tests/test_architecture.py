@@ -25,7 +25,7 @@ ALLOWED = {
     "data": set(),
     "memory": {"trace", "metrics"},
     "hardware": {"metrics", "memory"},
-    "measure": {"trace", "metrics", "hardware"},
+    "measure": {"trace", "metrics", "hardware", "zoo"},
     "compress": {"trace", "metrics", "zoo", "data", "hardware", "measure"},
     "accel": {"metrics", "hardware", "measure", "compress", "data", "zoo"},
     "report": {"metrics", "hardware", "memory", "measure", "compress", "data", "zoo"},
