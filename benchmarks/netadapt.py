@@ -51,7 +51,14 @@ from edgefit.data import TrainConfig, evaluate, load_digits, train
 from edgefit.measure import cpu_timer, measure_latency
 from edgefit.search.executor import ExecutorConfig, ProcessExecutor, SerialExecutor
 from edgefit.search.netadapt import (
-    ConvnetAdapter, FidelityAdapter, calibrate_batchnorm_, NetAdaptConfig, ResourceMeter, family_markdown, netadapt, parse_budget,
+    ConvnetAdapter,
+    FidelityAdapter,
+    NetAdaptConfig,
+    ResourceMeter,
+    calibrate_batchnorm_,
+    family_markdown,
+    netadapt,
+    parse_budget,
 )
 from edgefit.search.netadapt.algorithm import short_term
 from edgefit.search.netadapt.tasks import resized
@@ -139,7 +146,7 @@ def part1(lines: list[str], guides=("latency", "macs", "rpi4")) -> None:
             for s in SEEDS:
                 tasks.append((adapter, _copy(base), int(round(its * SHORT)) + LONG, s))
                 keys.append(("unadapted", s))
-    accs = dict(zip(keys, pool.map(finetune_task, tasks)))
+    accs = dict(zip(keys, pool.map(finetune_task, tasks), strict=False))
     models = {"unadapted": base, **{g: runs[g][0].model for g in guides}}
     full_meter = ResourceMeter([parse_budget("latency=50%"), parse_budget("macs=50%")], SHAPE)
     lat = latency_rounds(models, SHAPE)

@@ -1,10 +1,13 @@
-"""Atomic file writing: write to a temporary name beside the target, then rename."""
+"""Atomic file writing (write to a temporary name beside the target, then rename) and
+SQLite connections whose failures are one-line errors."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -34,3 +37,29 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[str], object]) 
             pass
         raise
     return target
+
+
+@contextmanager
+def sqlite_connection(path: str | os.PathLike, label: str) -> Iterator[sqlite3.Connection]:
+    """A connection to the SQLite file ``path``, committed on leaving the block, then closed.
+
+    Not written through `atomic_write`: each block runs in SQLite's own transaction,
+    which is atomic and lets concurrent processes share the file.
+
+    Raises:
+        ConfigError: the file cannot be opened or is not a usable database; the
+            message names it as ``label`` (``"latency table"``, ``"run state"``).
+    """
+    from edgefit.errors import ConfigError
+
+    try:
+        db = sqlite3.connect(path, timeout=30)
+    except sqlite3.Error as exc:
+        raise ConfigError(f"cannot open the {label} {path}: {exc}") from None
+    try:
+        with db:
+            yield db
+    except sqlite3.Error as exc:
+        raise ConfigError(f"{label} {path} is not usable: {exc}") from None
+    finally:
+        db.close()

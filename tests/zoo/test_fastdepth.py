@@ -28,7 +28,7 @@ def test_decoder_macs_hand_derived():
     # stage i at side s_i = 7 * 2**(i-1): 5x5 depthwise + 1x1 pointwise; head 32 -> 1 at 224
     widths = (1024, 512, 256, 128, 64, 32)
     expected = sum(
-        (25 * cin + cin * cout) * (7 * 2**i) ** 2 for i, (cin, cout) in enumerate(zip(widths, widths[1:]))
+        (25 * cin + cin * cout) * (7 * 2**i) ** 2 for i, (cin, cout) in enumerate(zip(widths, widths[1:], strict=False))
     ) + 32 * 224 * 224
     assert dec == expected == 168_942_592
 

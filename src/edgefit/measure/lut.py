@@ -40,14 +40,13 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgefit._io import sqlite_connection
 from edgefit.errors import ConfigError
 from edgefit.measure.correction import HostCorrection, calibrate_correction, correction_key
 from edgefit.measure.latency import (
@@ -208,22 +207,8 @@ class LatencyTable:
         self.measured = 0  # configurations measured by this instance
         self.hits = 0
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # Not written through atomic_write: each statement runs in SQLite's own
-        # transaction (committed on leaving the block), which is atomic and lets
-        # concurrent processes share the table. The connection is closed each time.
-        try:
-            db = sqlite3.connect(self.path, timeout=30)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"cannot open the latency table {self.path}: {exc}") from None
-        try:
-            with db:
-                yield db
-        except sqlite3.Error as exc:
-            raise ConfigError(f"latency table {self.path} is not usable: {exc}") from None
-        finally:
-            db.close()
+    def _connect(self):
+        return sqlite_connection(self.path, "latency table")
 
     def __len__(self) -> int:
         with self._connect() as db:

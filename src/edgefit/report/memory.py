@@ -6,8 +6,8 @@ Typical use: ``print("\\n".join(plan_lines(device_plan)))`` and
 
 from __future__ import annotations
 
-from edgefit.units import format_bytes
 from edgefit.report.plots import _figure
+from edgefit.units import format_bytes
 
 
 def _shape(shapes) -> str:

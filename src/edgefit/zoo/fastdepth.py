@@ -45,7 +45,7 @@ class FastDepth(nn.Module):
                 ConvBNAct(cin, cin, kernel_size, groups=cin),
                 ConvBNAct(cin, cout, 1),
             )
-            for cin, cout in zip(widths[:-1], widths[1:])
+            for cin, cout in zip(widths[:-1], widths[1:], strict=False)
         )
         self.head = ConvBNAct(widths[-1], 1, 1)
 

@@ -10,7 +10,12 @@ from edgefit.errors import ConfigError, DeviceError
 from edgefit.hardware import estimate
 from edgefit.search.executor import ExecutorConfig, SerialExecutor, make_executor
 from edgefit.search.netadapt import (
-    FidelityAdapter, NetworkAdapter, ResourceMeter, calibrate_batchnorm_, parse_budget, shrink,
+    FidelityAdapter,
+    NetworkAdapter,
+    ResourceMeter,
+    calibrate_batchnorm_,
+    parse_budget,
+    shrink,
 )
 from edgefit.zoo import create
 

@@ -15,7 +15,14 @@ import edgefit
 from edgefit.errors import ConfigError
 from edgefit.hardware import estimate
 from edgefit.search.executor import ExecutorConfig, RayExecutor, SerialExecutor
-from edgefit.search.netadapt import FINAL, Journal, NetAdaptConfig, load_member, netadapt, write_family
+from edgefit.search.netadapt import (
+    FINAL,
+    Journal,
+    NetAdaptConfig,
+    load_member,
+    netadapt,
+    write_family,
+)
 
 from ._tiny import adapter_for, trained
 
@@ -40,10 +47,10 @@ def test_meets_every_budget_with_monotone_resources(base, tmp_path):
     assert [m.iteration for m in steps] == list(range(len(steps)))
     for label in ("macs", "params", "energy@jetson_orin_nano"):
         values = [m.resources[label] for m in steps]
-        assert all(b < a for a, b in zip(values, values[1:])), label  # strictly falls every iteration
+        assert all(b < a for a, b in zip(values, values[1:], strict=False)), label  # strictly falls every iteration
         assert res.final.resources[label] <= res.targets[label]
     # every iteration met its own schedule target on every resource
-    for prev, cur in zip(steps, steps[1:]):
+    for prev, cur in zip(steps, steps[1:], strict=False):
         i = prev.iteration
         for label in res.targets:
             cut = 0.2 * 0.96**i * res.start[label]

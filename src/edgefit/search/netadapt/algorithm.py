@@ -257,7 +257,7 @@ def netadapt(
                 break
             tasks = [(adapter, p.model, config.short_term_epochs, config.seed + i) for p in proposals]
             results = executor.map(short_term, tasks)
-            scored = [(p, s, state) for p, (s, state) in zip(proposals, results)]
+            scored = [(p, s, state) for p, (s, state) in zip(proposals, results, strict=False)]
             best, score, state = _pick(config, scored, current, labels[0])
             best.model.load_state_dict(state)
             current_model = best.model

@@ -71,7 +71,7 @@ def plot_family(members: list[Member], path: Path, score_name: str = "val accura
     fig, axes = _figure(5.0, 2.6 * len(labels), rows=len(labels))
     steps = [m for m in members if m.iteration != FINAL]
     finals = [m for m in members if m.iteration == FINAL]
-    for ax, k in zip(axes, labels):
+    for ax, k in zip(axes, labels, strict=False):
         title, scale = column(k)
         ax.plot([m.resources[k] * scale for m in steps], [m.score for m in steps], "o-", label="after short fine-tune")
         if finals:

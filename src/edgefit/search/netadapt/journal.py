@@ -9,12 +9,11 @@ command then resumes after the last row, losing at most the iteration in flight.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgefit._io import sqlite_connection
 from edgefit.errors import ConfigError
 
 SCHEMA = (
@@ -55,19 +54,8 @@ class Journal:
             for stmt in SCHEMA:
                 db.execute(stmt)
 
-    @contextmanager
     def _connect(self):
-        try:
-            db = sqlite3.connect(self.path, timeout=30)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"cannot open the run state {self.path}: {exc}") from None
-        try:
-            with db:
-                yield db
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"run state {self.path} is not usable: {exc}") from None
-        finally:
-            db.close()
+        return sqlite_connection(self.path, "run state")
 
     def start(self, fingerprint: dict) -> bool:
         """Record the run's settings, or check they match the recorded run; True when resuming.
