@@ -28,11 +28,15 @@ SECTIONS = (
 
 @app.command()
 def demo(
-    only: str = typer.Option("", help="Run one section: profile, hardware, compress or report."),
+    only: str = typer.Option("", help="Run one section: profile, hardware, compress, plan, accel, report, search, structured, adapt, quantize."),
 ) -> None:
     """Run edgefit's main jobs on zoo models and bundled data."""
-    for module_name, title in SECTIONS:
-        short = module_name.rsplit(".", 1)[1].removesuffix("_cmd")
+    shorts = [name.rsplit(".", 1)[1].removesuffix("_cmd") for name, _ in SECTIONS]
+    if only and only not in shorts:
+        from edgefit.cli.main import fail
+
+        raise fail(f"--only {only!r}: no such section; sections: {', '.join(shorts)}")
+    for (module_name, title), short in zip(SECTIONS, shorts, strict=True):
         if only and only != short:
             continue
         module = importlib.import_module(module_name)
