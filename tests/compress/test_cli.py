@@ -115,3 +115,27 @@ def test_user_model_file_records_no_zoo_name_and_report_matches_disk(tmp_path, c
     assert main(["inspect", str(out), "--format", "json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["model"] is None and "acc" in info["extra"]
+
+
+@pytest.mark.slow
+def test_compress_over_seeds_reports_mean_and_spread(tmp_path, capsys):
+    out = tmp_path / "m.efz"
+    rc = main(["compress", "lenet_300_100_digits", "--seeds", "0,1,2", "--train-epochs", "1", "--prune-steps", "1",
+               "--prune-epochs", "1", "--finetune-epochs", "1", "--output", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "over seeds 0, 1, 2 (mean (min..max, std)):" in text
+    assert text.count("3 seeds)") == 4  # dense, compressed, change, ratio
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "0,1"], "error: need at least 3 distinct seeds, got [0, 1]"),
+    (["--seeds", "x"], "error: --seeds 'x': give whole numbers separated by commas"),
+    (["--seeds", "0,1,2", "--weights", "w.safetensors"], "error: --seeds trains from scratch for each seed"),
+])
+def test_compress_seeds_bad_input_is_one_line(tmp_path, capsys, args, message):
+    assert main(["compress", "lenet_300_100_digits", *args, "--output", str(tmp_path / "m.efz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+    assert not (tmp_path / "m.efz").exists()

@@ -108,6 +108,7 @@ def compress(
     output: Path = typer.Option(..., "--output", "-o", help="compressed file to write (.efz)"),
     fmt: ReportFormat = typer.Option(ReportFormat.text, "--format", help="report format"),
     report: Path | None = typer.Option(None, help="also write the report to this file"),
+    seeds: str | None = typer.Option(None, help="repeat from scratch per seed, e.g. 0,1,2 (>= 3, zoo models, no --weights): report the mean and spread; the .efz is the first seed's"),
 ) -> None:
     """Deep Compression: prune + retrain, k-means + fine-tune, Huffman; write .efz and the report."""
     from edgefit._io import atomic_write
@@ -119,6 +120,9 @@ def compress(
                      index_bits=ib, init=init, prune_steps=prune_steps, prune_epochs=prune_epochs,
                      finetune_epochs=finetune_epochs)
     data = load_dataset(dataset)
+    if seeds is not None:
+        typer.echo(_over_seeds(model, data, recipe, seeds, weights, train_epochs, output))
+        return
     if weights is not None:
         rep = run_recipe(model, data, recipe, weights=weights, output=output)
     else:
@@ -128,6 +132,27 @@ def compress(
     if report is not None:
         atomic_write(report, text + "\n")
     typer.echo(text)
+
+
+def _over_seeds(model, data, recipe, seeds, weights, train_epochs, output) -> str:
+    """`run_recipe_seeds` for ``--seeds``: the first seed's report, then the figures over seeds."""
+    from dataclasses import replace
+
+    from edgefit.compress.recipe import run_recipe_seeds
+    from edgefit.zoo import resolve_model
+
+    if weights is not None:
+        raise ConfigError("--seeds trains from scratch for each seed: drop --weights")
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {seeds!r}: give whole numbers separated by commas, e.g. 0,1,2") from None
+    resolved = resolve_model(model)
+    if not resolved.from_zoo:
+        raise ConfigError("--seeds needs a zoo model (it rebuilds the model for each seed)")
+    runs = run_recipe_seeds(resolved.name, data, replace(recipe, seed=seed_list[0] if seed_list else 0),
+                            seeds=seed_list, dense_epochs=train_epochs, output=output)
+    return runs.reports[0].to_text() + "\n\n" + runs.summary()
 
 
 @app.command()

@@ -113,6 +113,16 @@ class SeedRuns:
         """Every seed's file loaded back bit-exact."""
         return all(r.exact for r in self.reports)
 
+    def summary(self) -> str:
+        """The figures over seeds, one per line: accuracy by stage, the change and the ratio."""
+        seeds = ", ".join(str(s) for s in self.seeds)
+        lines = [f"over seeds {seeds} (mean (min..max, std)):"]
+        for stage in ("dense", "P+Q+H"):
+            lines.append(f"  test accuracy {stage}: {self.accuracy(stage).percent()}")
+        lines.append(f"  compressed - dense: {self.drop_pp().percent(1.0, ' pp')}")
+        lines.append(f"  size reduction: {self.ratio().percent(1.0, 'x')}")
+        return "\n".join(lines)
+
 
 def run_recipe_seeds(
     name: str,
@@ -122,6 +132,7 @@ def run_recipe_seeds(
     seeds: Sequence[int] = (0, 1, 2),
     dense_epochs: int = 40,
     on_seed: Callable[[int, CompressionReport], None] | None = None,
+    output: str | os.PathLike | None = None,
 ) -> SeedRuns:
     """`run_recipe` on the zoo model ``name`` from scratch for each seed (init, batches, k-means).
 
@@ -132,6 +143,7 @@ def run_recipe_seeds(
         seeds: at least three distinct seeds.
         dense_epochs: dense training epochs.
         on_seed: called as ``on_seed(seed, report)`` after each run.
+        output: where the first seed's ``.efz`` goes (default: temporary files only).
 
     Raises:
         ConfigError: fewer than three distinct seeds.
@@ -141,8 +153,9 @@ def run_recipe_seeds(
         raise ConfigError(f"need at least {MIN_SEEDS} distinct seeds, got {list(seeds)}")
     cfg = config or DeepCompressionConfig()
     reports = []
-    for seed in seeds:
-        rep = run_recipe(f"zoo:{name}", data, replace(cfg, seed=seed), dense_epochs=dense_epochs)
+    for i, seed in enumerate(seeds):
+        rep = run_recipe(f"zoo:{name}", data, replace(cfg, seed=seed), dense_epochs=dense_epochs,
+                         output=output if i == 0 else None)
         reports.append(rep)
         if on_seed:
             on_seed(seed, rep)
