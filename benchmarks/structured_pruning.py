@@ -226,7 +226,7 @@ def accuracy(log) -> dict:
     res = {"lenet5_digits": _acc_case("lenet5_digits", digits, (1, 1, 8, 8), 30, 10, (0, 1, 2),
                                       lambda: create("lenet5_digits"), log)}
     up = fit_images(digits, size=32, channels=3)
-    res["mobilenet_v1_0.5_32px"] = _acc_case("mobilenet_v1", up, (1, 3, 32, 32), 15, 6, (0, 1, 2),
+    res["mobilenet_v1_0.5_32px"] = _acc_case("mobilenet_v1", up, (1, 3, 32, 32), 30, 15, (0, 1, 2),
                                              lambda: create("mobilenet_v1", alpha=0.5, num_classes=10, dropout=0.0),
                                              log)
     return res
@@ -353,6 +353,8 @@ def _render_accuracy(acc: dict) -> list[str]:
     lines: list[str] = []
     lines += ["## Accuracy at 2x fewer MACs after fine-tuning (digits test split, 360 images; mean ± sd over "
               "3 seeds)", "",
+              "Dense training and fine-tuning epochs: LeNet-5 30 + 10, MobileNet v1 0.5x (digits upscaled to "
+              "32x32, 3 channels) 30 + 15; each pruned model fine-tunes at lr 5e-4.", "",
               "| model | dense % | edgefit L2 % | edgefit fmap+LS % | Torch-Pruning % | MACs kept (ef / fmap / TP) "
               "| edgefit within 1 pp? |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in ((k, v) for k, v in acc.items() if isinstance(v, dict)):
