@@ -1,5 +1,6 @@
-"""Atomic file writing (write to a temporary name beside the target, then rename) and
-SQLite connections whose failures are one-line errors."""
+"""Atomic file writing (write to a temporary name beside the target, then rename),
+data files read safely (YAML / JSON, no code runs) and SQLite connections, whose
+failures are one-line errors."""
 
 from __future__ import annotations
 
@@ -63,3 +64,36 @@ def sqlite_connection(path: str | os.PathLike, label: str) -> Iterator[sqlite3.C
         raise ConfigError(f"{label} {path} is not usable: {exc}") from None
     finally:
         db.close()
+
+
+def read_mapping(path: str | os.PathLike, what: str, error: type[Exception] | None = None) -> dict:
+    """The mapping in a YAML (``yaml.safe_load``) or ``.json`` data file.
+
+    Args:
+        path: the file.
+        what: how errors name it (``"device file"``, ``"space file"``).
+        error: the exception class raised (default: `edgefit.errors.ConfigError`).
+
+    Raises:
+        error: the file cannot be read, does not parse, or holds no mapping; one line.
+    """
+    import json
+
+    import yaml
+
+    from edgefit.errors import ConfigError
+
+    error = error or ConfigError
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise error(f"{what} {path} is not valid YAML/JSON: {detail}") from None
+    if not isinstance(data, dict):
+        raise error(f"{what} {path} must hold a mapping of fields, got {type(data).__name__}")
+    return data

@@ -39,6 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edgefit._io import read_mapping
 from edgefit.errors import DeviceError, close_names
 
 #: Precisions a device may list, with their bit widths.
@@ -277,21 +278,7 @@ def _numbers(where: str, entry: Any, sources: dict[str, str], key: str) -> dict[
 
 
 def _read_yaml(path: Path) -> dict:
-    import yaml
-
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise DeviceError(f"cannot read device file {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DeviceError(f"device file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise DeviceError(
-            f"device file {path} must hold a mapping of fields, got {type(data).__name__}"
-        )
-    return data
+    return read_mapping(path, "device file", DeviceError)
 
 
 @functools.cache

@@ -18,7 +18,6 @@ which is how a constraint no architecture can meet is caught before a search sta
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgefit._io import read_mapping
 from edgefit.errors import ConfigError, RegistryError, close_names
 
 _SPACES_DIR = Path(__file__).with_name("spaces")
@@ -148,16 +148,7 @@ def list_spaces() -> list[str]:
 
 
 def _read(path: Path) -> dict:
-    import yaml
-
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read space file {path}: {exc.strerror}") from None
-    try:
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"space file {path} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    return read_mapping(path, "space file")
 
 
 def load_space(space: str | os.PathLike | SearchSpace | Mapping, **options) -> SearchSpace:
