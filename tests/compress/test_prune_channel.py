@@ -211,3 +211,16 @@ def test_bad_input(tmp_path):
     with pytest.raises(DataError, match="not a pruned"):
         save_weights(other, tmp_path / "plain.safetensors")
         load_pruned(tmp_path / "plain.safetensors")
+
+
+def test_a_pruned_file_never_picks_code_to_run(tmp_path):
+    from edgefit.data.weights import save_weights
+
+    path = tmp_path / "evil.safetensors"
+    save_weights(create("lenet5_digits"), path, metadata={
+        "format": "edgefit-pruned-1", "base": "os:system", "widths": {}, "options": {"command": "false"}})
+    with pytest.raises(DataError, match="was pruned from 'os:system', which runs code to build: pass it explicitly"):
+        load_pruned(path)
+    save_weights(create("lenet5_digits"), path, metadata={"format": "edgefit-pruned-1", "base": "zoo:lenet5_digits"})
+    with pytest.raises(DataError, match="pruned-model header is incomplete"):
+        load_pruned(path)

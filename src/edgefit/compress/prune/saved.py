@@ -80,16 +80,21 @@ class LoadedPruned:
         self.model, self.input_shape, self.base, self.options, self.extra = model, input_shape, base, options, extra
 
 
-def load_pruned(path: str | os.PathLike) -> LoadedPruned:
+def load_pruned(path: str | os.PathLike, *, builder: str | None = None) -> LoadedPruned:
     """Rebuild a model saved by `save_pruned` and load its weights.
 
+    The file names the model it was pruned from. A zoo model is rebuilt as is; a
+    user builder (``file.py:fn``, ``pkg.mod:fn``) runs code, so a file never picks
+    one by itself: pass it as ``builder`` (the CLI: give that spec on the command line).
+
     Raises:
-        DataError: not a pruned-model file, or its tensors do not match the rebuilt model.
+        DataError: not a pruned-model file, a field missing, a user builder not
+            passed explicitly, or tensors that do not match the rebuilt model.
         ModelSpecError: the base model cannot be built.
     """
     from edgefit.compress.factorize import refactorize_
     from edgefit.data.weights import load_weights_, read_weights_metadata
-    from edgefit.zoo import resolve_model
+    from edgefit.zoo import list_models, resolve_model
 
     p = Path(path)
     if not p.is_file():
@@ -97,21 +102,29 @@ def load_pruned(path: str | os.PathLike) -> LoadedPruned:
     meta = read_weights_metadata(p)
     if meta.get("format") != FORMAT:
         raise DataError(f"{p.name} is not a pruned edgefit model (no '{FORMAT}' header)")
-    resolved = resolve_model(meta["base"], **meta.get("options", {}))
+    try:
+        base, widths = str(meta["base"]), meta["widths"]
+        options = dict(meta.get("options", {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{p.name}: pruned-model header is incomplete ({exc})") from None
+    if base.removeprefix("zoo:") not in list_models() and builder != base:
+        raise DataError(f"{p.name} was pruned from {base!r}, which runs code to build: "
+                        f"pass it explicitly to load it (load_pruned(path, builder={base!r}))")
+    resolved = resolve_model(base, **options)
     model = resolved.model
     refactorize_(model, meta.get("factorized", {}))
-    shrink_to_widths_(model, meta["widths"])
+    shrink_to_widths_(model, widths)
     load_weights_(model, p)
     shape = meta.get("input_shape")
-    return LoadedPruned(model.eval(), tuple(shape) if shape else resolved.input_shape, meta["base"],
-                        meta.get("options", {}), meta.get("extra", {}))
+    return LoadedPruned(model.eval(), tuple(shape) if shape else resolved.input_shape, base,
+                        options, meta.get("extra", {}))
 
 
-def resolve_pruned(path: str | os.PathLike):
+def resolve_pruned(path: str | os.PathLike, *, builder: str | None = None):
     """A pruned-model file as a `edgefit.zoo.ResolvedModel` (what every MODEL argument resolves to)."""
     from edgefit.zoo import ResolvedModel
 
-    loaded = load_pruned(path)
+    loaded = load_pruned(path, builder=builder)
     return ResolvedModel(loaded.model, loaded.input_shape, "float32", Path(path).name)
 
 
