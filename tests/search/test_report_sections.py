@@ -46,3 +46,15 @@ def test_search_front_section_has_every_feasible_sample():
 
 def test_single_objective_search_has_no_front_section():
     assert _result(["accuracy"], ["maximize"]).report_sections() == []
+
+
+def test_a_wrong_architecture_file_is_one_line(tmp_path):
+    import pytest
+
+    from edgefit.errors import ConfigError
+    from edgefit.search.nas import load_architecture
+
+    path = tmp_path / "arch_1.json"
+    path.write_text('{"arch": {}}')
+    with pytest.raises(ConfigError, match="not an edgefit architecture file"):
+        load_architecture(path)

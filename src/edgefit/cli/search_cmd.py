@@ -93,7 +93,7 @@ def _print_result(result, fmt: SearchFormat, output_dir: Path) -> None:
         typer.echo(f"recovered trials left running by a dead process: {result.recovered} (retried)")
     first = next(p for p in paths if p.suffix == ".py")
     shape = ",".join(map(str, result.space.input_shape()))
-    typer.echo(f"wrote {len(paths) // 2} architectures to {output_dir}/ and the plot {plot}; e.g.")
+    typer.echo(f"wrote {sum(p.name.startswith('arch_') and p.suffix == '.json' for p in paths)} architectures to {output_dir}/ and the plot {plot}; e.g.")
     typer.echo(f"  edgefit profile {first}:build --input-shape {shape}")
 
 

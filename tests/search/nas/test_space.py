@@ -77,6 +77,7 @@ def test_user_space_from_yaml(tmp_path):
         ({"name": "x", "builder": "cell", "params": {"a": []}}, ConfigError, "non-empty list"),
         ({"name": "x", "builder": "cell", "params": {"a": [1, 1]}}, ConfigError, "repeats"),
         ({"name": "x", "builder": "cell"}, ConfigError, "missing 'params'"),
+        ({"name": "x", "builder": "cell", "params": [1, 2]}, ConfigError, "params must be a mapping"),
     ],
 )
 def test_bad_spaces(spec, error, text):

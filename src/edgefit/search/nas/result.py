@@ -275,6 +275,8 @@ def load_architecture(path: str | os.PathLike):
 
     try:
         spec = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read architecture file {path}: {exc}") from None
+    if not isinstance(spec, dict) or not {"space", "arch"} <= set(spec):
+        raise ConfigError(f"{path}: not an edgefit architecture file (needs 'space' and 'arch')")
     return SearchSpace.from_dict(spec["space"]).build(spec["arch"])

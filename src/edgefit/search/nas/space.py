@@ -138,6 +138,9 @@ class SearchSpace:
         for key in ("name", "builder", "params"):
             if key not in data:
                 raise ConfigError(f"{where}: missing {key!r}")
+        for key in ("params", "options"):
+            if not isinstance(data.get(key) or {}, Mapping):
+                raise ConfigError(f"{where}: {key} must be a mapping of name -> value")
         return cls(str(data["name"]), str(data["builder"]), dict(data["params"]), dict(data.get("options") or {}),
                    str(data.get("source", "")))
 

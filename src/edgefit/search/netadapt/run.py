@@ -84,7 +84,9 @@ def adapt_model(
     check_model_fits(net, data)
     if weights is not None:
         load_weights_(net, weights)
-    elif not (Path(output_dir) / "netadapt.sqlite").exists():
+    elif not (Path(output_dir) / "iter_000.safetensors").exists():
+        # iteration 0's weights, not the journal, mark a run to resume: a run killed between
+        # creating the journal and saving them (pricing the start can take minutes) starts again
         train(net, data, TrainConfig(epochs=train_epochs, seed=0))
     else:  # resuming: the unadapted network's weights are iteration 0
         load_weights_(net, Path(output_dir) / "iter_000.safetensors")
