@@ -173,7 +173,9 @@ def _export_source(model: str, weights: Path | None, input_shape: str | None):
         if weights is not None:
             load_weights_(net, weights)
     if input_shape:
-        shape = tuple(int(s) for s in input_shape.split(","))
+        from edgefit.cli.profile_cmd import parse_shape
+
+        shape = parse_shape(input_shape)[0]
     elif zoo:
         from edgefit.zoo import get_spec
 
