@@ -35,6 +35,8 @@ def test_fits_constraint_and_directions():
         Objective.parse("energy@host")
     with pytest.raises(ConfigError, match="fits@DEVICE or METRIC<=VALUE"):
         Constraint.parse("size<=64 parsecs")
+    with pytest.raises(ConfigError, match="latency is not measured in 'KB'; use ms, s, us"):
+        Constraint.parse("latency@host<=64KB")
 
 
 def test_metrics_of_the_cheapest_cell_network_are_exact():

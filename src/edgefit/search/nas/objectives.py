@@ -43,6 +43,14 @@ _UNITS = {
     "j": 1.0, "mj": 1e-3, "uj": 1e-6,
     "k": 1e3, "m": 1e6, "g": 1e9,
 }
+_METRIC_UNITS = {  # the units each cost may be bounded in ("" = its base unit)
+    "latency": {"", "s", "ms", "us"},
+    "energy": {"", "j", "mj", "uj"},
+    "size": {"", "b", "kb", "mb", "gb"},
+    "peak_memory": {"", "b", "kb", "mb", "gb"},
+    "macs": {"", "k", "m", "g"},
+    "params": {"", "k", "m", "g"},
+}
 _CONSTRAINT = re.compile(r"^\s*([a-z_]+(?:@[\w.\-/]+)?)\s*<=\s*([0-9.eE+\-]+)\s*([a-zA-Z]*)\s*$")
 
 
@@ -117,6 +125,10 @@ class Constraint:
         objective = Objective.parse(m.group(1))
         if objective.direction != "minimize":
             raise ConfigError(f"constraint {text!r}: only costs take an upper bound, not {objective.metric}")
+        unit = m.group(3).lower()
+        if unit not in _METRIC_UNITS[objective.metric]:
+            allowed = ", ".join(u for u in sorted(_METRIC_UNITS[objective.metric]) if u)
+            raise ConfigError(f"constraint {text!r}: {objective.metric} is not measured in {m.group(3)!r}; use {allowed}")
         try:
             limit = float(m.group(2)) * _UNITS[m.group(3).lower()]
         except ValueError:
