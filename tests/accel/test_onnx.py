@@ -75,3 +75,17 @@ def test_every_public_name_of_the_package_resolves():
 
     for name in accel.__all__:
         assert getattr(accel, name) is not None
+
+
+def test_export_checked_reports_the_difference_it_measured(tmp_path):
+    from torch import nn
+
+    from edgefit.accel.onnx import export_checked
+
+    net = nn.Sequential(nn.Linear(4, 3)).eval()
+    check = export_checked(net, tmp_path / "m.onnx", (1, 4))
+    assert check.inputs == 2 and not check.calibration
+    assert check.file_bytes == (tmp_path / "m.onnx").stat().st_size
+    assert check.max_abs_diff < 1e-5 and check.relative_diff < 1e-5
+    with pytest.raises(ConfigError, match=r"calibration samples are \(5,\), the model takes \(4,\)"):
+        export_checked(net, tmp_path / "q.onnx", (1, 4), calibration=np.zeros((8, 5), np.float32))

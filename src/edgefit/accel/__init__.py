@@ -40,6 +40,7 @@ _LAZY = {
     "xnor_conv2d": ("edgefit.accel.xnor", "xnor_conv2d"),
     "export_onnx": ("edgefit.accel.onnx", "export_onnx"),
     "export_int8": ("edgefit.accel.onnx", "export_int8"),
+    "export_checked": ("edgefit.accel.onnx", "export_checked"),
     "bench_onnxruntime": ("edgefit.accel.onnx", "bench_onnxruntime"),
     "OrtModel": ("edgefit.accel.onnx", "OrtModel"),
 }

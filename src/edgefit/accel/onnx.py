@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,58 @@ class OrtModel:
         """Top-1 accuracy on a dataset's split."""
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         return float((self(x).argmax(1) == y).mean())
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """An ONNX file written and run on ONNX Runtime beside PyTorch on the same inputs.
+
+    Attributes:
+        path, file_bytes: the file and its size.
+        inputs: how many inputs were compared; calibration: True when they are the
+            calibration data (int8), False for seeded random ones.
+        max_abs_diff: the largest |ONNX Runtime - PyTorch| over every output element.
+        max_abs_output: the largest |PyTorch output| (the scale of that difference).
+    """
+
+    path: Path
+    file_bytes: int
+    inputs: int
+    calibration: bool
+    max_abs_diff: float
+    max_abs_output: float
+
+    @property
+    def relative_diff(self) -> float:
+        """``max_abs_diff`` over ``max_abs_output``."""
+        return self.max_abs_diff / (self.max_abs_output or 1.0)
+
+
+def export_checked(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...], *,
+                   calibration=None) -> ExportCheck:
+    """Export ``model`` (float, or int8 QDQ with ``calibration`` inputs) and compare with PyTorch.
+
+    Float exports are checked on 2 seeded random inputs, int8 ones on the first 8
+    calibration inputs (the int8 model against the float one).
+
+    Raises:
+        ConfigError: the calibration samples do not have the model's input shape.
+    """
+    if calibration is None:
+        x = np.random.default_rng(0).standard_normal((2, *input_shape[1:])).astype(np.float32)
+        export_onnx(model, path, input_shape)
+    else:
+        if tuple(calibration.shape[1:]) != tuple(input_shape[1:]):
+            raise ConfigError(f"calibration samples are {tuple(calibration.shape[1:])}, "
+                              f"the model takes {tuple(input_shape[1:])}")
+        x = np.ascontiguousarray(calibration[:8], dtype=np.float32)
+        export_int8(model, path, input_shape, calibration)
+    x = torch.from_numpy(x)
+    with torch.no_grad():
+        ref = _strip_act_quantizers(model)(x).numpy()
+    diff = float(np.abs(OrtModel(path)(x) - ref).max())
+    return ExportCheck(Path(path), Path(path).stat().st_size, len(x), calibration is not None, diff,
+                       float(np.abs(ref).max()))
 
 
 def bench_onnxruntime(model: nn.Module, input_shape: tuple[int, ...], *, batches=(1, 8), runs: int = 10,

@@ -123,35 +123,21 @@ def export(
     output: Path = typer.Option(..., "--output", "-o", help="file to write (.onnx)"),
 ) -> None:
     """Export a dense, pruned, k-means or quantized model to ONNX (float or int8) and check it against PyTorch."""
-    import numpy as np
-    import torch
-
-    from edgefit.accel.onnx import OrtModel, export_int8, export_onnx
+    from edgefit.accel.onnx import export_checked
     from edgefit.errors import ConfigError
 
     if fmt != "onnx":
         raise ConfigError(f"--format must be onnx, got {fmt!r}")
     net, shape = _export_source(model, weights, input_shape)
-    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, *shape[1:])).astype(np.float32))
+    calibration = None
     if int8:
         from edgefit.data import load_dataset
 
-        cal = load_dataset(dataset).x_train[:512]
-        x = torch.from_numpy(np.ascontiguousarray(cal[:8], dtype=np.float32))
-        if tuple(cal.shape[1:]) != tuple(shape[1:]):
-            raise ConfigError(f"--dataset {dataset} samples are {tuple(cal.shape[1:])}, the model takes {tuple(shape[1:])}")
-        export_int8(net, output, shape, cal)
-    else:
-        export_onnx(net, output, shape)
-    from edgefit.accel.onnx import _strip_act_quantizers
-
-    with torch.no_grad():
-        ref = _strip_act_quantizers(net)(x).numpy()
-    diff = float(np.abs(OrtModel(output)(x) - ref).max())
-    scale = float(np.abs(ref).max()) or 1.0
-    typer.echo(f"wrote {output} ({output.stat().st_size:,} bytes); ONNX Runtime vs PyTorch on {len(x)}"
-               f" {'calibration' if int8 else 'random'} inputs: max |difference| {diff:.3g}"
-               f" ({100 * diff / scale:.2g}% of the largest output" + (", int8 vs float)" if int8 else ")"))
+        calibration = load_dataset(dataset).x_train[:512]
+    check = export_checked(net, output, shape, calibration=calibration)
+    typer.echo(f"wrote {output} ({check.file_bytes:,} bytes); ONNX Runtime vs PyTorch on {check.inputs}"
+               f" {'calibration' if int8 else 'random'} inputs: max |difference| {check.max_abs_diff:.3g}"
+               f" ({100 * check.relative_diff:.2g}% of the largest output" + (", int8 vs float)" if int8 else ")"))
 
 
 def _export_source(model: str, weights: Path | None, input_shape: str | None):
