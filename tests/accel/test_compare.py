@@ -31,7 +31,7 @@ def test_layers_of_lenet(lenet):
 
 
 def test_report_totals_and_breakdown(report):
-    assert set(report.results) == {"rs", "ws", "os", "nlr"}
+    assert set(report.results) == {"rs", "ws", "osa", "osb", "osc", "nlr"}
     for d in report.results:
         assert report.total(d) == pytest.approx(report.total(d, "conv") + report.total(d, "fc"))
         assert sum(report.breakdown(d).values()) == pytest.approx(report.total(d))
@@ -40,12 +40,18 @@ def test_report_totals_and_breakdown(report):
     assert "total CONV" in report.table() and "| dataflow |" in report.breakdown_table("conv", markdown=True)
 
 
-def test_equal_area_gives_the_rf_to_the_buffer():
+def test_equal_area_gives_the_rf_area_to_the_buffer():
     cfg = DataflowConfig()
+    assert cfg.dataflows == ("rs", "ws", "osa", "osb", "osc", "nlr")
+    assert DataflowConfig(dataflows=("rs", "os", "osa")).dataflows == ("rs", "osa", "osb", "osc")
     assert cfg.arch_for("rs") == paper_array()
-    assert cfg.arch_for("nlr").rf_bytes == 0
-    assert cfg.arch_for("nlr").buffer_bytes == 256 * 512 + 128 * 1024
-    assert cfg.arch_for("ws").rf_bytes == 4
+    # the RS baseline's storage area (256 x 512 B RFs + 128 KiB) at 12.70 um^2 per buffer byte
+    area = 256 * 512 * 20.87 + 131072 * 12.70
+    assert (cfg.arch_for("nlr").rf_bytes, cfg.arch_for("nlr").buffer_bytes) == (0, int(area / 12.70))
+    assert [cfg.arch_for(d).rf_bytes for d in ("ws", "osa", "osb", "osc")] == [2, 98, 10, 2]
+    # OS-A's 98 B RF: 59.15 - (98 - 64) / 64 x (59.15 - 39.94) um^2 per byte
+    per_byte = 59.15 - (98 - 64) / 64 * (59.15 - 39.94)
+    assert cfg.arch_for("osa").buffer_bytes == int((area - 256 * 98 * per_byte) / 12.70)
     assert DataflowConfig(equal_area=False).arch_for("ws") == paper_array()
 
 

@@ -109,12 +109,19 @@ class SpatialArch:
         """All on-chip storage: register files plus the buffer."""
         return self.pes * self.rf_bytes + self.buffer_bytes
 
+    @property
+    def storage_area_um2(self) -> float:
+        """Area of the register files and the buffer (65 nm, `storage_area_um2`)."""
+        return self.pes * storage_area_um2(self.rf_bytes) + storage_area_um2(self.buffer_bytes)
+
     def with_rf(self, rf_bytes: int) -> SpatialArch:
-        """The same total storage (the same area, to first order) with another RF size."""
-        buffer = self.storage_bytes - self.pes * rf_bytes
-        if buffer < 0:
-            raise ConfigError(f"an RF of {rf_bytes} B per PE exceeds the {self.storage_bytes} B of on-chip storage")
-        return replace(self, rf_bytes=rf_bytes, buffer_bytes=buffer)
+        """The same storage area with another RF size per PE: what the RFs free (or take) goes to
+        (or comes from) the buffer, at the buffer's area per byte (Chen et al., ISCA 2016, Sec. VI-A)."""
+        left = self.storage_area_um2 - self.pes * storage_area_um2(rf_bytes)
+        if left < 0:
+            raise ConfigError(f"an RF of {rf_bytes} B per PE takes more than the {self.storage_area_um2:,.0f} um^2 "
+                              "of on-chip storage area")
+        return replace(self, rf_bytes=rf_bytes, buffer_bytes=storage_bytes_for_area(left))
 
 
 @functools.cache
@@ -151,6 +158,50 @@ def _array(name: str) -> SpatialArch:
         buffer_bytes=int(v["buffer_bytes"]), word_bits=int(v["word_bits"]), costs=default_costs(),
         clock_hz=v.get("clock_hz"), dram_bytes_per_s=bandwidth, pj_per_unit=pj, name=name,
     )
+
+
+
+def storage_area_um2(size_bytes: float) -> float:
+    """Area of one memory of ``size_bytes`` in 65 nm (um^2): area per byte from the data file,
+    linear between its points (small memories cost more per byte).
+
+    >>> round(storage_area_um2(512)), round(storage_area_um2(131072))
+    (10685, 1664614)
+    """
+    if size_bytes <= 0:
+        return 0.0
+    points = _data()["equal_area"]["um2_per_byte"]
+    sizes, per_byte = [p[0] for p in points], [p[1] for p in points]
+    if size_bytes >= sizes[-1]:
+        return per_byte[-1] * size_bytes
+    i = max(k for k in range(len(sizes)) if sizes[k] <= size_bytes) if size_bytes >= sizes[0] else 0
+    j = min(i + 1, len(sizes) - 1)
+    frac = 0.0 if j == i else (size_bytes - sizes[i]) / (sizes[j] - sizes[i])
+    return (per_byte[i] + frac * (per_byte[j] - per_byte[i])) * size_bytes
+
+
+def storage_bytes_for_area(area_um2: float) -> int:
+    """The memory size (bytes, rounded down) whose area is ``area_um2``: the inverse of
+    `storage_area_um2`, linear between its points as the paper's analysis interpolates.
+
+    >>> storage_bytes_for_area(storage_area_um2(131072))
+    131072
+    """
+    points = [(float(p[0]), storage_area_um2(p[0])) for p in _data()["equal_area"]["um2_per_byte"]]
+    if area_um2 < points[0][1]:
+        return 0
+    if area_um2 >= points[-1][1]:
+        return int(area_um2 / _data()["equal_area"]["um2_per_byte"][-1][1] + 1e-9)
+    for (s0, a0), (s1, a1) in zip(points, points[1:], strict=False):
+        if a0 <= area_um2 < a1:
+            return int(s0 + (area_um2 - a0) / (a1 - a0) * (s1 - s0))
+    return int(points[-1][0])
+
+
+def equal_area_rf_bytes(dataflow: str) -> int | None:
+    """RF bytes per PE that ``dataflow``'s definition needs, from the data file (None: not listed)."""
+    entry = _data()["equal_area"]["rf_bytes"].get(dataflow)
+    return None if entry is None else int(entry["value"])
 
 
 def paper_array() -> SpatialArch:

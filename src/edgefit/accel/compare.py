@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgefit.accel.arch import LEVELS, SpatialArch, eyeriss_chip, paper_array, reference_data
+from edgefit.accel.arch import (
+    LEVELS,
+    SpatialArch,
+    equal_area_rf_bytes,
+    eyeriss_chip,
+    paper_array,
+    reference_data,
+)
 from edgefit.accel.dataflow import DATA, LayerEnergy, get_dataflow, map_layer
 from edgefit.accel.layers import ConvLayer, layers_from_profile
 from edgefit.errors import ConfigError
 
-#: RF words each dataflow's definition needs under ``equal_area`` (RS keeps the array's RF):
-#: WS one stationary weight and one operand in flight, OS one partial sum and one operand,
-#: NLR no local storage at all (Chen et al., ISCA 2016, Sec. V).
-EQUAL_AREA_RF_WORDS = {"ws": 2, "os": 2, "nlr": 0}
+#: ``os`` names the paper's three output-stationary variants together (ISCA 2016, Sec. IV-B).
+ALIASES = {"os": ("osa", "osb", "osc")}
 
 
 @dataclass(frozen=True)
@@ -26,22 +31,27 @@ class DataflowConfig:
 
     Attributes:
         arch: the array (RS's RF and buffer; default: the ISCA 2016 256-PE array).
-        dataflows: names, any of ``rs, ws, os, nlr``.
+        dataflows: names, any of ``rs, ws, osa, osb, osc, nlr``; ``os`` stands for
+            ``osa, osb, osc``.
         batch: batch size N.
-        equal_area: give WS, OS and NLR the same total on-chip storage, with the
-            RF their definition needs and the rest as buffer (the paper's setup);
-            ``False`` maps every dataflow on ``arch`` as given.
+        equal_area: give WS, OS and NLR the storage area of ``arch``, with the RF
+            their definition needs and the rest of the area as buffer (the paper's
+            setup, `SpatialArch.with_rf`); ``False`` maps every dataflow on ``arch``
+            as given.
     """
 
     arch: SpatialArch = field(default_factory=paper_array)
-    dataflows: tuple[str, ...] = ("rs", "ws", "os", "nlr")
+    dataflows: tuple[str, ...] = ("rs", "ws", "osa", "osb", "osc", "nlr")
     batch: int = 16
     equal_area: bool = True
 
     def __post_init__(self) -> None:
         if not self.dataflows:
             raise ConfigError("give at least one dataflow (rs, ws, os, nlr)")
-        object.__setattr__(self, "dataflows", tuple(d.strip().lower() for d in self.dataflows))
+        names = []
+        for d in (d.strip().lower() for d in self.dataflows):
+            names += [x for x in ALIASES.get(d, (d,)) if x not in names]
+        object.__setattr__(self, "dataflows", tuple(names))
         for d in self.dataflows:
             get_dataflow(d)
         if not isinstance(self.batch, int) or self.batch < 1:
@@ -49,9 +59,10 @@ class DataflowConfig:
 
     def arch_for(self, dataflow: str) -> SpatialArch:
         """The array a dataflow is mapped on (its own RF / buffer split under ``equal_area``)."""
-        if not self.equal_area or dataflow not in EQUAL_AREA_RF_WORDS:
+        rf = equal_area_rf_bytes(dataflow)
+        if not self.equal_area or dataflow == "rs" or rf is None:
             return self.arch
-        return self.arch.with_rf(int(EQUAL_AREA_RF_WORDS[dataflow] * self.arch.word_bytes))
+        return self.arch.with_rf(rf)
 
 
 @dataclass(frozen=True)
@@ -121,14 +132,13 @@ class DataflowReport:
 
     def accesses_table(self, dataflow: str, markdown: bool = False) -> str:
         """Per layer: accesses at every level for each data type (ifmap / weight / psum), and the mapping."""
-        head = ["layer", *[f"{lv} i/w/p" for lv in LEVELS if lv != "alu"], "mapping", "tile (n,m,c,e) order"]
+        head = ["layer", *[f"{lv} i/w/p" for lv in LEVELS if lv != "alu"], "mapping", "active PEs"]
         lines = []
         for r in self.results[dataflow]:
             cells = [r.layer.name]
             for lv in LEVELS[1:]:
                 cells.append("/".join(f"{r.accesses[lv][d]:,.0f}" for d in DATA))
-            t = r.tile
-            cells += [",".join(f"{k}={v}" for k, v in r.params.items()), f"{t.n},{t.m},{t.c},{t.e} {t.order}"]
+            cells += [",".join(f"{k}={v}" for k, v in r.params.items()), f"{r.active_pes}"]
             lines.append(cells)
         return render_table(head, lines, markdown)
 
@@ -146,9 +156,7 @@ class DataflowReport:
             "dataflows": {
                 d: [{"layer": r.layer.name, "kind": r.layer.kind, "macs": r.layer.macs,
                      "rf_bytes": r.arch.rf_bytes, "buffer_bytes": r.arch.buffer_bytes,
-                     "params": r.params, "tile": {"n": r.tile.n, "m": r.tile.m, "c": r.tile.c, "e": r.tile.e,
-                                                  "order": r.tile.order},
-                     "active_pes": r.active_pes, "cycles": r.cycles, "accesses": r.accesses,
+                     "params": r.params, "active_pes": r.active_pes, "cycles": r.cycles, "accesses": r.accesses,
                      "energy": r.energy, "total": r.total} for r in rows]
                 for d, rows in self.results.items()},
             "not_covered": [{"layer": n, "kind": k, "macs": m} for n, k, m in self.uncovered],

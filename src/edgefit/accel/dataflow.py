@@ -1,86 +1,124 @@
-"""Dataflow energy on a spatial array: WS, OS, NLR and RS (Chen et al., ISCA 2016).
+"""Dataflow energy on a spatial array: WS, OS (A, B, C), NLR and RS (Chen et al., ISCA 2016).
 
-The analysis framework of the Eyeriss paper: every MAC reads an ifmap value and
-a weight and updates a partial sum; each data type reaches the ALU through a
-chain DRAM -> global buffer -> array (PE-to-PE / on-chip network) -> register
-file, and the reuse a dataflow achieves at each level decides how many accesses
-each level sees. An input value (ifmap or weight) read ``a`` times from DRAM,
-used ``b`` times per DRAM read at the buffer, ``c`` times per buffer read in the
-array and ``d`` times per array delivery in the RF costs
+The analysis framework of the Eyeriss paper (Sec. VI-A): every MAC reads an
+ifmap value and a weight and updates a partial sum; each data type reaches the
+ALU through DRAM -> global buffer -> array (PE to PE / on-chip network) ->
+register file, and the reuse a dataflow achieves at each level decides how many
+accesses each level sees. An input value read ``a`` times from DRAM, used ``b``
+times per DRAM read at the buffer, ``c`` times per buffer read in the array and
+``d`` times per array delivery in the RF costs
 
     a·DRAM + ab·buffer + abc·array + abcd·RF       (abcd = its MACs),
 
-and an output accumulated over ``abcd`` = C·R·S MACs, ``d`` in the RF, ``c``
-PEs in the array, ``b`` rounds through the buffer and ``a`` rounds through DRAM,
-costs
+and an output accumulated over ``abcd`` = C·R·S MACs costs
 
-    (2a - 1)·DRAM + 2a(b - 1)·buffer + ab(c - 1)·array + 2abc(d - 1)·RF
-
-(Chen et al., ISCA 2016, Sec. VI-A). Here ``d`` is `Reuse.rf` and ``c`` is
-`Reuse.array`; an input with ``in_rf`` False (no local storage) has no RF term.
-DRAM accesses come from the tiling of the layer into the global buffer.
+    (2a - 1)·DRAM + 2a(b - 1)·buffer + ab(c - 1)·array + 2abc(d - 1)·RF.
 
 Energy = sum over levels of accesses x cost (RF 1, array 2, buffer 6, DRAM 200,
 ALU 1 per MAC, `edgefit.accel.arch.Costs`).
 
-The dataflows, and the reuse each exploits (reference/003):
+Each dataflow is the paper's (Sec. IV and V), with the accounting, the mapping
+parameters and the constraints of the analysis the authors published with it
+(the ``cnn_dataflows/*_flow.m`` scripts of the ISCA 2016 analysis, mirrored at
+github.com/ominux/eyeriss-dataflow); N C H W M R S E F U are the layer's
+(H, W padded), I = N·C·H·W ifmap values, K = M·C·R·S weights, O = N·M·E·F
+outputs, Q the buffer in words, J the PEs:
 
-* ``ws`` weight stationary: a PE keeps one weight in its RF and uses it for
-  every output of the batch tile; ifmaps are broadcast to ``p_m`` filters and
-  passed across the ``p_k`` PEs that hold one filter plane; partial sums move
-  through the array, accumulating across ``p_c`` channels and ``p_k`` PEs.
-* ``os`` output stationary: a PE keeps one partial sum and accumulates
-  C x R x S MACs locally; ifmaps are forwarded between the ``p_e x p_f`` PEs of
-  an output block, weights broadcast to them, ``p_m`` filters side by side.
-* ``nlr`` no local reuse: no RF at all, the storage goes to the buffer; ifmaps
-  broadcast to ``p_m`` filters, partial sums reduced across ``p_c`` channels.
-* ``rs`` row stationary: a PE runs a 1-D row convolution with ``p`` filter rows
-  of ``q`` channels and a sliding ifmap window in its RF; a PE set of R x
-  ``e`` PEs computes a 2-D convolution with weights reused horizontally,
-  ifmaps diagonally and partial sums accumulated vertically; ``t_m`` sets share
-  ifmaps, ``t_c`` sets accumulate across channels.
+* ``ws`` weight stationary: an R x S filter plane is laid out on R x S PEs, one
+  weight per PE that serves all N·E·F of its MACs from the RF; ``r`` channels x
+  ``t`` filters of planes side by side (r·t·R·S <= J). Ifmaps stream from DRAM and
+  are broadcast over the array to every MAC; a partial sum accumulates spatially
+  along a filter row (S PEs) and across the ``r`` channels, but **not** across
+  the R filter rows, which see it at different times: it goes through the buffer
+  R·ceil(C/r) times. The buffer holds the N·t·E·F partial sums of the ``t``
+  filters plus the row buffering of the ifmap.
+* ``osa`` output stationary, single output channel, multiple output pixels
+  (SOC-MOP): each of ``n·e·f`` PEs keeps one output of an e x f block of one
+  filter, ``n`` images; ifmaps reach the block once per filter from the buffer
+  and are forwarded between PEs (convolutional reuse), weights broadcast to the
+  block; the buffer holds ``m`` filters and the ifmap tile.
+* ``osb`` output stationary, multiple channels, multiple pixels (MOC-MOP): ``p``
+  filters x ``n`` images x ``f`` outputs of one row; an ifmap row is shared by
+  the ``p`` filters and forwarded along the row; the buffer holds ``m`` filters
+  and ``n`` ifmap row bands (R rows).
+* ``osc`` output stationary, multiple channels, single pixel (MOC-SOP): ``p``
+  filters x ``n`` images, one output each; an ifmap window is shared by the
+  ``p`` filters, no convolutional reuse; the buffer holds ``m`` filters and ``n``
+  ifmap windows.
+* ``nlr`` no local reuse: no RF; ``p`` filters x ``q`` channels; ifmaps broadcast
+  to the ``p`` filters, partial sums reduced across the ``q`` channels in the
+  array and through the buffer across channel tiles; every weight read comes
+  from the buffer; the buffer holds an n x q x h x w ifmap tile, m x q filters
+  and n x m x e x f partial sums.
+* ``rs`` row stationary: a PE runs 1-D row convolutions with ``p`` filter rows of
+  ``q`` channels and a sliding ifmap window in its RF (p·q·S + q·S + p words); a
+  PE set of R x ``f`` PEs computes a 2-D convolution with weights reused
+  horizontally, ifmap rows diagonally and partial sums accumulated vertically;
+  ``t`` sets share ifmaps (other filters), ``r`` sets accumulate across channels
+  (R·f·r·t <= J, q·r <= C, p·t <= m); the buffer holds n x m x E x f partial sums
+  and an n x q·r x H x w ifmap tile; weights go from DRAM to the array.
 
-The mapping of each layer is searched: the buffer tile (``n_b, m_b, c_b, e_b``),
-the order of the DRAM loops and the dataflow's spatial and RF parameters, under
-the PE count, the RF and the buffer size. Simplifications (stated, not hidden):
-one value per 16-bit word; no double buffering; the RF and buffer fills that
-come with a read from the level above are not counted separately (as in the
-paper's formula E = a·DRAM + ab·buffer + abc·array + abcd·RF); the ifmap halo
-re-read at each row-tile boundary is R - U rows.
+In every dataflow an output is written to DRAM once (the buffer always holds the
+partial sums being accumulated). Each mapping parameter ranges over the integers
+(``ceil`` for remainders, as in the paper's scripts) and the search keeps the
+mapping of least energy, then of most active PEs. What is left out, as in the
+paper: double buffering, control and the clock, the energy of data fills into a
+level from the level above beyond the formula's terms.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from edgefit.accel.arch import LEVELS, SpatialArch
 from edgefit.accel.layers import ConvLayer
 from edgefit.errors import ConfigError, RegistryError, close_names
 
 DATA = ("ifmap", "weight", "psum")
-DATAFLOWS: dict[str, Callable] = {}
 
 
 class NoMappingError(ConfigError):
     """The array, RF or buffer is too small for any mapping of a layer."""
 
 
-def register_dataflow(name: str):
-    """Register a mapper ``fn(layer, arch, tile) -> iterator of (params, {data type: Reuse}, active PEs)``."""
-    def deco(fn):
-        if name in DATAFLOWS:
-            raise RegistryError(f"dataflow {name!r} is already registered")
-        DATAFLOWS[name] = fn
-        return fn
-    return deco
+@dataclass(frozen=True)
+class Dataflow:
+    """One dataflow: its mapping space and its access counts.
+
+    Attributes:
+        name: ``ws``, ``osa``, ...
+        space: ``fn(shape, arch) -> {param: int array}``, every valid mapping (flat arrays).
+        accesses: ``fn(shape, params) -> {level: {data type: count}}`` for one group,
+            vectorized over the mappings.
+        pes: ``fn(shape, params) -> active PEs``.
+        label: the paper's name.
+    """
+
+    name: str
+    space: Callable
+    accesses: Callable
+    pes: Callable
+    label: str = ""
 
 
-def get_dataflow(name: str) -> Callable:
-    """The mapper of a dataflow; raises `RegistryError` with close names."""
+DATAFLOWS: dict[str, Dataflow] = {}
+
+
+def register_dataflow(flow: Dataflow) -> Dataflow:
+    """Add a dataflow to the registry (`RegistryError` on a duplicate name)."""
+    if flow.name in DATAFLOWS:
+        raise RegistryError(f"dataflow {flow.name!r} is already registered")
+    DATAFLOWS[flow.name] = flow
+    return flow
+
+
+def get_dataflow(name: str) -> Dataflow:
+    """A registered dataflow; raises `RegistryError` with close names."""
     try:
         return DATAFLOWS[name.lower()]
     except KeyError:
@@ -90,35 +128,14 @@ def get_dataflow(name: str) -> Callable:
 
 
 @dataclass(frozen=True)
-class Reuse:
-    """Uses per RF fill (``rf``), PEs fed by one buffer read (``array``), and whether the RF holds it."""
-
-    rf: float
-    array: float
-    in_rf: bool
-
-
-@dataclass(frozen=True)
-class Tile:
-    """The part of the layer held in the global buffer, and the DRAM loop order (outer to inner)."""
-
-    n: int
-    m: int
-    c: int
-    e: int
-    order: str = "nmce"
-
-
-@dataclass(frozen=True)
 class LayerEnergy:
     """Accesses and energy of one layer under one dataflow's best mapping.
 
     Attributes:
         layer: the layer (for a grouped layer, counts cover all groups).
-        dataflow: ``ws``, ``os``, ``nlr`` or ``rs``.
+        dataflow: ``ws``, ``osa``, ``osb``, ``osc``, ``nlr`` or ``rs``.
         arch: the array it was mapped on (for ``equal_area``, its own RF/buffer split).
-        params: the dataflow's spatial / RF parameters.
-        tile: buffer tile and DRAM loop order.
+        params: the dataflow's mapping parameters.
         active_pes: PEs that hold work.
         accesses: level -> data type -> accesses (``alu``: ``{"mac": MACs}``).
         cycles: MACs / active PEs (one MAC per PE per cycle, no stalls).
@@ -128,7 +145,6 @@ class LayerEnergy:
     dataflow: str
     arch: SpatialArch
     params: dict
-    tile: Tile
     active_pes: int
     accesses: dict[str, dict[str, float]]
     cycles: float
@@ -159,11 +175,54 @@ class LayerEnergy:
         return sum(self.accesses["dram"].values())
 
 
-# ---- the search -------------------------------------------------------------------------------
+# ---- shapes and helpers -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Shape:
+    """One group of a layer in the paper's notation (H, W padded), with the PEs, RF and buffer in words."""
+
+    N: int
+    C: int
+    M: int
+    H: int
+    W: int
+    R: int
+    S: int
+    E: int
+    F: int
+    Uy: int
+    Ux: int
+    J: int
+    rows: int
+    RF: int
+    Q: int
+
+    @property
+    def ifmaps(self) -> int:
+        return self.N * self.C * self.H * self.W
+
+    @property
+    def weights(self) -> int:
+        return self.M * self.C * self.R * self.S
+
+    @property
+    def outputs(self) -> int:
+        return self.N * self.M * self.E * self.F
+
+    @property
+    def macs(self) -> int:
+        return self.N * self.M * self.C * self.E * self.F * self.R * self.S
+
+
+def shape_of(layer: ConvLayer, arch: SpatialArch) -> Shape:
+    """The layer's one-group shape on ``arch``."""
+    return Shape(layer.n, layer.c, layer.m // layer.groups, layer.hp, layer.wp, layer.r, layer.s, layer.e, layer.f,
+                 layer.stride[0], layer.stride[1], arch.pes, arch.pe_rows, arch.rf_words, arch.buffer_words)
+
 
 @functools.lru_cache(maxsize=4096)
 def divisors(x: int) -> tuple[int, ...]:
-    """Divisors of ``x`` in increasing order (cached: the mapping search asks for the same ones often).
+    """Divisors of ``x`` in increasing order.
 
     >>> divisors(12)
     (1, 2, 3, 4, 6, 12)
@@ -172,200 +231,143 @@ def divisors(x: int) -> tuple[int, ...]:
     return tuple(sorted(set(small + [x // d for d in small])))
 
 
-_RELEVANT = {"ifmap": "nce", "weight": "mc", "psum": "nme"}
-_ORDERS = tuple("".join(p) for p in itertools.permutations("nmce"))
+@functools.lru_cache(maxsize=4096)
+def tile_sizes(x: int) -> tuple[int, ...]:
+    """The smallest tile size for each number of tiles ``ceil(x / v)``: every other size needs
+    more storage or PEs for the same number of passes.
+
+    >>> tile_sizes(10)
+    (1, 2, 3, 4, 5, 10)
+    """
+    return tuple(sorted({-(-x // k) for k in range(1, x + 1)}))
 
 
-def _loads(tile_counts: dict[str, int], order: str, relevant: str) -> int:
-    """Times a data type's buffer tile is loaded: trips of every loop down to its innermost relevant one."""
-    inner = max(order.index(x) for x in relevant)
-    return math.prod(tile_counts[x] for x in order[: inner + 1])
+def cdiv(a, b):
+    """``ceil(a / b)`` for integers or integer arrays."""
+    return -(-a // b)
 
 
-def dram_accesses(layer: ConvLayer, tile: Tile, m: int | None = None) -> dict[str, float]:
-    """DRAM words per data type for one group of ``layer`` under ``tile`` (``m``: filters per group)."""
-    m = m or layer.m // layer.groups
-    counts = {"n": -(-layer.n // tile.n), "m": -(-m // tile.m), "c": -(-layer.c // tile.c), "e": -(-layer.e // tile.e)}
-    halo = max(0, layer.r - layer.stride[0])
-    ifmap_pass = layer.n * layer.c * layer.w * (layer.h + (counts["e"] - 1) * halo)
-    out = {}
-    refetch = _loads(counts, tile.order, _RELEVANT["ifmap"]) / (counts["n"] * counts["c"] * counts["e"])
-    out["ifmap"] = refetch * ifmap_pass
-    refetch = _loads(counts, tile.order, _RELEVANT["weight"]) / (counts["m"] * counts["c"])
-    out["weight"] = refetch * m * layer.c * layer.r * layer.s
-    outputs = layer.n * m * layer.e * layer.f
-    writes = _loads(counts, tile.order, _RELEVANT["psum"]) / (counts["n"] * counts["m"] * counts["e"]) * outputs
-    out["psum"] = 2 * writes - outputs
+def _grid(**axes) -> dict[str, np.ndarray]:
+    """Every combination of the axes' values, as flat int64 arrays."""
+    names = list(axes)
+    mesh = np.meshgrid(*(np.asarray(axes[n], dtype=np.int64) for n in names), indexing="ij")
+    return {n: m.ravel() for n, m in zip(names, mesh, strict=True)}
+
+
+def _keep(grid: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[ok] for k, v in grid.items()}
+
+
+def halo(out: int, size: int, tile, stride: int, kernel: int):
+    """Ifmap values fetched per ifmap value along one axis when ``tile`` outputs are made at a time:
+    (out / size) / (tile / (stride·tile + kernel - stride)), 1 for a whole row (the paper's alpha/beta)."""
+    return (out / size) * (stride * tile + kernel - stride) / tile
+
+
+def _acc(ifmap=(0, 0, 0, 0), weight=(0, 0, 0, 0), psum=(0, 0, 0, 0)) -> dict[str, dict]:
+    """Accesses by level from (dram, buffer, array, rf) per data type."""
+    out = {lv: {} for lv in ("dram", "buffer", "array", "rf")}
+    for d, counts in (("ifmap", ifmap), ("weight", weight), ("psum", psum)):
+        for lv, n in zip(("dram", "buffer", "array", "rf"), counts, strict=True):
+            out[lv][d] = n
     return out
 
 
-def buffer_words_needed(layer: ConvLayer, tile: Tile) -> int:
-    """Words of the buffer tile: ifmap rows with halo, weights, partial sums."""
-    rows = min((tile.e - 1) * layer.stride[0] + layer.r, layer.hp)
-    return (tile.n * tile.c * rows * layer.wp + tile.m * tile.c * layer.r * layer.s
-            + tile.n * tile.m * tile.e * layer.f)
+# ---- the six dataflows ------------------------------------------------------------------------
+
+def _ws_space(L: Shape) -> dict:
+    if L.RF < 1 or L.R * L.S > L.J:
+        return {}
+    g = _grid(r=tile_sizes(L.C), t=tile_sizes(L.M), f=range(1, L.F + 1))
+    r, t, f = g["r"], g["t"], g["f"]
+    ok = (r * t * L.R * L.S <= L.J) & (L.N * t * L.E * L.F + r * t * (L.Ux * f - L.Ux) * (L.R - 1) <= L.Q)
+    return _keep(g, ok)
 
 
-def onchip_accesses(macs: float, outputs: float, reuse: dict[str, Reuse], rounds: float = 1) -> dict[str, dict[str, float]]:
-    """RF, array and buffer accesses from the reuse of each data type (see the module doc).
-
-    ``rounds`` is how many times each output goes to DRAM and back as a partial sum, plus one.
-    """
-    acc = {"rf": {}, "array": {}, "buffer": {}}
-    for d in ("ifmap", "weight"):
-        ru = reuse[d]
-        acc["rf"][d] = float(macs) if ru.in_rf else 0.0
-        acc["array"][d] = macs / ru.rf
-        acc["buffer"][d] = macs / (ru.rf * ru.array)
-    rf, arr = reuse["psum"].rf, reuse["psum"].array
-    acc["rf"]["psum"] = 2 * (macs - macs / rf)
-    acc["array"]["psum"] = macs / rf - macs / (rf * arr)
-    acc["buffer"]["psum"] = max(2 * (macs / (rf * arr) - outputs * rounds), 0.0)
-    return acc
+def _ws_acc(L: Shape, P: dict) -> dict:
+    rounds = L.R * cdiv(L.C, P["r"])                     # the R filter rows meet through the buffer
+    ifmap_dram = L.ifmaps * cdiv(L.M, P["t"]) * halo(L.F, L.W, P["f"], L.Ux, L.S)
+    return _acc(ifmap=(ifmap_dram, 0, L.macs, 0), weight=(L.weights, 0, 0, L.macs),
+                psum=(L.outputs, 2 * L.outputs * (rounds - 1), L.outputs * (L.C * L.R * L.S - rounds), 0))
 
 
-def psum_rounds(dram: dict[str, float], outputs: float) -> float:
-    """DRAM rounds of each output (``a`` of the paper): writes per output, from ``2a - 1`` accesses."""
-    return (dram["psum"] + outputs) / (2 * outputs)
+register_dataflow(Dataflow("ws", _ws_space, _ws_acc, lambda L, P: P["r"] * P["t"] * L.R * L.S, "WS"))
 
 
-def _best_dram(layer: ConvLayer, tile_dims: tuple[int, int, int, int], m: int, costs, outputs: float):
-    """The DRAM loop order of least energy: DRAM accesses, less the buffer partial-sum accesses that
-    the extra DRAM rounds replace (``2a(b - 1)``)."""
-    best = None
-    for order in _ORDERS:
-        tile = Tile(*tile_dims, order=order)
-        dram = dram_accesses(layer, tile, m)
-        e = costs.dram * sum(dram.values()) - costs.buffer * 2 * outputs * (psum_rounds(dram, outputs) - 1)
-        if best is None or e < best[0]:
-            best = (e, tile, dram)
-    return best
+def _osa_space(L: Shape) -> dict:
+    g = _grid(n=tile_sizes(L.N), e=range(1, L.E + 1), f=range(1, L.F + 1))
+    n, e, f = g["n"], g["e"], g["f"]
+    ifmap_tile = n * L.C * (L.Uy * e + L.R - L.Uy) * (L.Ux * f + L.S - L.Ux)
+    g["m"] = np.minimum(L.M, (L.Q - ifmap_tile) // (L.C * L.R * L.S))
+    return _keep(g, (n * e * f <= L.J) & (g["m"] >= 1) & (L.RF >= 1))
 
 
-def _onchip_energy(macs: float, outputs: float, reuse: dict[str, Reuse], c) -> float:
-    """``onchip_accesses`` weighted by the costs, in scalar arithmetic (the search's inner loop)."""
-    total = 0.0
-    for d in ("ifmap", "weight"):
-        ru = reuse[d]
-        total += (macs * c.rf if ru.in_rf else 0.0) + macs / ru.rf * c.array + macs / (ru.rf * ru.array) * c.buffer
-    rf, arr = reuse["psum"].rf, reuse["psum"].array
-    total += 2 * (macs - macs / rf) * c.rf + (macs / rf - macs / (rf * arr)) * c.array
-    return total + 2 * (macs / (rf * arr) - outputs) * c.buffer
+def _osa_acc(L: Shape, P: dict) -> dict:
+    window = halo(L.E, L.H, P["e"], L.Uy, L.R) * halo(L.F, L.W, P["f"], L.Ux, L.S)
+    weight_buffer = L.weights * cdiv(L.N, P["n"]) * cdiv(L.E, P["e"]) * cdiv(L.F, P["f"])
+    return _acc(ifmap=(L.ifmaps * cdiv(L.M, P["m"]) * window, L.ifmaps * L.M * window, L.macs, 0),
+                weight=(L.weights, weight_buffer, L.macs, 0),
+                psum=(L.outputs, 0, 0, 2 * L.outputs * (L.C * L.R * L.S - 1)))
 
 
-def _best_inner(layer: ConvLayer, arch: SpatialArch, mapper, tile: Tile, macs: float, outputs: float):
-    """Lowest on-chip energy (then fewest cycles) over the dataflow's parameters for one tile."""
-    best = None
-    for params, reuse, pes in mapper(layer, arch, tile):
-        key = (_onchip_energy(macs, outputs, reuse, arch.costs), macs / pes)
-        if best is None or key < best[0]:
-            best = (key, params, pes, reuse)
-    return best
+register_dataflow(Dataflow("osa", _osa_space, _osa_acc, lambda L, P: P["n"] * P["e"] * P["f"], "OS-A (SOC-MOP)"))
 
 
-def map_layer(layer: ConvLayer, arch: SpatialArch, dataflow: str) -> LayerEnergy:
-    """The lowest-energy mapping of ``layer`` on ``arch`` under ``dataflow``.
-
-    A grouped layer is mapped one group at a time; its counts cover all groups.
-
-    Raises:
-        NoMappingError: no mapping fits the array, RF and buffer.
-        RegistryError: unknown dataflow.
-    """
-    mapper = get_dataflow(dataflow)
-    g = layer.groups
-    m = layer.m // g
-    macs = layer.macs / g
-    outputs = layer.n * m * layer.e * layer.f
-    best = None
-    for dims in itertools.product(divisors(layer.n), divisors(m), divisors(layer.c), divisors(layer.e)):
-        if buffer_words_needed(layer, Tile(*dims)) > arch.buffer_words:
-            continue
-        inner = _best_inner(layer, arch, mapper, Tile(*dims), macs, outputs)
-        if inner is None:
-            continue
-        e_dram, tile, dram = _best_dram(layer, dims, m, arch.costs, outputs)
-        key = (inner[0][0] + e_dram, inner[0][1])
-        if best is None or key < best[0]:
-            best = (key, tile, inner, dram)
-    if best is None:
-        raise NoMappingError(
-            f"layer {layer.name!r} ({layer.kind} {layer.c}x{layer.h}x{layer.w} -> {layer.m}, {layer.r}x{layer.s}): "
-            f"no {dataflow.upper()} mapping fits {arch.pe_rows}x{arch.pe_cols} PEs, {arch.rf_bytes} B RF "
-            f"and a {arch.buffer_bytes} B buffer"
-        )
-    (_, cycles), tile, (_, params, pes, reuse), dram = best
-    onchip = onchip_accesses(macs, outputs, reuse, psum_rounds(dram, outputs))
-    accesses = {"alu": {"mac": macs}, **onchip, "dram": dram}
-    accesses = {lv: {d: v * g for d, v in accesses[lv].items()} for lv in LEVELS}
-    return LayerEnergy(layer, dataflow, arch, params, tile, pes, accesses, cycles * g)
+def _osb_space(L: Shape) -> dict:
+    g = _grid(n=tile_sizes(L.N), p=tile_sizes(L.M), f=range(1, L.F + 1))
+    n, p, f = g["n"], g["p"], g["f"]
+    g["m"] = np.minimum(L.M, (L.Q - n * L.C * L.R * (L.Ux * f + L.S - L.Ux)) // (L.C * L.R * L.S))
+    return _keep(g, (n * p * f <= L.J) & (p <= g["m"]) & (L.RF >= 1))
 
 
-def evaluate_mapping(layer: ConvLayer, arch: SpatialArch, dataflow: str, tile: Tile, params: dict) -> LayerEnergy:
-    """Accesses and energy of one given mapping (``layer`` must have one group).
-
-    Raises:
-        NoMappingError: ``params`` is not a valid mapping of ``tile`` on ``arch``.
-    """
-    for cand, reuse, pes in get_dataflow(dataflow)(layer, arch, tile):
-        if cand == params:
-            macs = float(layer.macs)
-            dram = dram_accesses(layer, tile)
-            onchip = onchip_accesses(macs, layer.ofmap_elements, reuse, psum_rounds(dram, layer.ofmap_elements))
-            accesses = {"alu": {"mac": macs}, **onchip, "dram": dram}
-            return LayerEnergy(layer, dataflow, arch, params, tile, pes, accesses, macs / pes)
-    raise NoMappingError(f"{params} is not a {dataflow.upper()} mapping of tile {tile} on {arch.pe_rows}x{arch.pe_cols} PEs")
+def _osb_acc(L: Shape, P: dict) -> dict:
+    rows = L.R * (L.E / L.H) * halo(L.F, L.W, P["f"], L.Ux, L.S)   # each ifmap row re-read for R/U output rows
+    weight_buffer = L.weights * cdiv(L.N, P["n"]) * L.E * cdiv(L.F, P["f"])
+    return _acc(ifmap=(L.ifmaps * cdiv(L.M, P["m"]) * rows, L.ifmaps * cdiv(L.M, P["p"]) * rows, L.macs, 0),
+                weight=(L.weights, weight_buffer, L.macs, 0),
+                psum=(L.outputs, 0, 0, 2 * L.outputs * (L.C * L.R * L.S - 1)))
 
 
-# ---- the four dataflows -----------------------------------------------------------------------
-
-def _spatial(arch: SpatialArch, **limits: int) -> Iterator[dict[str, int]]:
-    """Every choice of a divisor of each limit whose product fits the PE count."""
-    names = list(limits)
-    for combo in itertools.product(*(divisors(limits[n]) for n in names)):
-        if math.prod(combo) <= arch.pes:
-            yield dict(zip(names, combo, strict=True))
+register_dataflow(Dataflow("osb", _osb_space, _osb_acc, lambda L, P: P["n"] * P["p"] * P["f"], "OS-B (MOC-MOP)"))
 
 
-@register_dataflow("nlr")
-def _nlr(layer: ConvLayer, arch: SpatialArch, tile: Tile) -> Iterator:
-    for sp in _spatial(arch, p_m=tile.m, p_c=tile.c):
-        reuse = {"ifmap": Reuse(1, sp["p_m"], False), "weight": Reuse(1, 1, False), "psum": Reuse(1, sp["p_c"], False)}
-        yield sp, reuse, sp["p_m"] * sp["p_c"]
+def _osc_space(L: Shape) -> dict:
+    g = _grid(n=tile_sizes(L.N), p=tile_sizes(L.M))
+    g["m"] = np.minimum(L.M, L.Q // (L.C * L.R * L.S) - g["n"])
+    return _keep(g, (g["n"] * g["p"] <= L.J) & (g["p"] <= g["m"]) & (L.RF >= 1))
 
 
-@register_dataflow("ws")
-def _ws(layer: ConvLayer, arch: SpatialArch, tile: Tile) -> Iterator:
-    if arch.rf_words < 1:
-        return
-    plane = layer.r * layer.s
-    conv_uses = max(1.0, plane / (layer.stride[0] * layer.stride[1]))
-    for sp in _spatial(arch, p_k=plane, p_m=tile.m, p_c=tile.c):
-        reuse = {
-            "ifmap": Reuse(1, sp["p_m"] * min(sp["p_k"], conv_uses), False),
-            "weight": Reuse(tile.n * tile.e * layer.f, 1, True),
-            "psum": Reuse(1, sp["p_c"] * sp["p_k"], False),
-        }
-        yield sp, reuse, sp["p_k"] * sp["p_m"] * sp["p_c"]
+def _osc_acc(L: Shape, P: dict) -> dict:
+    windows = L.R * L.S * (L.E / L.H) * (L.F / L.W)                  # every window fetched whole
+    return _acc(ifmap=(L.ifmaps * cdiv(L.M, P["m"]) * windows, L.ifmaps * cdiv(L.M, P["p"]) * windows, L.macs, 0),
+                weight=(L.weights, L.weights * cdiv(L.N, P["n"]) * L.E * L.F, L.macs, 0),
+                psum=(L.outputs, 0, 0, 2 * L.outputs * (L.C * L.R * L.S - 1)))
 
 
-def block_reuse(rows: int, cols: int, layer: ConvLayer) -> float:
-    """Uses per delivered ifmap value over a ``rows x cols`` block of outputs of one filter plane."""
-    uy, ux = layer.stride
-    return rows * cols * layer.r * layer.s / (((rows - 1) * uy + layer.r) * ((cols - 1) * ux + layer.s))
+register_dataflow(Dataflow("osc", _osc_space, _osc_acc, lambda L, P: P["n"] * P["p"], "OS-C (MOC-SOP)"))
 
 
-@register_dataflow("os")
-def _os(layer: ConvLayer, arch: SpatialArch, tile: Tile) -> Iterator:
-    if arch.rf_words < 1:
-        return
-    for sp in _spatial(arch, p_m=tile.m, p_e=tile.e, p_f=layer.f):
-        reuse = {
-            "ifmap": Reuse(1, sp["p_m"] * block_reuse(sp["p_e"], sp["p_f"], layer), False),
-            "weight": Reuse(1, sp["p_e"] * sp["p_f"], False),
-            "psum": Reuse(tile.c * layer.r * layer.s, 1, True),
-        }
-        yield sp, reuse, sp["p_m"] * sp["p_e"] * sp["p_f"]
+def _nlr_space(L: Shape) -> dict:
+    g = _grid(n=tile_sizes(L.N), q=[q for q in tile_sizes(L.C) if q <= L.J], e=range(1, L.E + 1),
+              f=range(1, L.F + 1))
+    n, q, e, f = g["n"], g["q"], g["e"], g["f"]
+    ifmap_tile = n * q * (L.Uy * e + L.R - L.Uy) * (L.Ux * f + L.S - L.Ux)
+    g["m"] = np.minimum(L.M, (L.Q - ifmap_tile) // (q * L.R * L.S + n * e * f))
+    g["p"] = np.minimum(g["m"], L.J // q)
+    return _keep(g, g["p"] >= 1)
+
+
+def _nlr_acc(L: Shape, P: dict) -> dict:
+    tile = halo(L.E, L.H, P["e"], L.Uy, L.R) * halo(L.F, L.W, P["f"], L.Ux, L.S)
+    windows = L.R * L.S * (L.E / L.H) * (L.F / L.W)
+    rounds = cdiv(L.C, P["q"]) * L.R * L.S                       # array reduces q channels per buffer round
+    weight_dram = L.weights * cdiv(L.N, P["n"]) * cdiv(L.E, P["e"]) * cdiv(L.F, P["f"])
+    return _acc(ifmap=(L.ifmaps * cdiv(L.M, P["m"]) * tile, L.ifmaps * cdiv(L.M, P["p"]) * windows, L.macs, 0),
+                weight=(weight_dram, L.macs, 0, 0),
+                psum=(L.outputs, 2 * L.outputs * (rounds - 1), L.outputs * (L.C * L.R * L.S - rounds), 0))
+
+
+register_dataflow(Dataflow("nlr", _nlr_space, _nlr_acc, lambda L, P: P["p"] * P["q"], "NLR"))
 
 
 def rs_rf_words(p: int, q: int, s: int) -> int:
@@ -373,29 +375,105 @@ def rs_rf_words(p: int, q: int, s: int) -> int:
     return p * q * s + q * s + p
 
 
-@register_dataflow("rs")
-def _rs(layer: ConvLayer, arch: SpatialArch, tile: Tile) -> Iterator:
-    r, s, f = layer.r, layer.s, layer.f
-    uy, ux = layer.stride
-    if r > arch.pe_rows:
-        return
-    window = s * f / ((f - 1) * ux + s)
-    widest = min(tile.e, arch.pes // r)
-    for e_set in sorted({d for d in divisors(tile.e) if d <= widest} | {widest}):
-        diag = r * e_set / ((e_set - 1) * uy + r)
-        folds = -(-tile.e // e_set) * e_set / tile.e
-        weight = Reuse(tile.n * f, e_set, True)
-        for p in divisors(tile.m):
-            if rs_rf_words(p, 1, s) > arch.rf_words:
-                break
-            for q in divisors(tile.c):
-                if rs_rf_words(p, q, s) > arch.rf_words:
-                    break
-                for t_m in divisors(tile.m // p):
-                    ifmap = Reuse(p * window, t_m * diag, True)
-                    for t_c in divisors(tile.c // q):
-                        pes = r * e_set * t_m * t_c
-                        if pes > arch.pes:
-                            break
-                        reuse = {"ifmap": ifmap, "weight": weight, "psum": Reuse(q * s, r * t_c, True)}
-                        yield ({"p": p, "q": q, "e_set": e_set, "t_m": t_m, "t_c": t_c}, reuse, pes / folds)
+def _rs_space(L: Shape) -> dict:
+    """``p`` is not searched: with the rest fixed, more filters per PE only saves energy, so it is
+    the most the RF (p·q·S + q·S + p words) and ``p·t <= m`` allow."""
+    if L.R > L.rows:
+        return {}
+    qs = [q for q in range(1, L.C + 1) if rs_rf_words(1, q, L.S) <= L.RF]
+    sets = [(f, r, t) for f in range(1, min(L.F, L.J // L.R) + 1) for r in range(1, min(L.C, L.J // (L.R * f)) + 1)
+            for t in range(1, min(L.M, L.J // (L.R * f * r)) + 1)]
+    if not qs or not sets:
+        return {}
+    b = np.array(sets, dtype=np.int64)
+    i, j, k = (x.ravel() for x in np.meshgrid(qs, np.arange(len(b)), tile_sizes(L.N), indexing="ij"))
+    g = {"q": i.astype(np.int64), "f": b[j, 0], "r": b[j, 1], "t": b[j, 2], "n": k.astype(np.int64)}
+    g = _keep(g, g["q"] * g["r"] <= L.C)
+    ifmap_tile = g["n"] * g["q"] * g["r"] * L.H * (L.Ux * g["f"] + L.S - L.Ux)
+    g["m"] = np.minimum(L.M, (L.Q - ifmap_tile) // (g["n"] * L.E * g["f"]))
+    p_rf = (L.RF - g["q"] * L.S) // (g["q"] * L.S + 1)
+    g["p"] = np.minimum(p_rf, g["m"] // g["t"])
+    return _keep(g, g["p"] >= 1)
+
+
+def _rs_acc(L: Shape, P: dict) -> dict:
+    along = halo(L.F, L.W, P["f"], L.Ux, L.S)
+    rounds = cdiv(L.C, P["q"] * P["r"])                          # buffer rounds across channel tiles
+    deliveries = cdiv(L.C, P["q"]) * L.R                         # RF accumulates q channels x S
+    ifmap = (L.ifmaps * cdiv(L.M, P["m"]) * along, L.ifmaps * cdiv(L.M, P["p"] * P["t"]) * along,
+             L.ifmaps * cdiv(L.M, P["p"]) * L.S * (L.F / L.W), L.macs)
+    weight = (L.weights * cdiv(L.N, P["n"]) * cdiv(L.F, P["f"]), 0, L.weights * cdiv(L.N, P["n"]) * L.F, L.macs)
+    psum = (L.outputs, 2 * L.outputs * (rounds - 1), L.outputs * (deliveries - rounds),
+            2 * L.outputs * (L.C * L.R * L.S - deliveries))
+    return _acc(ifmap=ifmap, weight=weight, psum=psum)
+
+
+register_dataflow(Dataflow("rs", _rs_space, _rs_acc, lambda L, P: L.R * P["f"] * P["r"] * P["t"], "RS"))
+
+
+# ---- the search -------------------------------------------------------------------------------
+
+def _energy(acc: dict, costs) -> np.ndarray:
+    return sum(np.asarray(n, dtype=float) * getattr(costs, lv) for lv, per in acc.items() for n in per.values())
+
+
+def _result(layer: ConvLayer, arch: SpatialArch, name: str, L: Shape, params: dict, acc: dict) -> LayerEnergy:
+    g = layer.groups
+    flow = DATAFLOWS[name]
+    pes = int(flow.pes(L, params))
+    accesses = {"alu": {"mac": float(L.macs * g)}}
+    for lv in LEVELS[1:]:
+        accesses[lv] = {d: float(acc[lv][d]) * g for d in DATA}
+    return LayerEnergy(layer, name, arch, params, pes, accesses, L.macs / pes * g)
+
+
+def _no_mapping(layer: ConvLayer, arch: SpatialArch, dataflow: str) -> NoMappingError:
+    return NoMappingError(
+        f"layer {layer.name!r} ({layer.kind} {layer.c}x{layer.h}x{layer.w} -> {layer.m}, {layer.r}x{layer.s}): "
+        f"no {dataflow.upper()} mapping fits {arch.pe_rows}x{arch.pe_cols} PEs, {arch.rf_bytes} B RF "
+        f"and a {arch.buffer_bytes} B buffer")
+
+
+def map_layer(layer: ConvLayer, arch: SpatialArch, dataflow: str) -> LayerEnergy:
+    """The lowest-energy mapping of ``layer`` on ``arch`` under ``dataflow`` (ties: most active PEs).
+
+    A grouped layer is mapped one group at a time; its counts cover all groups.
+
+    Raises:
+        NoMappingError: no mapping fits the array, RF and buffer.
+        RegistryError: unknown dataflow.
+    """
+    flow = get_dataflow(dataflow)
+    L = shape_of(layer, arch)
+    space = flow.space(L)
+    if not space or not len(next(iter(space.values()))):
+        raise _no_mapping(layer, arch, flow.name)
+    acc = flow.accesses(L, space)
+    energy = np.broadcast_to(_energy(acc, arch.costs), space[next(iter(space))].shape)
+    pes = np.broadcast_to(flow.pes(L, space), energy.shape)
+    best = int(np.lexsort((-pes, energy))[0])
+    params = {k: int(v[best]) for k, v in space.items()}
+    picked = {lv: {d: np.broadcast_to(np.asarray(n, dtype=float), energy.shape)[best] for d, n in per.items()}
+              for lv, per in acc.items()}
+    return _result(layer, arch, flow.name, L, params, picked)
+
+
+def evaluate_mapping(layer: ConvLayer, arch: SpatialArch, dataflow: str, params: dict) -> LayerEnergy:
+    """Accesses and energy of one given mapping.
+
+    Raises:
+        NoMappingError: ``params`` is not a valid mapping of ``layer`` on ``arch``.
+    """
+    flow = get_dataflow(dataflow)
+    L = shape_of(layer, arch)
+    space = flow.space(L)
+    if space and set(params) == set(space):
+        hit = np.logical_and.reduce([space[k] == v for k, v in params.items()])
+        if hit.any():
+            one = {k: np.asarray([v], dtype=np.int64) for k, v in params.items()}
+            acc = flow.accesses(L, one)
+            picked = {lv: {d: float(np.broadcast_to(n, (1,))[0]) for d, n in per.items()} for lv, per in acc.items()}
+            return _result(layer, arch, flow.name, L, dict(params), picked)
+    raise NoMappingError(f"{params} is not a {flow.name.upper()} mapping of layer {layer.name!r} "
+                         f"on {arch.pe_rows}x{arch.pe_cols} PEs, {arch.rf_bytes} B RF and a {arch.buffer_bytes} B buffer")
+
