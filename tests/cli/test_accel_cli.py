@@ -14,6 +14,8 @@ def test_dataflow_table_plot_and_energy_tool(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "NLR/RS" in out and "total CONV" in out and "energy by level, FC layers" in out
     assert "RS: accesses (words) per level" in out and "dram i/w/p" in out
+    # the RS array's storage area, all buffer for NLR at 12.70 um^2 per byte
+    assert "equal storage area: RS 512 B RF + 131072 B buffer; NLR 0 B RF + 346463 B buffer" in out
     assert plot.stat().st_size > 0 and len(tool.read_text().splitlines()) == 4
     data = json.loads(js.read_text())
     first = data["dataflows"]["rs"][0]

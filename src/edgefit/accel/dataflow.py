@@ -59,8 +59,11 @@ outputs, Q the buffer in words, J the PEs:
   and an n x q·r x H x w ifmap tile; weights go from DRAM to the array.
 
 In every dataflow an output is written to DRAM once (the buffer always holds the
-partial sums being accumulated). Each mapping parameter ranges over the integers
-(``ceil`` for remainders, as in the paper's scripts) and the search keeps the
+partial sums being accumulated). Each mapping parameter is an integer (``ceil``
+for remainders, as in the paper's scripts); the search is exhaustive where the
+scripts ran a genetic algorithm: of the sizes with the same pass count only the
+smallest is tried (`tile_sizes`), and a size that only saves energy as it grows
+(the filters the buffer or an RS PE holds) is the most that fits. It keeps the
 mapping of least energy, then of most active PEs. What is left out, as in the
 paper: double buffering, control and the clock, the energy of data fills into a
 level from the level above beyond the formula's terms.

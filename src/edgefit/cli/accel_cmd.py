@@ -82,7 +82,12 @@ def dataflow(
     with bar:
         report = compare_layers(name, layers, config, uncovered=uncovered, on_layer=tick)
     typer.echo(f"{name}: {rows}x{cols} PEs, {arch.rf_bytes} B RF, {arch.buffer_bytes} B buffer, batch {batch}, "
-               f"{'equal area' if config.equal_area else 'same array'}; energy in units of one MAC\n")
+               f"{'equal area' if config.equal_area else 'same array'}; energy in units of one MAC")
+    if config.equal_area:
+        typer.echo("equal storage area: " + "; ".join(
+            f"{d.upper()} {config.arch_for(d).rf_bytes} B RF + {config.arch_for(d).buffer_bytes} B buffer"
+            for d in config.dataflows))
+    typer.echo("")
     typer.echo(report.table(markdown))
     for kind in ("conv", "fc"):
         if report.rows(config.dataflows[0], kind):
