@@ -366,8 +366,8 @@ def main() -> None:
     }
     if args.only:
         for name in args.only:   # each section spliced into the file as it is when its turn comes
-            write(args.output, header(t0, ", ".join(args.only)),
-                  splice(args.output, SECTIONS.index(name) + 1, makers[name]()))
+            sections = splice(args.output, SECTIONS.index(name) + 1, makers[name]())
+            write(args.output, header(t0, ", ".join(args.only)), sections)
     else:
         sections: list[str] = []
         # written after every section, so a finished part is on disk while the timing waits for the lock
