@@ -94,8 +94,11 @@ def dataflow_section(alexnet) -> list[str]:
            "### CONV layers, batch 16\n", conv.table(markdown=True, kind="conv"), "",
            "Normalized energy by level (RS total = 1), as in the paper's breakdown:\n",
            conv.breakdown_table("conv", markdown=True), "",
+           "The same energy by data type (RS total = 1; mac is the ALU):\n",
+           conv.breakdown_table("conv", markdown=True, by="data"), "",
            "### FC layers, batch 16 and 32\n", conv.table(markdown=True, kind="fc"), "", fc.table(markdown=True), "",
-           "Normalized energy by level at batch 32 (RS total = 1):\n", fc.breakdown_table("fc", markdown=True), ""]
+           "Normalized energy by level at batch 32 (RS total = 1):\n", fc.breakdown_table("fc", markdown=True), "",
+           "By data type at batch 32 (RS total = 1):\n", fc.breakdown_table("fc", markdown=True, by="data"), ""]
     checks = []
     for d in others:
         per_layer = [r.total / rs.total for r, rs in zip(conv.rows(d, "conv"), conv.rows("rs", "conv"), strict=True)]
@@ -378,7 +381,9 @@ def main() -> None:
 
 
 def header(t0: float, only: str | None = None) -> list[str]:
-    took = (f"Sections {only} were rerun (in {time.time() - t0:.0f} s); the other sections come from an earlier "
+    several = only is not None and "," in only
+    took = (f"Section{'s' if several else ''} {only} {'were' if several else 'was'} rerun (in {time.time() - t0:.0f} s); "
+            "the other sections come from an earlier "
             "run of the same script." if only else f"Run took {time.time() - t0:.0f} s.")
     return ["# Accelerator view: dataflows, Eyeriss, sparsity, fast convolution\n",
             f"Host: {platform.machine()}, {os.cpu_count()} CPUs, shared with other jobs (timings are medians of "

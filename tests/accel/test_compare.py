@@ -38,6 +38,11 @@ def test_report_totals_and_breakdown(report):
         assert report.breakdown(d)["alu"] == 2 * 537_000
     assert report.ratio("nlr", "conv") > report.ratio("ws", "conv") > 1
     assert "total CONV" in report.table() and "| dataflow |" in report.breakdown_table("conv", markdown=True)
+    by_data = report.breakdown_table(markdown=True, by="data").splitlines()
+    assert by_data[0] == "| dataflow | mac | ifmap | weight | psum | total |"
+    assert by_data[2].startswith("| RS | ") and by_data[2].endswith(" | 1.000 |")
+    with pytest.raises(ConfigError, match="breakdown by 'layer'"):
+        report.breakdown_table(by="layer")
 
 
 def test_equal_area_gives_the_rf_area_to_the_buffer():

@@ -13,6 +13,7 @@ def test_dataflow_table_plot_and_energy_tool(tmp_path, capsys):
                  "--plot", str(plot), "--energy-tool", str(tool), "--json", str(js)]) == 0
     out = capsys.readouterr().out
     assert "NLR/RS" in out and "total CONV" in out and "energy by level, FC layers" in out
+    assert "by data type (mac = ALU), CONV layers" in out
     assert "RS: accesses (words) per level" in out and "dram i/w/p" in out
     # the RS array's storage area, all buffer for NLR at 12.70 um^2 per byte
     assert "equal storage area: RS 512 B RF + 131072 B buffer; NLR 0 B RF + 346463 B buffer" in out

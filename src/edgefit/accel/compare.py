@@ -162,15 +162,19 @@ class DataflowReport:
             "not_covered": [{"layer": n, "kind": k, "macs": m} for n, k, m in self.uncovered],
         }
 
-    def breakdown_table(self, kind: str | None = None, markdown: bool = False) -> str:
-        """Energy by level, normalized to RS's total (or the first dataflow's), like the paper's figures."""
+    def breakdown_table(self, kind: str | None = None, markdown: bool = False, by: str = "level") -> str:
+        """Energy by level (``by="level"``: alu, rf, array, buffer, dram) or by data type (``by="data"``:
+        mac, ifmap, weight, psum), normalized to RS's total (or the first dataflow's), like the paper's figures."""
+        if by not in ("level", "data"):
+            raise ConfigError(f"breakdown by {by!r}: expected 'level' or 'data'")
         dfs = self.config.dataflows
         ref = self.total("rs" if "rs" in dfs else dfs[0], kind)
+        keys = LEVELS if by == "level" else ("mac", *DATA)
         lines = []
         for d in dfs:
-            b = self.breakdown(d, kind)
-            lines.append([d.upper(), *[f"{b[lv] / ref:.3f}" for lv in LEVELS], f"{sum(b.values()) / ref:.3f}"])
-        return render_table(["dataflow", *LEVELS, "total"], lines, markdown)
+            b = self.breakdown(d, kind) if by == "level" else self.breakdown_by_data(d, kind)
+            lines.append([d.upper(), *[f"{b[k] / ref:.3f}" for k in keys], f"{sum(b.values()) / ref:.3f}"])
+        return render_table(["dataflow", *keys, "total"], lines, markdown)
 
 
 def render_table(head: list[str], lines: list[list[str]], markdown: bool) -> str:

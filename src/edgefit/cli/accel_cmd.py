@@ -93,6 +93,8 @@ def dataflow(
         if report.rows(config.dataflows[0], kind):
             typer.echo(f"\nenergy by level, {kind.upper()} layers (normalized to {'RS' if 'rs' in config.dataflows else config.dataflows[0].upper()}):")
             typer.echo(report.breakdown_table(kind, markdown))
+            typer.echo(f"\nby data type (mac = ALU), {kind.upper()} layers:")
+            typer.echo(report.breakdown_table(kind, markdown, by="data"))
     if accesses:
         for d in config.dataflows:
             typer.echo(f"\n{d.upper()}: accesses (words) per level, ifmap/weight/psum, and the mapping:")
