@@ -75,6 +75,17 @@ def test_ws_must_spill_partial_sums_across_filter_rows():
     assert map_layer(row, ARCH, "ws").accesses["buffer"]["psum"] == 0
 
 
+def test_a_remainder_costs_a_whole_pass():
+    # three channels, two on the array at a time: ceil(3 / 2) = 2 channel passes
+    three = ConvLayer("c3", n=1, c=3, h=4, w=4, m=1, r=3, s=3)
+    ws = evaluate_mapping(three, SpatialArch(3, 6, 64, 1024), "ws", {"r": 2, "t": 1, "f": 2}).accesses
+    # WS: b = R x 2 = 6 buffer rounds per output, the other 27 - 6 accumulations in the array
+    assert (ws["buffer"]["psum"], ws["array"]["psum"]) == (2 * 4 * 5, 4 * 21)
+    rs = evaluate_mapping(three, ARCH, "rs", {**MAPPINGS["rs"], "q": 2}).accesses
+    # RS: 2 channels per PE, so ceil(3 / 2) x R = 6 array deliveries per output and 2 buffer rounds
+    assert (rs["rf"]["psum"], rs["array"]["psum"], rs["buffer"]["psum"]) == (2 * 4 * 21, 4 * 4, 2 * 4 * 1)
+
+
 def test_osa_hand_counts():
     # 4 PEs hold the 2x2 outputs (RF: 2 x 8 psum accesses each); the 4x4 ifmap tile is read once
     # from the buffer and forwarded between PEs (36 array deliveries); each weight is read once
