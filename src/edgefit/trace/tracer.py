@@ -9,8 +9,9 @@ runs the model once under a `TorchDispatchMode`, and records per aten op:
 * the innermost module whose forward was running (functional calls included),
 * value ids, so later passes can follow data between ops and compute liveness.
 
-Everything it changes (parameters, buffers, the training flags, two global
-module hooks) is restored before it returns, even when the model raises.
+Everything it changes (parameters, buffers, the training flags, the ``forward``
+of repeated blocks, see `edgefit.trace.replay`) is restored before it returns,
+even when the model raises.
 
 Ops whose meta kernels are slow Python reference implementations (elementwise
 ops, batch norm, softmax...) get their output shape from a shape rule instead;
@@ -33,6 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
 from edgefit.errors import InputShapeError, TraceError
+from edgefit.trace.replay import BlockMemo
 from edgefit.trace.shapes import rule_for
 
 _META = torch.device("meta")
@@ -127,6 +129,8 @@ class Trace:
         outputs: the model outputs as `TensorSpec`.
         values: value id -> `ValueInfo` for activations.
         model_name: the model's class name.
+        replayed_blocks: calls of repeated blocks whose records were copied from
+            a twin's instead of being run (`edgefit.trace.replay`).
     """
 
     ops: list[OpRecord]
@@ -138,6 +142,7 @@ class Trace:
     outputs: list[TensorSpec]
     values: dict[int, ValueInfo]
     model_name: str
+    replayed_blocks: int = 0
     _storage_of: dict = field(default_factory=dict, repr=False)
 
 
@@ -168,6 +173,8 @@ class _Recorder(TorchDispatchMode):
         self.keep: list[torch.Tensor] = []  # keeps storages alive so keys stay unique
         self.moved: dict[int, torch.Tensor] = {}  # id(non-meta tensor) -> meta twin
         self.modules: dict[str, ModuleInfo] = {}
+        self.adopted = 0  # tensors first seen as inputs (made outside the trace)
+        self.call_log: list[str] = []  # module path of every forward call that ran an op
 
     # module attribution -------------------------------------------------
     def owner(self, frame) -> str:
@@ -191,6 +198,7 @@ class _Recorder(TorchDispatchMode):
                     if info is None:
                         info = self.modules[name] = ModuleInfo(type(module).__name__, 0, len(self.modules))
                     info.calls += 1
+                    self.call_log.append(name)
                     return name
             frame = frame.f_back
         return ""
@@ -214,6 +222,7 @@ class _Recorder(TorchDispatchMode):
             return TensorSpec(t.shape, t.dtype, weight[0], -1, weight[1])
         vid = self.current.get(key)
         if vid is None:  # a tensor made outside the trace (constant, cached mask...)
+            self.adopted += 1
             vid = self.new_value(t, index)
         elif use:
             self.values[vid].last_use = index
@@ -492,6 +501,7 @@ def trace(
     input_shape: Sequence[int] | Sequence[Sequence[int]] | None = None,
     input_dtype: torch.dtype | str = torch.float32,
     mode: str | None = "eval",
+    reuse_blocks: bool = True,
 ) -> Trace:
     """Trace one forward pass of ``model`` on the meta device.
 
@@ -505,6 +515,10 @@ def trace(
             for token ids).
         mode: ``"eval"`` (default) or ``"train"`` to trace in that mode, restoring
             every module's flag afterwards; ``None`` keeps the model's own flags.
+        reuse_blocks: record a repeated block (a transformer layer, a ResNet
+            bottleneck) once and copy its records for its twins called with the
+            same input shapes, instead of running each (`edgefit.trace.replay`;
+            the trace is the same either way).
 
     Returns:
         The `Trace`.
@@ -534,8 +548,9 @@ def trace(
                 meta_inputs.append(mx)
             else:
                 meta_inputs.append(x)
+        memo = BlockMemo(rec, named) if reuse_blocks else contextlib.nullcontext()
         try:
-            with torch.inference_mode(False), torch.no_grad(), rec:
+            with torch.inference_mode(False), torch.no_grad(), rec, memo:
                 out = model(*meta_inputs)
         except _OpFailed as exc:
             raise _explain(exc, rec, model) from None
@@ -563,6 +578,7 @@ def trace(
         outputs=outputs,
         values=rec.values,
         model_name=type(model).__name__,
+        replayed_blocks=getattr(memo, "replayed", 0),
     )
 
 
