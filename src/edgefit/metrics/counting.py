@@ -188,13 +188,18 @@ class _Tally:
                 row.peak = sum(e for e, _ in row.inputs.values()) + row.activations
 
 
-def _layer_stats(tally: _Tally, bits_of, act_of) -> list[LayerStats]:
-    """One `LayerStats` per row, in order of first op; parameters go to the first row using them."""
+def _layer_stats(tally: _Tally, bits_of, act_of, act_default: int, uniform: bool) -> list[LayerStats]:
+    """One `LayerStats` per row, in order of first op; parameters go to the first row using them.
+
+    When rows differ in activation width (not ``uniform``), each tensor is
+    counted at the width of the rows that read it (see `_tensor_width`).
+    """
     tr = tally.tr
     out_values = {s.value for s in tr.outputs if s.role == "activation"}
     params_by_row: dict[str, list[str]] = {}
     for pname, rname in tally.param_row.items():
         params_by_row.setdefault(rname, []).append(pname)
+    width = None if uniform else _tensor_width(tally, act_of, out_values, act_default)
     layers = []
     for row in sorted(tally.rows.values(), key=lambda r: r.first):
         names = params_by_row.get(row.name, [])
@@ -203,10 +208,15 @@ def _layer_stats(tally: _Tally, bits_of, act_of) -> list[LayerStats]:
         a = act_of(row.name)
         weight_bytes = p * b / 8
         in_elems = sum(e for e, _ in row.inputs.values())
-        out_elems = sum(
-            e for v, e in row.produced.items()
+        outs = [
+            (v, e) for v, e in row.produced.items()
             if v in out_values or any(c != row.name for c in tally.consumers.get(v, ()))
-        )
+        ]
+        out_elems = sum(e for _, e in outs)
+        if width is None:
+            act_bytes = (in_elems + out_elems) * a / 8
+        else:
+            act_bytes = (sum(e * width(v) for v, (e, _) in row.inputs.items()) + sum(e * width(v) for v, e in outs)) / 8
         layers.append(
             LayerStats._fast(
                 name=row.name,
@@ -225,7 +235,7 @@ def _layer_stats(tally: _Tally, bits_of, act_of) -> list[LayerStats]:
                 output_elements=out_elems,
                 peak_activations=row.peak,
                 weight_bytes=weight_bytes,
-                bytes_moved=weight_bytes + (in_elems + out_elems) * a / 8,
+                bytes_moved=weight_bytes + act_bytes,
                 bits=b,
                 attributes=row.attrs,
                 activation_bits=a,
@@ -233,6 +243,20 @@ def _layer_stats(tally: _Tally, bits_of, act_of) -> list[LayerStats]:
             )
         )
     return layers
+
+
+def _tensor_width(tally: _Tally, act_of, out_values: set[int], default: int):
+    """Per-layer activation widths: a tensor is stored at the widest width of the rows
+    that read it (a quantized layer reads its input at its own width; its producer
+    writes it so), a model output at the default width."""
+    def width(v: int) -> int:
+        producer = tally.producer_row.get(v)
+        widths = [act_of(c) for c in tally.consumers.get(v, ()) if c != producer]
+        if v in out_values or not widths:
+            widths.append(default)
+        return max(widths)
+
+    return width
 
 
 def _totals(tally: _Tally, layers: list[LayerStats], bits_of, act_bits: int) -> Totals:
@@ -296,7 +320,8 @@ def build_profile(
     for op in tr.ops:
         tally.add(op)
     tally.finish_pool_rows()
-    layers = _layer_stats(tally, bits_of, act_of)
+    uniform = isinstance(activation_bits, int) or len(set(activation_bits.values())) == 1
+    layers = _layer_stats(tally, bits_of, act_of, act_bits, uniform)
     n_ops = len(tr.ops)
     _warn_uncounted(tally.uncounted, n_ops)
     return Profile(
