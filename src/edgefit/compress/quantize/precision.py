@@ -96,8 +96,24 @@ class LayerOps:
     kind: str
     word_ops: int  # 64-lane XNOR + popcount pairs for binary layers, else the MACs
     bit_ops: int = 0  # XNOR + popcount operations of a binary layer (2 x MACs), from the profile
+    other_ops: int = 0  # the layer's non-MAC work (bias adds, scaling), from the profile
     runs_at: str = ""  # the device precision the layer ran at (with a device), from the estimate
     compute_seconds: float = 0.0  # its T_computation at that rate, from the estimate
+
+    @property
+    def compute_saving(self) -> float:
+        """XNOR-Net's computation saving on a 64-bit CPU: ``macs / (word_ops + other_ops)``.
+
+        Rastegari et al. (2016), section 3.2: ``S = c N_W N_I / (c N_W N_I / 64 + N_I)``,
+        the ``N_I`` being the non-binary work per output (the scaling, here the
+        row's other ops). 1 for layers that are not binary.
+
+        >>> LayerOps("conv", "xnor", 1, 1, 2304, "xnor+popcount", 36, 4608, 1).compute_saving
+        62.27027027027027
+        """
+        if self.kind != "xnor+popcount" or not self.macs:
+            return 1.0
+        return self.macs / (self.word_ops + self.other_ops)
 
 
 def widths(precisions: dict[str, LayerPrecision], *, has_float_layer: bool) -> dict:
@@ -150,7 +166,7 @@ def operation_counts(profile, precisions: dict[str, LayerPrecision]) -> list[Lay
             continue
         kind = op_kind(p)
         words = math.ceil(r.macs / WORD_BITS) if kind == "xnor+popcount" else r.macs
-        rows.append(LayerOps(r.name, p.family, p.weight_bits, p.act_bits, r.macs, kind, words, r.bit_ops))
+        rows.append(LayerOps(r.name, p.family, p.weight_bits, p.act_bits, r.macs, kind, words, r.bit_ops, r.other_ops))
     return rows
 
 
@@ -173,10 +189,11 @@ class PrecisionReport:
     def to_text(self) -> str:
         dev = self.estimate is not None
         lines = [f"{'layer':<16} {'family':<13} {'W bits':>6} {'A bits':>6} {'MACs':>12}  {'a MAC becomes':<15} {'machine ops':>12}"
-                 + ("  runs at   compute" if dev else "")]
+                 f"  {'saving':>6}" + ("  runs at   compute" if dev else "")]
         for r in self.ops:
+            saving = f"{r.compute_saving:.1f}x" if r.kind == "xnor+popcount" else "-"
             lines.append(f"{r.name:<16} {r.family:<13} {r.weight_bits:>6} {r.act_bits:>6} {r.macs:>12,}  {r.kind:<15} {r.word_ops:>12,}"
-                         + (f"  {r.runs_at:<8} {1e6 * r.compute_seconds:.3g} us" if dev else ""))
+                         f"  {saving:>6}" + (f"  {r.runs_at:<8} {1e6 * r.compute_seconds:.3g} us" if dev else ""))
         t = self.profile.totals
         lines.append(f"weights {t.model_size_bytes:,.0f} bytes at these widths (fp32: {4 * t.params:,});"
                      f" {t.macs:,} MACs (binary layers: {t.bit_ops:,} XNOR + popcount bit operations) ->"
