@@ -169,6 +169,17 @@ DEMO_SWEEP = (  # (method, options, QAT epochs, lr)
 )
 
 
+def _demo_rates(model, echo) -> None:
+    """The last (XNOR) model's layers at their real widths on a device with and one without binary rates."""
+    from edgefit.compress.quantize.precision import precision_report
+
+    for device in ("a100", "raspberry_pi_5"):
+        est = precision_report(model, (1, 64), device=device).estimate
+        at = ", ".join(f"{r.name} {r.precision}" for r in est.layers if r.weight_bytes)
+        fell = "; ".join(f"{f.layer} wants {f.wanted}, ran at {f.ran_at}" for f in est.fallbacks)
+        echo(f"xnor layers on {est.device.display_name}: {at}" + (f" (fell back: {fell})" if fell else ""))
+
+
 def demo_section(echo) -> None:
     """A precision sweep on the digits LeNet-300-100: accuracy and bytes on disk side by side."""
     import copy
@@ -199,5 +210,6 @@ def demo_section(echo) -> None:
             wa = f"{getattr(cfg, 'bits', 1) if name != 'ttq' else 2}/{opts.get('act_bits', 1 if name == 'xnor' else 32)}"
             echo(f"{name:<8} {wa:<9} {epochs:>3}  {100 * res.accuracy['float']:6.2f}% -> {100 * res.accuracy['quantized']:6.2f}%"
                  f"  {size:>7,}  {fp32 / size:5.1f}x")
+        _demo_rates(q, echo)
     echo(f"(fp32 safetensors file {fp32:,} bytes; every layer quantized; QAT = epochs of quantization-aware"
          f" training; {time.perf_counter() - t0:.1f}s)")
