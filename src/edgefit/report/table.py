@@ -170,7 +170,7 @@ def estimate_summary(est) -> list[str]:
     t = est.totals
     dev = est.device
     lines = [
-        f"{est.model} on {dev.display_name} at {est.precision}: peak {si(est.peak_ops_per_s, 'op/s')}, "
+        f"{est.model} on {dev.display_name} at {_precisions(est)}: peak {si(est.peak_ops_per_s, 'op/s')}, "
         f"bandwidth {si(dev.bandwidth_bytes_per_s, 'B/s')}, ridge {est.ridge_point:.3g} op/B",
         f"  latency (roofline):               {human_seconds(t.seconds)}  "
         f"({t.memory_bound_layers} memory-bound, {t.compute_bound_layers} compute-bound layers)",
@@ -184,16 +184,27 @@ def estimate_summary(est) -> list[str]:
     return lines
 
 
+def _precisions(est) -> str:
+    """``int8``, or ``int8 (most work; per layer: fp32 x2, int8 x5, binary x1)`` when layers differ."""
+    counts: dict[str, int] = {}
+    for r in est.layers:
+        counts[r.precision or est.precision] = counts.get(r.precision or est.precision, 0) + 1
+    if len(counts) <= 1:
+        return est.precision
+    return f"{est.precision} (most work; per layer: {', '.join(f'{p} x{n}' for p, n in counts.items())})"
+
+
 def estimate_table(est, *, top: int | None = None) -> str:
     """Per-layer roofline table of an `Estimate`; ``top``: only the slowest layers."""
     rows = list(est.layers)
     if top:
         rows = sorted(rows, key=lambda r: r.seconds, reverse=True)[:top]
-    header = ("layer", "kind", "op/B", "bound", "attainable", "time", "energy", "data%")
+    header = ("layer", "kind", "at", "op/B", "bound", "attainable", "time", "energy", "data%")
     body = [
         (
             r.name or "(root)",
             r.kind,
+            r.precision or est.precision,
             "inf" if r.intensity == float("inf") else f"{r.intensity:.3g}",
             r.bound,
             si(r.attainable_ops_per_s, "op/s"),
@@ -207,7 +218,7 @@ def estimate_table(est, *, top: int | None = None) -> str:
 
     def fmt(cells) -> str:
         return "  ".join(
-            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)])
