@@ -181,6 +181,8 @@ class Profile:
                 "activations": "output elements of computing layers, total includes the input",
                 "peak_activations": "max over layers of input + output elements",
                 "peak_live_activations": "max elements alive at once (liveness over the traced graph)",
+                "bit_ops": "2 * macs of rows with 1-bit weights and 1-bit activations (XNOR + popcount)",
+                "bytes": "weights at each row's bits; each activation tensor at the width of the rows reading it",
             },
             "layers": [row.to_dict() for row in self.layers],
             "totals": self.totals.to_dict(),
