@@ -558,7 +558,7 @@ def _run_layers(profile, device: Device, forced: str | None) -> _Run:
             act_bytes = max(row.bytes_moved - row.weight_bytes, 0.0) * (r.bits / a_bits if a_bits else 1.0)
             run.rows.append(_layer_at(row, r, weight_bytes, act_bytes))
             continue
-        wanted = precision_for_widths(w_bits, a_bits, has_weights=row.params > 0)
+        wanted = precision_for_widths(w_bits, a_bits, has_weights=row.params > 0 or row.weight_bytes > 0)
         chosen = runs_at(device, wanted)
         run.rows.append(_layer_estimate(row, rate(chosen), w_bits, a_bits))
         if chosen not in device.energy.mac_pj:

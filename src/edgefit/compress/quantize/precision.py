@@ -6,7 +6,7 @@ XNOR", LogNet "Product = X << W").
 >>> p = {"fc": LayerPrecision("xnor", 1, 1)}
 >>> profile_bits(p)
 {'fc': 1, 'default': 32}
->>> widths(p, has_float_layer=False)
+>>> profile_widths(p, has_float_layer=False)
 {'bits': {'fc': 1, 'default': 32}, 'activation_bits': {'fc': 1, 'default': 8}}
 >>> op_kind(p["fc"]), op_kind(LayerPrecision("lognet", 5, 4)), op_kind(LayerPrecision("bwn", 1, 32))
 ('xnor+popcount', 'shift+add', 'add/sub')
@@ -116,7 +116,7 @@ class LayerOps:
         return self.macs / (self.word_ops + self.other_ops)
 
 
-def widths(precisions: dict[str, LayerPrecision], *, has_float_layer: bool) -> dict:
+def profile_widths(precisions: dict[str, LayerPrecision], *, has_float_layer: bool) -> dict:
     """``bits=`` and ``activation_bits=`` for :func:`edgefit.profile`: each quantized
     layer at its real weight and activation widths.
 
@@ -145,7 +145,7 @@ def model_widths(model: nn.Module, precisions: dict[str, LayerPrecision] | None 
     if not precisions:
         return {}
     has_float = any(isinstance(m, _WEIGHT_LAYERS) and n not in precisions for n, m in model.named_modules())
-    return widths(precisions, has_float_layer=has_float)
+    return profile_widths(precisions, has_float_layer=has_float)
 
 
 _WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
