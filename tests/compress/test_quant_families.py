@@ -210,17 +210,17 @@ def test_fp_weights_decode_exactly_from_codes():
 
 
 def test_precisions_pick_the_device_rate_with_a_source():
-    from edgefit.compress.quantize.precision import LayerPrecision, op_kind, runs_at
+    from edgefit.compress.quantize.precision import LayerPrecision, op_kind
     from edgefit.errors import DeviceError
-    from edgefit.hardware import get_device
+    from edgefit.hardware import get_device, precision_for_widths, runs_at
     from edgefit.hardware.device import device_from_dict
 
     a100, mcu = get_device("a100"), get_device("stm32f746")
-    assert runs_at(LayerPrecision("xnor", 1, 1), a100) == ("binary", 4992e12)
-    assert runs_at(LayerPrecision("linear", 4, 4), a100) == ("int4", 1248e12)
-    assert runs_at(LayerPrecision("linear", 8, 8), a100)[0] == "int8"
-    assert runs_at(LayerPrecision("bwn", 1, 32), a100)[0] == "fp32"
-    assert runs_at(LayerPrecision("xnor", 1, 1), mcu)[0] in mcu.peak_ops_per_s  # no binary rate listed
+    assert runs_at(a100, precision_for_widths(1, 1)) == "binary" and a100.peak("binary") == 4992e12
+    assert runs_at(a100, precision_for_widths(4, 4)) == "int4" and a100.peak("int4") == 1248e12
+    assert runs_at(a100, precision_for_widths(8, 8)) == "int8"
+    assert runs_at(a100, precision_for_widths(1, 32)) == "fp32"
+    assert runs_at(mcu, precision_for_widths(1, 1)) == "int8"  # no binary rate listed
     assert "whitepaper" in a100.sources["low_precision_ops_per_s.binary"]
     assert op_kind(LayerPrecision("ttq", 2, 32)) == "add/sub"
     import yaml

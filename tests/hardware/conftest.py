@@ -13,7 +13,8 @@ def _cache_in_tmp(tmp_path, monkeypatch):
 
 
 def make_layer(
-    name, *, macs=0, other_ops=0, weight_bytes=0.0, act_bytes=0.0, bits=32, kind="Conv2d", params=0
+    name, *, macs=0, other_ops=0, weight_bytes=0.0, act_bytes=0.0, bits=32, kind="Conv2d", params=0,
+    activation_bits=None,
 ):
     return LayerStats(
         name=name,
@@ -34,6 +35,7 @@ def make_layer(
         weight_bytes=float(weight_bytes),
         bytes_moved=float(weight_bytes + act_bytes),
         bits=bits,
+        activation_bits=activation_bits,
     )
 
 

@@ -25,11 +25,11 @@ def _parse_ints(text: str, what: str) -> list[int]:
 
 
 def _profile(
-    model: str, input_shape: str | None, bits: int, activation_bits: int | None, option: list[str]
+    model: str, input_shape: str | None, bits: int | None, activation_bits: int | None, option: list[str]
 ):
     import warnings
 
-    from edgefit.cli.profile_cmd import load_model
+    from edgefit.cli.profile_cmd import load_model, widths_of
     from edgefit.metrics import UncountedOpsWarning
     from edgefit.metrics import profile as run_profile
 
@@ -40,9 +40,8 @@ def _profile(
             resolved.model,
             input_shape=list(shapes),
             input_dtype=resolved.input_dtype or "float32",
-            bits=bits,
-            activation_bits=activation_bits,
             name=resolved.name,
+            **widths_of(resolved.model, bits, activation_bits),
         )
     return resolved, shapes, prof
 
@@ -77,7 +76,7 @@ def devices(
     )
     body = []
     for d in devs:
-        peaks = ", ".join(f"{p} {si(d.peak_ops_per_s[p], 'op/s')}" for p in d.precisions)
+        peaks = ", ".join(f"{p} {si(rate, 'op/s')}" for p, rate in d.rates.items())
         body.append(
             (
                 d.name,
@@ -102,14 +101,15 @@ def devices(
 @app.command()
 def roofline(
     model: str = typer.Argument(
-        ..., help="zoo:NAME, path/to/file.py:callable or package.module:callable"
+        ..., help="zoo:NAME, path/to/file.py:callable, package.module:callable or a quantized .efz"
     ),
     device: str = typer.Option("host", "--device", "-d", help="device name or YAML file"),
     precision: str = typer.Option(
-        None, "--precision", "-p", help="fp32, fp16, bf16, int16 or int8 (default: from --bits)"
+        None, "--precision", "-p",
+        help="run every layer at fp32, fp16, bf16, int16, int8, int4 or binary (default: each layer at its own widths)",
     ),
     input_shape: str = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,224,224"),
-    bits: int = typer.Option(32, "--bits", "-b", help="weight bit width"),
+    bits: int = typer.Option(None, "--bits", "-b", help="weight bit width (default: a quantized .efz's real widths, else 32)"),
     activation_bits: int = typer.Option(
         None, "--activation-bits", help="activation bit width (default: --bits)"
     ),

@@ -74,7 +74,14 @@ def load_model(spec: str, options: list[str] | None = None, input_shape: str | N
     from edgefit.compress.prune.saved import is_pruned_file, resolve_pruned
     from edgefit.zoo import resolve_model
 
-    resolved = resolve_pruned(spec) if is_pruned_file(spec) else resolve_model(spec, **parse_options(options or []))
+    if str(spec).endswith(".efz"):
+        from edgefit.compress.file import resolve_compressed
+
+        resolved = resolve_compressed(spec)
+    elif is_pruned_file(spec):
+        resolved = resolve_pruned(spec)
+    else:
+        resolved = resolve_model(spec, **parse_options(options or []))
     if input_shape:
         shapes = parse_shape(input_shape)
     elif resolved.input_shape is not None:
@@ -82,6 +89,18 @@ def load_model(spec: str, options: list[str] | None = None, input_shape: str | N
     else:
         raise InputShapeError(f"{spec}: the input shape is unknown; give it with --input-shape, e.g. 1,3,224,224")
     return resolved, shapes
+
+
+def widths_of(model, bits: str | int | None, activation_bits: int | None) -> dict:
+    """``bits=`` / ``activation_bits=`` of the profile: the flags when given, else the
+    real per-layer widths of a quantized model (an ``.efz``), else 32."""
+    from edgefit.compress.quantize.precision import model_widths
+
+    own = model_widths(model) if bits is None else {}
+    out = own or {"bits": 32 if bits is None else (parse_bits(bits) if isinstance(bits, str) else bits)}
+    if activation_bits is not None:
+        out["activation_bits"] = activation_bits
+    return out
 
 
 def write_or_print(text: str, output: str | None) -> None:
@@ -96,10 +115,10 @@ def write_or_print(text: str, output: str | None) -> None:
 
 @app.command()
 def profile(
-    model: str = typer.Argument(..., help="zoo:NAME, path/to/file.py:callable or package.module:callable"),
+    model: str = typer.Argument(..., help="zoo:NAME, path/to/file.py:callable, package.module:callable, a pruned .safetensors or a quantized .efz"),
     input_shape: str = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,224,224; several inputs separated by ';'"),
     input_dtype: str = typer.Option(None, "--input-dtype", help="float32 (default) or int64 for token ids"),
-    bits: str = typer.Option("32", "--bits", "-b", help="weight bit width, or per-layer 'pattern=bits,...,default=32'"),
+    bits: str = typer.Option(None, "--bits", "-b", help="weight bit width, or per-layer 'pattern=bits,...,default=32' (default: a quantized .efz's real widths, else 32)"),
     activation_bits: int = typer.Option(None, "--activation-bits", help="activation bit width (default: --bits)"),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, json, csv or markdown"),
     output: str = typer.Option(None, "--output", "-o", help="write to FILE (atomically) instead of stdout"),
@@ -123,9 +142,8 @@ def profile(
             resolved.model,
             input_shape=list(shapes),
             input_dtype=dtype,
-            bits=parse_bits(bits),
-            activation_bits=activation_bits,
             name=resolved.name,
+            **widths_of(resolved.model, bits, activation_bits),
         )
     est = None
     if device:

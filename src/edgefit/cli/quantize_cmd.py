@@ -68,19 +68,11 @@ def precision(
     device: str | None = typer.Option(None, help="also estimate on this device (name or YAML file)"),
 ) -> None:
     """Per-layer weight/activation bits of a quantized file, what each MAC becomes, size and device estimate."""
-    from edgefit.compress.encode.container import read_efz
-    from edgefit.compress.file import load_compressed
-    from edgefit.compress.quantize.precision import efz_precisions, precision_report
-    from edgefit.zoo import get_spec
+    from edgefit.compress.file import resolve_compressed
+    from edgefit.compress.quantize.precision import precision_report
 
-    name = read_efz(path, decode=False).model
-    if not name:
-        from edgefit.errors import ConfigError
-
-        raise ConfigError(f"{path.name} records no zoo model; use edgefit.compress.quantize.precision_report(model, ...)")
-    model = load_compressed(path)
-    rep = precision_report(model, get_spec(name).input_shape, precisions=efz_precisions(path), device=device)
-    typer.echo(rep.to_text())
+    resolved = resolve_compressed(path)
+    typer.echo(precision_report(resolved.model, resolved.input_shape, device=device).to_text())
 
 
 def bench_runtime(model: str, runtime: str, runs: int, warmup: int, batches, input_shape, threads: int,
@@ -141,34 +133,29 @@ def export(
 
 
 def _export_source(model: str, weights: Path | None, input_shape: str | None):
-    from edgefit.compress.file import load_compressed
     from edgefit.errors import ConfigError
 
+    known = None
     if model.endswith(".efz"):
-        from edgefit.compress.encode.container import read_efz
-        from edgefit.zoo import get_spec
+        from edgefit.compress.file import resolve_compressed
 
-        name = read_efz(model, decode=False).model
-        if not name:
-            raise ConfigError(f"{model} records no zoo model to rebuild")
-        net, zoo = load_compressed(model), name
+        resolved = resolve_compressed(model)
+        net, known = resolved.model, resolved.input_shape
     else:
         from edgefit.data import load_weights_
+        from edgefit.zoo import get_spec
 
         net, zoo = _resolve(model)
         if weights is not None:
             load_weights_(net, weights)
+        known = tuple(get_spec(zoo).input_shape) if zoo else None
     if input_shape:
         from edgefit.cli.profile_cmd import parse_shape
 
-        shape = parse_shape(input_shape)[0]
-    elif zoo:
-        from edgefit.zoo import get_spec
-
-        shape = tuple(get_spec(zoo).input_shape)
-    else:
+        known = parse_shape(input_shape)[0]
+    if known is None:
         raise ConfigError("give --input-shape for a model that is not from the zoo")
-    return net.eval(), shape
+    return net.eval(), tuple(known)
 
 
 DEMO_SWEEP = (  # (method, options, QAT epochs, lr)
@@ -180,6 +167,17 @@ DEMO_SWEEP = (  # (method, options, QAT epochs, lr)
     ("bwn", {}, 2, 1e-3),
     ("xnor", {}, 2, 1e-2),
 )
+
+
+def _demo_rates(model, echo) -> None:
+    """The last (XNOR) model's layers at their real widths on a device with and one without binary rates."""
+    from edgefit.compress.quantize.precision import precision_report
+
+    for device in ("a100", "raspberry_pi_5"):
+        est = precision_report(model, (1, 64), device=device).estimate
+        at = ", ".join(f"{r.name} {r.precision}" for r in est.layers if r.weight_bytes)
+        fell = "; ".join(f"{f.layer} wants {f.wanted}, ran at {f.ran_at}" for f in est.fallbacks)
+        echo(f"xnor layers on {est.device.display_name}: {at}" + (f" (fell back: {fell})" if fell else ""))
 
 
 def demo_section(echo) -> None:
@@ -212,5 +210,6 @@ def demo_section(echo) -> None:
             wa = f"{getattr(cfg, 'bits', 1) if name != 'ttq' else 2}/{opts.get('act_bits', 1 if name == 'xnor' else 32)}"
             echo(f"{name:<8} {wa:<9} {epochs:>3}  {100 * res.accuracy['float']:6.2f}% -> {100 * res.accuracy['quantized']:6.2f}%"
                  f"  {size:>7,}  {fp32 / size:5.1f}x")
+        _demo_rates(q, echo)
     echo(f"(fp32 safetensors file {fp32:,} bytes; every layer quantized; QAT = epochs of quantization-aware"
          f" training; {time.perf_counter() - t0:.1f}s)")

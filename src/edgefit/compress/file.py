@@ -211,19 +211,39 @@ def load_compressed(path: str | os.PathLike, model: nn.Module | None = None) -> 
         ConfigError: no ``model`` given and the file names no zoo model.
         DataError: the file's tensors do not match the model.
     """
+    return _load_into(read_efz(path), model, Path(path).name)
+
+
+def resolve_compressed(path: str | os.PathLike):
+    """An ``.efz`` file as a `edgefit.zoo.ResolvedModel` (what every MODEL argument
+    resolves to): the zoo model it records, loaded as by `load_compressed` (the
+    file is read once), with the zoo's input shape. Its layers carry their real
+    precisions (``edgefit.compress.quantize.precision.model_widths``).
+    """
+    from edgefit.zoo import ResolvedModel, get_spec
+
     f = read_efz(path)
+    if not f.model:
+        raise ConfigError(f"{Path(path).name} records no zoo model; load it with load_compressed(path, model)")
+    spec = get_spec(f.model)
+    model = _load_into(f, None, Path(path).name)
+    return ResolvedModel(model, tuple(spec.input_shape), spec.input_dtype or "float32", Path(path).name)
+
+
+def _load_into(f, model: nn.Module | None, fname: str) -> nn.Module:
     if model is None:
         if not f.model:
-            raise ConfigError(f"{Path(path).name} records no zoo model; pass model= to load it")
+            raise ConfigError(f"{fname} records no zoo model; pass model= to load it")
         from edgefit.zoo import create
 
         model = create(f.model)
     own = model.state_dict()
-    check_state_matches(own, {k: a.shape for k, a in f.tensors.items()}, Path(path).name)
+    check_state_matches(own, {k: a.shape for k, a in f.tensors.items()}, fname)
     with torch.no_grad():
         for k, a in f.tensors.items():
             own[k].copy_(torch.from_numpy(np.ascontiguousarray(a)).to(own[k].dtype))
-    _restore_activations(model, f.meta.get("q") or {}, Path(path).name)
+    _restore_activations(model, f.meta.get("q") or {}, fname)
+    _record_codebook_widths(model, f.meta)
     model.eval()
     return model
 
@@ -242,6 +262,16 @@ def _restore_activations(model: nn.Module, quant: dict, fname: str) -> None:
             except (ConfigError, KeyError, TypeError) as exc:
                 raise CompressedFileError(f"{fname}: bad activation quantizer for {layer!r} ({exc})") from exc
         mods[layer].edgefit_precision = {"family": q.get("f"), "weight_bits": q.get("b"), "act_bits": q.get("ab", 32)}
+
+
+def _record_codebook_widths(model: nn.Module, meta: dict) -> None:
+    """k-means layers: record the code width of their codebook stream as their precision."""
+    from edgefit.compress.quantize.precision import file_precisions
+
+    mods = dict(model.named_modules())
+    for layer, p in file_precisions(meta).items():
+        if p.family == "kmeans" and layer in mods:
+            mods[layer].edgefit_precision = {"family": "kmeans", "weight_bits": p.weight_bits, "act_bits": 32}
 
 
 def inspect_compressed(path: str | os.PathLike) -> dict:

@@ -21,13 +21,16 @@ from edgefit.hardware.device import (
 from edgefit.hardware.estimate import (
     Estimate,
     EstimateTotals,
+    Fallback,
     Fit,
     LayerEstimate,
     RooflinePoint,
     check_memory_fit,
     estimate,
     format_bytes,
+    precision_for_widths,
     roofline,
+    runs_at,
 )
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "EnergyTable",
     "Estimate",
     "EstimateTotals",
+    "Fallback",
     "Fit",
     "LayerEstimate",
     "RooflinePoint",
@@ -46,5 +50,7 @@ __all__ = [
     "get_device",
     "list_devices",
     "load_device_file",
+    "precision_for_widths",
     "roofline",
+    "runs_at",
 ]

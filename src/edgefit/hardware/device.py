@@ -64,8 +64,11 @@ _OPTIONAL = (
     "weights_share_activation_ram",
     "measured",
     "low_precision_ops_per_s",
+    "precision_note",
 )
 LOW_PRECISIONS = {"int4": 4, "binary": 1}  # sub-8-bit rates a device file may list, with sources
+#: Every precision an estimate may run a layer at, with its bit width.
+ALL_PRECISION_BITS = {**PRECISION_BITS, **LOW_PRECISIONS}
 _ENERGY_KEYS = ("table", "mac_pj", "add_pj", "access_pj", "weight_level", "activation_level")
 
 
@@ -134,7 +137,10 @@ class Device:
         path: the file the device was loaded from.
         measured: true for numbers measured on this machine (``host``).
         low_precision_ops_per_s: peak rates below 8 bits (``int4``, ``binary``:
-            1 op = one bit operation of an XNOR + popcount MAC), where a source gives one.
+            one binary MAC = one XNOR + one popcount step = 2 ops, as 1 MAC = 2
+            ops at every precision), where a source gives one.
+        precision_note: what the device's sources say about the precisions it
+            lacks (quoted when a layer falls back to a wider rate).
     """
 
     name: str
@@ -155,6 +161,7 @@ class Device:
     path: str | None = None
     measured: bool = False
     low_precision_ops_per_s: dict[str, float] = field(default_factory=dict)
+    precision_note: str = ""
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -188,13 +195,19 @@ class Device:
         """The precisions the device runs, widest first."""
         return tuple(sorted(self.peak_ops_per_s, key=lambda p: -PRECISION_BITS[p]))
 
+    @property
+    def rates(self) -> dict[str, float]:
+        """Peak op/s of every precision the device runs, sub-8-bit ones included, widest first."""
+        rates = {**self.peak_ops_per_s, **self.low_precision_ops_per_s}
+        return {p: rates[p] for p in sorted(rates, key=lambda p: -ALL_PRECISION_BITS[p])}
+
     def peak(self, precision: str) -> float:
         """Peak op/s at ``precision``; raises `DeviceError` when the device lacks it."""
         try:
-            return self.peak_ops_per_s[precision]
+            return self.rates[precision]
         except KeyError:
             raise DeviceError(
-                f"{self.display_name} does not run {precision} (it runs {', '.join(self.precisions)})"
+                f"{self.display_name} does not run {precision} (it runs {', '.join(self.rates)})"
             ) from None
 
     def ridge_point(self, precision: str) -> float:
@@ -211,6 +224,8 @@ class Device:
             "display_name": self.display_name,
             "kind": self.kind,
             "peak_ops_per_s": dict(self.peak_ops_per_s),
+            "low_precision_ops_per_s": dict(self.low_precision_ops_per_s),
+            "precision_note": self.precision_note,
             "bandwidth_bytes_per_s": self.bandwidth_bytes_per_s,
             "sram_bytes": self.sram_bytes,
             "activation_ram_bytes": self.activation_ram_bytes,
@@ -404,6 +419,7 @@ def device_from_dict(data: dict, *, where: str = "device", path: str | None = No
             path=path,
             measured=bool(data.get("measured", False)),
             low_precision_ops_per_s=low,
+            precision_note=" ".join(str(data.get("precision_note", "")).split()),
             **values,
         )
     except DeviceError as exc:

@@ -12,6 +12,15 @@ Conventions:
 * Latency model (reference/000): T = T_computation + T_data_access, with
   T_data_access = (weights + input + output activations) / bandwidth; the sum
   assumes no overlap of compute and memory, so it bounds the roofline time from above.
+* Precision per layer: unless one precision is forced, each layer runs at the
+  narrowest rate the device lists that holds its widths (max of weight and
+  activation bits; activation bits alone for a layer without weights):
+  ``binary`` for 1-bit weights and 1-bit activations (XNOR + popcount), else
+  ``int4`` up to 4 bits, ``int8`` up to 8, ``fp16`` up to 16, else ``fp32``.
+  A layer whose precision the device lacks runs at the next wider rate it has
+  (bytes stay at the real width) and is listed in ``Estimate.fallbacks``; one
+  wider than anything the device runs is run at the device's narrowest
+  precision with its bytes rescaled, as that device's compiler requires.
 * Energy (reference/001, 003): MACs x MAC energy at the precision + other ops
   x add energy + weight bytes read once from the device's weight level + input
   and output activation bytes read/written once at its activation level, with
@@ -24,7 +33,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from edgefit.errors import ConfigError, DeviceError
-from edgefit.hardware.device import PRECISION_BITS, Device
+from edgefit.hardware.device import ALL_PRECISION_BITS, Device
 from edgefit.units import format_bytes
 
 
@@ -90,6 +99,8 @@ class LayerEstimate:
         serial_seconds: compute_seconds + data_seconds, the lectures' latency model.
         joules: total energy; ``compute_joules + weight_joules + activation_joules``.
         data_share: share of the energy spent moving data.
+        precision: the device rate the layer ran at (``int4``, ``binary``...).
+        peak_ops_per_s: that rate.
     """
 
     name: str
@@ -109,6 +120,8 @@ class LayerEstimate:
     compute_joules: float
     weight_joules: float
     activation_joules: float
+    precision: str = ""
+    peak_ops_per_s: float = 0.0
 
     @property
     def data_share(self) -> float:
@@ -194,11 +207,14 @@ class Estimate:
     Attributes:
         model: the profile's model label.
         device: the device.
-        precision: the precision whose roof and MAC energy were used.
+        precision: the precision most of the work ran at (each layer's own is
+            ``LayerEstimate.precision``).
         layers: one `LayerEstimate` per profile row, same order.
         totals: `EstimateTotals`.
         fit: the memory `Fit`.
         notes: assumptions worth telling the user (precision fallbacks...).
+        fallbacks: the layers that ran at a wider rate than their widths call
+            for, because the device lists no rate for those (see `Fallback`).
     """
 
     model: str
@@ -208,6 +224,7 @@ class Estimate:
     totals: EstimateTotals
     fit: Fit
     notes: tuple[str, ...] = ()
+    fallbacks: tuple[Fallback, ...] = ()
 
     @property
     def peak_ops_per_s(self) -> float:
@@ -221,11 +238,7 @@ class Estimate:
         """Roofline throughput (inferences/s) at ``batch``: weights read once, activations per item."""
         if batch < 1:
             raise ConfigError(f"batch must be >= 1, got {batch}")
-        peak, bw = self.peak_ops_per_s, self.device.bandwidth_bytes_per_s
-        seconds = sum(
-            max(batch * row.ops / peak, (row.weight_bytes + batch * row.activation_bytes) / bw)
-            for row in self.layers
-        )
+        seconds = _batch_seconds(self.layers, batch, self.device.bandwidth_bytes_per_s)
         return batch / seconds if seconds > 0 else math.inf
 
     def to_dict(self) -> dict:
@@ -240,44 +253,87 @@ class Estimate:
             "totals": self.totals.to_dict(),
             "fit": asdict(self.fit),
             "notes": list(self.notes),
+            "fallbacks": [asdict(f) for f in self.fallbacks],
         }
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A layer that ran at a wider rate than its widths call for.
+
+    Attributes:
+        layer: the profile row.
+        weight_bits, activation_bits: its widths.
+        wanted: the precision those widths call for (`precision_for_widths`).
+        ran_at: the narrowest precision the device runs that holds them.
+        reason: why (the device lists no ``wanted`` rate; its ``precision_note``).
+    """
+
+    layer: str
+    weight_bits: int
+    activation_bits: int
+    wanted: str
+    ran_at: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.layer or '(root)'}: {self.weight_bits}/{self.activation_bits}-bit wants {self.wanted}, ran at {self.ran_at}"
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def precision_for_bits(bits: int) -> str:
-    """The floating point (or int8) precision a bit width runs at."""
-    if bits >= 32:
-        return "fp32"
-    if bits >= 16:
-        return "fp16"
-    return "int8"
+def precision_for_widths(weight_bits: int, activation_bits: int, *, has_weights: bool = True) -> str:
+    """The precision a layer's widths call for, before asking a device.
+
+    >>> precision_for_widths(1, 1), precision_for_widths(4, 4), precision_for_widths(2, 8), precision_for_widths(1, 32)
+    ('binary', 'int4', 'int8', 'fp32')
+    >>> precision_for_widths(32, 8, has_weights=False)
+    'int8'
+    """
+    width = max(weight_bits, activation_bits) if has_weights else activation_bits
+    if has_weights and weight_bits == 1 and activation_bits == 1:
+        return "binary"
+    if width <= 4:
+        return "int4"
+    if width <= 8:
+        return "int8"
+    return "fp16" if width <= 16 else "fp32"
 
 
-def _choose_precision(profile, device: Device, precision: str | None) -> tuple[str, list[str]]:
-    notes: list[str] = []
-    if precision is not None:
-        if precision not in PRECISION_BITS:
-            raise ConfigError(
-                f"unknown precision {precision!r} (known: {', '.join(PRECISION_BITS)})"
-            )
-        device.peak(precision)  # raises DeviceError naming what the device runs
-        return precision, notes
-    wanted = precision_for_bits(profile.activation_bits)
-    if wanted in device.peak_ops_per_s:
-        return wanted, notes
-    same_width = [p for p in device.precisions if PRECISION_BITS[p] == PRECISION_BITS[wanted]]
-    if same_width:
-        return same_width[0], notes
-    # The device cannot run the profile's precision: estimate at the narrowest it runs,
-    # as its compiler would require (e.g. the Edge TPU needs an int8 model).
-    chosen = device.precisions[-1]
-    notes.append(
-        f"{device.display_name} does not run {wanted}; estimated at {chosen} "
-        f"(weights and activations rescaled to {PRECISION_BITS[chosen]} bits)"
-    )
-    return chosen, notes
+# Preference among the rates that hold a width: narrowest first, fp16 before the other 16-bit ones.
+_RUN_ORDER = ("binary", "int4", "int8", "fp16", "bf16", "int16", "fp32")
+
+
+def runs_at(device: Device, wanted: str) -> str:
+    """The narrowest precision ``device`` runs that holds ``wanted`` (``binary`` only for binary layers).
+
+    When nothing it runs is wide enough, its narrowest >= 8-bit precision (the
+    device's compiler requires the model at that width, e.g. the Edge TPU's int8).
+
+    >>> from edgefit.hardware.device import get_device
+    >>> runs_at(get_device("raspberry_pi_5"), "int4"), runs_at(get_device("edgetpu"), "fp32")
+    ('int8', 'int8')
+    """
+    rates = device.rates
+    bits = ALL_PRECISION_BITS[wanted]
+    for p in _RUN_ORDER:
+        if p in rates and ALL_PRECISION_BITS[p] >= bits and (p != "binary" or wanted == "binary"):
+            return p
+    return device.precisions[-1]
+
+
+def _check_forced(device: Device, precision: str) -> None:
+    if precision not in ALL_PRECISION_BITS:
+        raise ConfigError(f"unknown precision {precision!r} (known: {', '.join(ALL_PRECISION_BITS)})")
+    device.peak(precision)  # raises DeviceError naming what the device runs
+
+
+def _fallback(row, device: Device, wanted: str, chosen: str, w_bits: int, a_bits: int) -> Fallback:
+    reason = f"{device.display_name} lists no {wanted} rate"
+    if device.precision_note:
+        reason += f" ({device.precision_note})"
+    return Fallback(row.name, w_bits, a_bits, wanted, chosen, reason)
 
 
 def check_memory_fit(
@@ -339,18 +395,22 @@ def check_memory_fit(
     )
 
 
-def _saturation(est_layers, peak: float, bw: float) -> tuple[int, float]:
-    per_item = sum(max(r.ops / peak, r.activation_bytes / bw) for r in est_layers)
+def _batch_seconds(est_layers, batch: int, bw: float) -> float:
+    """Roofline time of one batch: weights read once, activations per item, each layer at its rate."""
+    return sum(
+        max(batch * r.ops / r.peak_ops_per_s, (r.weight_bytes + batch * r.activation_bytes) / bw)
+        for r in est_layers
+    )
+
+
+def _saturation(est_layers, bw: float) -> tuple[int, float]:
+    per_item = sum(max(r.ops / r.peak_ops_per_s, r.activation_bytes / bw) for r in est_layers)
     if per_item <= 0:
         return 1, math.inf
     asymptote = 1.0 / per_item
     batch = 1
     while batch < 65536:
-        seconds = sum(
-            max(batch * r.ops / peak, (r.weight_bytes + batch * r.activation_bytes) / bw)
-            for r in est_layers
-        )
-        if batch / seconds >= 0.95 * asymptote:
+        if batch / _batch_seconds(est_layers, batch, bw) >= 0.95 * asymptote:
             break
         batch *= 2
     return batch, asymptote
@@ -363,8 +423,8 @@ def _saturation(est_layers, peak: float, bw: float) -> tuple[int, float]:
 class _Rates:
     """What one device at one precision charges: peak, bandwidth and the energy per op / byte."""
 
+    precision: str
     bits: int
-    act_scale: float  # activation bytes at this precision over the profile's
     peak: float
     bandwidth: float
     mac_pj: float
@@ -373,16 +433,16 @@ class _Rates:
     act_byte_pj: float
 
     @classmethod
-    def of(cls, profile, device: Device, chosen: str) -> _Rates:
-        bits = PRECISION_BITS[chosen]
+    def of(cls, device: Device, chosen: str) -> _Rates:
         energy = device.energy
-        mac_pj = energy.mac_pj.get(chosen)
-        add_pj = energy.add_pj.get(chosen)
+        table = chosen if chosen in energy.mac_pj else _energy_stand_in(device, chosen)
+        mac_pj = energy.mac_pj.get(table)
+        add_pj = energy.add_pj.get(table)
         if mac_pj is None or add_pj is None:
             raise DeviceError(f"{device.display_name}: energy table has no entry for {chosen}")
         return cls(
-            bits=bits,
-            act_scale=bits / profile.activation_bits if profile.activation_bits != bits else 1.0,
+            precision=chosen,
+            bits=ALL_PRECISION_BITS[chosen],
             peak=device.peak(chosen),
             bandwidth=device.bandwidth_bytes_per_s,
             mac_pj=mac_pj,
@@ -392,11 +452,30 @@ class _Rates:
         )
 
 
-def _layer_estimate(row, r: _Rates) -> LayerEstimate:
-    """Roofline time, T_compute + T_data and energy of one profile row."""
-    w_scale = min(r.bits, row.bits) / row.bits if row.bits else 1.0
-    weight_bytes = row.weight_bytes * w_scale
-    activation_bytes = max(row.bytes_moved - row.weight_bytes, 0.0) * r.act_scale
+def _energy_stand_in(device: Device, chosen: str) -> str:
+    """A sub-8-bit precision missing from the energy table is charged at int8 (an upper bound)."""
+    if chosen in device.low_precision_ops_per_s and "int8" in device.energy.mac_pj:
+        return "int8"
+    return chosen
+
+
+def _row_widths(row, profile) -> tuple[int, int]:
+    act = row.activation_bits if getattr(row, "activation_bits", None) else profile.activation_bits
+    return row.bits, act
+
+
+def _layer_estimate(row, r: _Rates, w_bits: int, a_bits: int) -> LayerEstimate:
+    """Roofline time, T_compute + T_data and energy of one profile row at rate ``r``.
+
+    Bytes are the row's, at its real widths; a width wider than ``r`` is rescaled to it.
+    """
+    weight_bytes = row.weight_bytes * (min(r.bits, w_bits) / w_bits if w_bits else 1.0)
+    act_scale = min(r.bits, a_bits) / a_bits if a_bits else 1.0
+    activation_bytes = max(row.bytes_moved - row.weight_bytes, 0.0) * act_scale
+    return _layer_at(row, r, weight_bytes, activation_bytes)
+
+
+def _layer_at(row, r: _Rates, weight_bytes: float, activation_bytes: float) -> LayerEstimate:
     ops = float(row.flops + row.other_ops)
     nbytes = weight_bytes + activation_bytes
     point = roofline(ops, nbytes, peak_ops_per_s=r.peak, bandwidth_bytes_per_s=r.bandwidth)
@@ -423,14 +502,16 @@ def _layer_estimate(row, r: _Rates) -> LayerEstimate:
         compute_joules=compute_j,
         weight_joules=weight_j,
         activation_joules=act_j,
+        precision=r.precision,
+        peak_ops_per_s=r.peak,
     )
 
 
-def _estimate_totals(rows: list[LayerEstimate], fit: Fit, r: _Rates) -> EstimateTotals:
+def _estimate_totals(rows: list[LayerEstimate], fit: Fit, bandwidth: float) -> EstimateTotals:
     joules = sum(x.joules for x in rows)
     compute_j = sum(x.compute_joules for x in rows)
     data_j = joules - compute_j
-    sat_batch, max_tput = _saturation(rows, r.peak, r.bandwidth)
+    sat_batch, max_tput = _saturation(rows, bandwidth)
     return EstimateTotals(
         seconds=sum(x.seconds for x in rows),
         compute_seconds=sum(x.compute_seconds for x in rows),
@@ -449,16 +530,93 @@ def _estimate_totals(rows: list[LayerEstimate], fit: Fit, r: _Rates) -> Estimate
     )
 
 
+@dataclass
+class _Run:
+    """The per-layer estimates of one profile on one device, and what was noted on the way."""
+
+    rows: list[LayerEstimate]
+    fallbacks: list[Fallback]
+    rescaled: dict[tuple[str, str], int]  # (wanted, ran at) -> layers rescaled to a narrower width
+    stand_in: set[str]  # precisions charged at int8's energy
+    act_scale: float  # of the peak live activations
+
+
+def _run_layers(profile, device: Device, forced: str | None) -> _Run:
+    rates: dict[str, _Rates] = {}
+
+    def rate(p: str) -> _Rates:
+        if p not in rates:
+            rates[p] = _Rates.of(device, p)
+        return rates[p]
+
+    run = _Run([], [], {}, set(), 1.0)
+    for row in profile.layers:
+        w_bits, a_bits = _row_widths(row, profile)
+        if forced is not None:
+            r = rate(forced)
+            weight_bytes = row.weight_bytes * (min(r.bits, w_bits) / w_bits if w_bits else 1.0)
+            act_bytes = max(row.bytes_moved - row.weight_bytes, 0.0) * (r.bits / a_bits if a_bits else 1.0)
+            run.rows.append(_layer_at(row, r, weight_bytes, act_bytes))
+            continue
+        wanted = precision_for_widths(w_bits, a_bits, has_weights=row.params > 0 or row.weight_bytes > 0)
+        chosen = runs_at(device, wanted)
+        run.rows.append(_layer_estimate(row, rate(chosen), w_bits, a_bits))
+        if chosen not in device.energy.mac_pj:
+            run.stand_in.add(chosen)
+        if ALL_PRECISION_BITS[chosen] < ALL_PRECISION_BITS[wanted]:
+            run.rescaled[(wanted, chosen)] = run.rescaled.get((wanted, chosen), 0) + 1
+        elif ALL_PRECISION_BITS[chosen] > ALL_PRECISION_BITS[wanted]:
+            run.fallbacks.append(_fallback(row, device, wanted, chosen, w_bits, a_bits))
+    a_bits = profile.activation_bits
+    if forced is not None:
+        run.act_scale = ALL_PRECISION_BITS[forced] / a_bits
+    else:
+        held = ALL_PRECISION_BITS[runs_at(device, precision_for_widths(a_bits, a_bits, has_weights=False))]
+        run.act_scale = min(held, a_bits) / a_bits
+    return run
+
+
+def _notes(run: _Run, device: Device, n_layers: int) -> list[str]:
+    notes = []
+    for (wanted, chosen), n in run.rescaled.items():
+        which = "" if n == n_layers else f" for {n} of {n_layers} layers"
+        notes.append(
+            f"{device.display_name} does not run {wanted}; estimated at {chosen}{which} "
+            f"(weights and activations rescaled to {ALL_PRECISION_BITS[chosen]} bits)"
+        )
+    groups: dict[tuple[str, str], list[str]] = {}
+    for fb in run.fallbacks:
+        groups.setdefault((fb.wanted, fb.ran_at), []).append(fb.layer or "(root)")
+    for (wanted, chosen), layers in groups.items():
+        shown = ", ".join(layers[:6]) + (f" and {len(layers) - 6} more" if len(layers) > 6 else "")
+        notes.append(
+            f"{len(layers)} layer{'s' if len(layers) > 1 else ''} wanting {wanted} ran at {chosen} "
+            f"({device.display_name} lists no {wanted} rate; bytes at the real widths): {shown}"
+        )
+    for p in sorted(run.stand_in):
+        notes.append(f"the energy table has no {p} MAC energy: {p} layers are charged int8's (an upper bound)")
+    return notes
+
+
+def _main_precision(rows: list[LayerEstimate], device: Device) -> str:
+    work: dict[str, float] = {}
+    for r in rows:
+        work[r.precision] = work.get(r.precision, 0.0) + r.ops
+    return max(work, key=work.get) if work else device.precisions[0]
+
+
 def estimate(profile, device: Device | str, precision: str | None = None, *, memory_plan=None) -> Estimate:
     """Roofline, latency, energy and memory fit of ``profile`` on ``device``.
 
     Args:
         profile: an `edgefit.metrics.Profile` (its bytes are at its bit widths).
         device: a `Device`, a device name or a device file path.
-        precision: the precision to run at (``fp32``, ``fp16``, ``int8``...).
-            By default the one matching the profile's activation bit width; when
-            it differs from the profile's widths, bytes are rescaled to it
-            (weights narrower than it stay as they are).
+        precision: run every layer at this precision (``fp32``, ``fp16``,
+            ``int8``, ``int4``...), with bytes rescaled to it (weights narrower
+            than it stay as they are). By default each layer runs at the
+            narrowest rate the device lists that holds its own widths (see the
+            module doc); layers that fall back to a wider rate are listed in
+            ``Estimate.fallbacks``.
         memory_plan: an `edgefit.memory.MemoryPlan` of the same model: the fit
             then compares its planned arena, not the peak live activations, with RAM.
 
@@ -468,32 +626,36 @@ def estimate(profile, device: Device | str, precision: str | None = None, *, mem
     from edgefit.hardware.device import get_device
 
     device = get_device(device)
-    chosen, notes = _choose_precision(profile, device, precision)
-    rates = _Rates.of(profile, device, chosen)
-    rows = [_layer_estimate(row, rates) for row in profile.layers]
+    if precision is not None:
+        _check_forced(device, precision)
+    run = _run_layers(profile, device, precision)
+    rows = run.rows
     t = profile.totals
-    weight_bytes = t.model_size_bytes * (min(rates.bits, profile.bits) / profile.bits if profile.bits else 1.0)
+    weight_bytes = t.model_size_bytes
+    if any(e.weight_bytes != r.weight_bytes for e, r in zip(rows, profile.layers, strict=True)):
+        weight_bytes += sum(e.weight_bytes for e in rows) - sum(r.weight_bytes for r in profile.layers)
     if memory_plan is None:
         fit = check_memory_fit(
             device,
             weight_bytes=weight_bytes,
-            activation_bytes=t.peak_live_bytes * rates.act_scale,
+            activation_bytes=t.peak_live_bytes * run.act_scale,
             peak_layer=t.peak_live_layer,
         )
     else:
         fit = check_memory_fit(
             device,
             weight_bytes=weight_bytes,
-            activation_bytes=memory_plan.arena_bytes * rates.act_scale,
+            activation_bytes=memory_plan.arena_bytes * run.act_scale,
             peak_layer=memory_plan.peak_layer,
             activation_label="planned arena",
         )
     return Estimate(
         model=profile.model,
         device=device,
-        precision=chosen,
+        precision=precision or _main_precision(rows, device),
         layers=tuple(rows),
-        totals=_estimate_totals(rows, fit, rates),
+        totals=_estimate_totals(rows, fit, device.bandwidth_bytes_per_s),
         fit=fit,
-        notes=tuple(notes),
+        notes=tuple(_notes(run, device, len(rows))),
+        fallbacks=tuple(run.fallbacks),
     )

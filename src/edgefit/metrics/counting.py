@@ -188,24 +188,35 @@ class _Tally:
                 row.peak = sum(e for e, _ in row.inputs.values()) + row.activations
 
 
-def _layer_stats(tally: _Tally, bits_of, act_bits: int) -> list[LayerStats]:
-    """One `LayerStats` per row, in order of first op; parameters go to the first row using them."""
+def _layer_stats(tally: _Tally, bits_of, act_of, act_default: int, uniform: bool) -> list[LayerStats]:
+    """One `LayerStats` per row, in order of first op; parameters go to the first row using them.
+
+    When rows differ in activation width (not ``uniform``), each tensor is
+    counted at the width of the rows that read it (see `_tensor_width`).
+    """
     tr = tally.tr
     out_values = {s.value for s in tr.outputs if s.role == "activation"}
     params_by_row: dict[str, list[str]] = {}
     for pname, rname in tally.param_row.items():
         params_by_row.setdefault(rname, []).append(pname)
+    width = None if uniform else _tensor_width(tally, act_of, out_values, act_default)
     layers = []
     for row in sorted(tally.rows.values(), key=lambda r: r.first):
         names = params_by_row.get(row.name, [])
         p = sum(tr.params[n][0] for n in names)
         b = bits_of(row.name)
+        a = act_of(row.name)
         weight_bytes = p * b / 8
         in_elems = sum(e for e, _ in row.inputs.values())
-        out_elems = sum(
-            e for v, e in row.produced.items()
+        outs = [
+            (v, e) for v, e in row.produced.items()
             if v in out_values or any(c != row.name for c in tally.consumers.get(v, ()))
-        )
+        ]
+        out_elems = sum(e for _, e in outs)
+        if width is None:
+            act_bytes = (in_elems + out_elems) * a / 8
+        else:
+            act_bytes = (sum(e * width(v) for v, (e, _) in row.inputs.items()) + sum(e * width(v) for v, e in outs)) / 8
         layers.append(
             LayerStats._fast(
                 name=row.name,
@@ -224,12 +235,28 @@ def _layer_stats(tally: _Tally, bits_of, act_bits: int) -> list[LayerStats]:
                 output_elements=out_elems,
                 peak_activations=row.peak,
                 weight_bytes=weight_bytes,
-                bytes_moved=weight_bytes + (in_elems + out_elems) * act_bits / 8,
+                bytes_moved=weight_bytes + act_bytes,
                 bits=b,
                 attributes=row.attrs,
+                activation_bits=a,
+                bit_ops=2 * row.macs if b == 1 and a == 1 else 0,
             )
         )
     return layers
+
+
+def _tensor_width(tally: _Tally, act_of, out_values: set[int], default: int):
+    """Per-layer activation widths: a tensor is stored at the widest width of the rows
+    that read it (a quantized layer reads its input at its own width; its producer
+    writes it so), a model output at the default width."""
+    def width(v: int) -> int:
+        producer = tally.producer_row.get(v)
+        widths = [act_of(c) for c in tally.consumers.get(v, ()) if c != producer]
+        if v in out_values or not widths:
+            widths.append(default)
+        return max(widths)
+
+    return width
 
 
 def _totals(tally: _Tally, layers: list[LayerStats], bits_of, act_bits: int) -> Totals:
@@ -257,6 +284,7 @@ def _totals(tally: _Tally, layers: list[LayerStats], bits_of, act_bits: int) -> 
         model_size_bytes=total_bits / 8,
         bytes_moved=sum(r.bytes_moved for r in layers),
         unused_params=sum(tr.params[n][0] for n in unused),
+        bit_ops=sum(r.bit_ops for r in layers),
     )
 
 
@@ -275,19 +303,25 @@ def build_profile(
     tr: Trace,
     *,
     bits: int | Mapping[str, int] = 32,
-    activation_bits: int | None = None,
+    activation_bits: int | Mapping[str, int] | None = None,
     model_label: str | None = None,
 ) -> Profile:
     """Count a `Trace` into a `Profile` (see `edgefit.metrics.profile` for conventions)."""
     bits_of = _bits_resolver(bits)
     default_bits = bits if isinstance(bits, int) else int(bits.get("default", 32))
-    act_bits = default_bits if activation_bits is None else activation_bits
+    if activation_bits is None:
+        activation_bits = default_bits
+    if isinstance(activation_bits, Mapping) and "default" not in activation_bits:
+        activation_bits = {**activation_bits, "default": default_bits}
+    act_of = _bits_resolver(activation_bits)
+    act_bits = activation_bits if isinstance(activation_bits, int) else int(activation_bits["default"])
     _check_bits(act_bits, "activations")
     tally = _Tally(tr)
     for op in tr.ops:
         tally.add(op)
     tally.finish_pool_rows()
-    layers = _layer_stats(tally, bits_of, act_bits)
+    uniform = isinstance(activation_bits, int) or len(set(activation_bits.values())) == 1
+    layers = _layer_stats(tally, bits_of, act_of, act_bits, uniform)
     n_ops = len(tr.ops)
     _warn_uncounted(tally.uncounted, n_ops)
     return Profile(
@@ -341,7 +375,7 @@ def profile(
     input_shape: Sequence[int] | Sequence[Sequence[int]] | None = None,
     input_dtype: torch.dtype | str = torch.float32,
     bits: int | Mapping[str, int] = 32,
-    activation_bits: int | None = None,
+    activation_bits: int | Mapping[str, int] | None = None,
     mode: str | None = "eval",
     name: str | None = None,
 ) -> Profile:
@@ -359,7 +393,11 @@ def profile(
         bits: weight bit width, or a mapping of layer-name patterns
             (``fnmatch``, e.g. ``"features.*"``) to bit widths with an optional
             ``"default"`` (32 if absent).
-        activation_bits: activation bit width (default: the weight default).
+        activation_bits: activation bit width, or a mapping of layer-name
+            patterns to widths like ``bits`` (its ``"default"``: the weight
+            default). A row's inputs and outputs are counted at its width.
+            A quantized model's real widths:
+            `edgefit.compress.quantize.precision.model_widths`.
         mode: ``"eval"`` (default), ``"train"``, or ``None`` for the model's own flags.
         name: a label for the model in reports.
 

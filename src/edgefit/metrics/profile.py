@@ -19,8 +19,14 @@ Conventions (the lectures', reference/000 and 001):
 * Tables, CSV and Markdown of a profile are in `edgefit.report`
   (``profile_table(p)``, ``render_profile(p, "csv")``): this module only holds data.
 * Sizes in bytes use ``bits`` for weights and ``activation_bits`` for
-  activations; ``bytes_moved`` = weights + inputs + outputs of the layer, with
-  inputs and outputs being the tensors that cross the layer's boundary.
+  activations, both per row (a quantized model has one width per layer, see
+  `edgefit.compress.quantize.precision`); ``bytes_moved`` = weights + inputs +
+  outputs of the layer at the row's widths, with inputs and outputs being the
+  tensors that cross the layer's boundary.
+* ``bit_ops`` counts the work of binary rows (1-bit weights and 1-bit
+  activations, XNOR-Net / BNN): each of their MACs is one XNOR and one popcount
+  step, so ``bit_ops = 2 * macs`` of those rows (the same 2 ops per MAC as
+  ``flops``, which still counts them; reference/004 "XNOR, bitcount").
 """
 
 from __future__ import annotations
@@ -53,6 +59,10 @@ class LayerStats:
         weight_bytes: ``params`` at the row's weight bit width.
         bytes_moved: weight bytes + input and output bytes at the activation bit width.
         bits: weight bit width used for this row.
+        activation_bits: activation bit width of this row's inputs and outputs
+            (``None`` in rows built by hand: the profile's ``activation_bits``).
+        bit_ops: XNOR + popcount operations, ``2 * macs`` when the row's weights
+            and activations are both 1 bit, else 0.
         attributes: the op attributes that determine cost (stride, padding,
             groups, kernel...), for latency lookup tables.
     """
@@ -76,6 +86,8 @@ class LayerStats:
     bytes_moved: float
     bits: int
     attributes: dict = field(default_factory=dict)
+    activation_bits: int | None = None
+    bit_ops: int = 0
 
     @classmethod
     def _fast(cls, **fields) -> LayerStats:
@@ -118,6 +130,7 @@ class Totals:
     model_size_bytes: float
     bytes_moved: float
     unused_params: int
+    bit_ops: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,7 +144,8 @@ class Profile:
         model: a label for the model (class name or zoo name).
         input_shapes: shapes of the example inputs.
         bits: default weight bit width.
-        activation_bits: activation bit width.
+        activation_bits: default activation bit width (rows may differ: see
+            ``LayerStats.activation_bits``; the peak live bytes use this one).
         layers: rows in execution order.
         totals: whole-model figures.
         uncounted: aten op name -> times seen, for ops with no cost formula.
@@ -167,6 +181,8 @@ class Profile:
                 "activations": "output elements of computing layers, total includes the input",
                 "peak_activations": "max over layers of input + output elements",
                 "peak_live_activations": "max elements alive at once (liveness over the traced graph)",
+                "bit_ops": "2 * macs of rows with 1-bit weights and 1-bit activations (XNOR + popcount)",
+                "bytes": "weights at each row's bits; each activation tensor at the width of the rows reading it",
             },
             "layers": [row.to_dict() for row in self.layers],
             "totals": self.totals.to_dict(),

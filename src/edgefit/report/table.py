@@ -25,7 +25,7 @@ from edgefit.units import format_bytes, human_joules, human_seconds, si
 CSV_FIELDS = (
     "name", "kind", "output_shape", "params", "params_without_bias", "macs", "flops", "other_ops",
     "activations", "input_elements", "output_elements", "peak_activations", "weight_bytes",
-    "bytes_moved", "intensity", "bits", "calls",
+    "bytes_moved", "intensity", "bits", "activation_bits", "bit_ops", "calls",
 )
 
 
@@ -46,10 +46,10 @@ def _columns(profile, estimate, all_layers):
     headers = ["Layer", "Kind", "Output", "Params", "MACs", "Activations"]
     est_rows = list(estimate.layers) if estimate is not None else None
     if est_rows is not None:
-        headers += ["FLOP/B", "Bound", "Time", "Energy"]
+        headers += ["At", "FLOP/B", "Bound", "Time", "Energy"]
     body = [["(input)", "", _shape(profile.input_shapes[0]) if profile.input_shapes else "-", "", "", f"{profile.totals.input_activations:,}"]]
     if est_rows is not None:
-        body[0] += ["", "", "", ""]
+        body[0] += ["", "", "", "", ""]
     for i, row in _visible(profile, all_layers):
         cells = [
             row.name or "(root)",
@@ -61,12 +61,12 @@ def _columns(profile, estimate, all_layers):
         ]
         if est_rows is not None:
             e = est_rows[i]
-            cells += [f"{e.intensity:.3g}", e.bound, human_seconds(e.seconds), human_joules(e.joules)]
+            cells += [e.precision, f"{e.intensity:.3g}", e.bound, human_seconds(e.seconds), human_joules(e.joules)]
         body.append(cells)
     t = profile.totals
     total = ["Total", "", "", f"{t.params_without_bias:,}", f"{t.macs:,}", f"{t.activations:,}"]
     if est_rows is not None:
-        total += ["", "", human_seconds(estimate.totals.seconds), human_joules(estimate.totals.joules)]
+        total += ["", "", "", human_seconds(estimate.totals.seconds), human_joules(estimate.totals.joules)]
     return headers, body, total
 
 
@@ -75,7 +75,7 @@ def _summary(profile, estimate=None) -> list[str]:
     lines = [
         f"parameters: {t.params:,} ({t.params_without_bias:,} without bias)"
         + (f", {t.unused_params:,} never used by the forward" if t.unused_params else ""),
-        f"model size: {format_bytes(t.model_size_bytes)} ({t.model_size_bytes:,.0f} bytes at {profile.bits}-bit weights)",
+        f"model size: {format_bytes(t.model_size_bytes)} ({t.model_size_bytes:,.0f} bytes at {_widths(profile)})",
         f"MACs: {t.macs:,} ({si(t.macs, compact=True)}); FLOPs = 2 x MACs = {t.flops:,}; other ops (bias, elementwise, norm, pooling, softmax): {t.other_ops:,}",
         f"activations: {t.activations:,} in total (input included); peak {t.peak_activations:,} "
         f"(input + output of {t.peak_activations_layer or '(root)'}); peak live {t.peak_live_activations:,} "
@@ -89,14 +89,25 @@ def _summary(profile, estimate=None) -> list[str]:
     if estimate is not None:
         tt = estimate.totals
         lines.append(f"device estimate: {human_seconds(tt.seconds)}, {human_joules(tt.joules)}; {tt.fit_message}")
+        lines += [f"note: {n}" for n in estimate.notes]
+    if t.bit_ops:
+        lines.append(f"binary layers: {t.bit_ops:,} XNOR + popcount bit operations (2 per binary MAC)")
     return lines
+
+
+def _widths(profile) -> str:
+    """``32-bit weights``, or the per-layer widths of a quantized model."""
+    widths = sorted({r.bits for r in profile.layers if r.params}, reverse=True)
+    if len(widths) <= 1:
+        return f"{widths[0] if widths else profile.bits}-bit weights"
+    return f"per-layer weight widths {'/'.join(map(str, widths))} bits"
 
 
 def profile_table(profile, *, all_layers: bool = False, estimate=None) -> str:
     """Plain-text table with right-aligned numbers, totals and a summary."""
     headers, body, total = _columns(profile, estimate, all_layers)
     widths = [max(len(r[c]) for r in [headers, *body, total]) for c in range(len(headers))]
-    left = {0, 1, 2, 7} if estimate is not None else {0, 1, 2}
+    left = {0, 1, 2, 6, 8} if estimate is not None else {0, 1, 2}
 
     def fmt(cells):
         return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
@@ -122,7 +133,7 @@ def profile_csv(profile, estimate=None) -> str:
     buf = io.StringIO()
     fields = list(CSV_FIELDS)
     if estimate is not None:
-        fields += ["bound", "seconds", "joules"]
+        fields += ["precision", "bound", "seconds", "joules"]
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(fields)
     for i, row in enumerate(profile.layers):
@@ -130,7 +141,7 @@ def profile_csv(profile, estimate=None) -> str:
         d["output_shape"] = "x".join(map(str, row.output_shape)) if row.output_shape else ""
         if estimate is not None:
             e = estimate.layers[i]
-            d.update(bound=e.bound, seconds=e.seconds, joules=e.joules)
+            d.update(precision=e.precision, bound=e.bound, seconds=e.seconds, joules=e.joules)
         w.writerow([d[f] for f in fields])
     return buf.getvalue()
 
@@ -170,7 +181,7 @@ def estimate_summary(est) -> list[str]:
     t = est.totals
     dev = est.device
     lines = [
-        f"{est.model} on {dev.display_name} at {est.precision}: peak {si(est.peak_ops_per_s, 'op/s')}, "
+        f"{est.model} on {dev.display_name} at {_precisions(est)}: peak {si(est.peak_ops_per_s, 'op/s')}, "
         f"bandwidth {si(dev.bandwidth_bytes_per_s, 'B/s')}, ridge {est.ridge_point:.3g} op/B",
         f"  latency (roofline):               {human_seconds(t.seconds)}  "
         f"({t.memory_bound_layers} memory-bound, {t.compute_bound_layers} compute-bound layers)",
@@ -184,16 +195,27 @@ def estimate_summary(est) -> list[str]:
     return lines
 
 
+def _precisions(est) -> str:
+    """``int8``, or ``int8 (most work; per layer: fp32 x2, int8 x5, binary x1)`` when layers differ."""
+    counts: dict[str, int] = {}
+    for r in est.layers:
+        counts[r.precision or est.precision] = counts.get(r.precision or est.precision, 0) + 1
+    if len(counts) <= 1:
+        return est.precision
+    return f"{est.precision} (most work; per layer: {', '.join(f'{p} x{n}' for p, n in counts.items())})"
+
+
 def estimate_table(est, *, top: int | None = None) -> str:
     """Per-layer roofline table of an `Estimate`; ``top``: only the slowest layers."""
     rows = list(est.layers)
     if top:
         rows = sorted(rows, key=lambda r: r.seconds, reverse=True)[:top]
-    header = ("layer", "kind", "op/B", "bound", "attainable", "time", "energy", "data%")
+    header = ("layer", "kind", "at", "op/B", "bound", "attainable", "time", "energy", "data%")
     body = [
         (
             r.name or "(root)",
             r.kind,
+            r.precision or est.precision,
             "inf" if r.intensity == float("inf") else f"{r.intensity:.3g}",
             r.bound,
             si(r.attainable_ops_per_s, "op/s"),
@@ -207,7 +229,7 @@ def estimate_table(est, *, top: int | None = None) -> str:
 
     def fmt(cells) -> str:
         return "  ".join(
-            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)])

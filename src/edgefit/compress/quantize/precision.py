@@ -6,6 +6,8 @@ XNOR", LogNet "Product = X << W").
 >>> p = {"fc": LayerPrecision("xnor", 1, 1)}
 >>> profile_bits(p)
 {'fc': 1, 'default': 32}
+>>> profile_widths(p, has_float_layer=False)
+{'bits': {'fc': 1, 'default': 32}, 'activation_bits': {'fc': 1, 'default': 8}}
 >>> op_kind(p["fc"]), op_kind(LayerPrecision("lognet", 5, 4)), op_kind(LayerPrecision("bwn", 1, 32))
 ('xnor+popcount', 'shift+add', 'add/sub')
 """
@@ -49,10 +51,15 @@ def efz_precisions(path: str | os.PathLike) -> dict[str, LayerPrecision]:
     """Read the per-layer precisions from an ``.efz`` file (checked; nothing built)."""
     from edgefit.compress.encode.container import read_efz
 
-    f = read_efz(path, decode=False)
+    return file_precisions(read_efz(path, decode=False).meta)
+
+
+def file_precisions(meta: dict) -> dict[str, LayerPrecision]:
+    """The per-layer precisions an ``.efz`` file's metadata records: the ``q`` entry of
+    the quantized families, and the code width of k-means codebook streams."""
     out = {layer: LayerPrecision(q.get("f", "?"), int(q.get("b", 32)), int(q.get("ab", 32)))
-           for layer, q in (f.meta.get("q") or {}).items()}
-    for e in f.meta["t"]:  # k-means files (format 1) record only the code width
+           for layer, q in (meta.get("q") or {}).items()}
+    for e in meta["t"]:  # k-means layers record only the code width
         layer, _, leaf = e[0].rpartition(".")
         if leaf == "weight" and layer not in out and e[2] in ("fixed", "huff"):
             out[layer] = LayerPrecision("kmeans", int(e[4]), 32)
@@ -88,28 +95,60 @@ class LayerOps:
     macs: int
     kind: str
     word_ops: int  # 64-lane XNOR + popcount pairs for binary layers, else the MACs
-    runs_at: str = ""  # the device precision the layer's MACs run at (with a device)
-    compute_seconds: float = 0.0  # 2 x MACs at that precision's peak rate
+    bit_ops: int = 0  # XNOR + popcount operations of a binary layer (2 x MACs), from the profile
+    other_ops: int = 0  # the layer's non-MAC work (bias adds, scaling), from the profile
+    runs_at: str = ""  # the device precision the layer ran at (with a device), from the estimate
+    compute_seconds: float = 0.0  # its T_computation at that rate, from the estimate
+
+    @property
+    def compute_saving(self) -> float:
+        """XNOR-Net's computation saving on a 64-bit CPU: ``macs / (word_ops + other_ops)``.
+
+        Rastegari et al. (2016), section 3.2: ``S = c N_W N_I / (c N_W N_I / 64 + N_I)``,
+        the ``N_I`` being the non-binary work per output (the scaling, here the
+        row's other ops). 1 for layers that are not binary.
+
+        >>> round(LayerOps("conv", "xnor", 1, 1, 2304, "xnor+popcount", 36, 4608, 1).compute_saving, 2)
+        62.27
+        """
+        if self.kind != "xnor+popcount" or not self.macs:
+            return 1.0
+        return self.macs / (self.word_ops + self.other_ops)
 
 
-def runs_at(p: LayerPrecision, device) -> tuple[str, float]:
-    """The narrowest precision ``device`` runs that holds the layer, and its peak op/s.
+def profile_widths(precisions: dict[str, LayerPrecision], *, has_float_layer: bool) -> dict:
+    """``bits=`` and ``activation_bits=`` for :func:`edgefit.profile`: each quantized
+    layer at its real weight and activation widths.
 
-    Binary weights and activations use a ``binary`` rate and widths up to 4 bits
-    an ``int4`` rate where the device file lists one (with its source); otherwise
-    the narrowest of the device's int8 / fp16 / fp32 rates that holds the widths.
+    Layers with no entry (activations, pooling, float layers) keep weights at 32
+    bits and move activations at 32 bits when a float weight layer remains, else
+    at the widest quantized activation width and at least 8 bits (a fully
+    quantized model's glue layers run on integers).
     """
-    low = getattr(device, "low_precision_ops_per_s", {}) or {}
-    width = max(p.weight_bits, p.act_bits)
-    if width == 1 and "binary" in low:
-        return "binary", low["binary"]
-    if width <= 4 and "int4" in low:
-        return "int4", low["int4"]
-    for name, bits in (("int8", 8), ("fp16", 16), ("bf16", 16), ("fp32", 32)):
-        if width <= bits and name in device.peak_ops_per_s:
-            return name, device.peak_ops_per_s[name]
-    widest = device.precisions[0]
-    return widest, device.peak_ops_per_s[widest]
+    acts = {p.act_bits for p in precisions.values()} or {32}
+    default_act = 32 if has_float_layer else max(max(acts), 8)
+    return {
+        "bits": profile_bits(precisions),
+        "activation_bits": {**{n: p.act_bits for n, p in precisions.items()}, "default": default_act},
+    }
+
+
+def model_widths(model: nn.Module, precisions: dict[str, LayerPrecision] | None = None) -> dict:
+    """The real per-layer widths of ``model`` as keyword arguments of :func:`edgefit.profile`
+    (``{}`` for a model with no quantized layer).
+
+    >>> from torch import nn
+    >>> model_widths(nn.Linear(4, 2))
+    {}
+    """
+    precisions = layer_precisions(model) if precisions is None else precisions
+    if not precisions:
+        return {}
+    has_float = any(isinstance(m, _WEIGHT_LAYERS) and n not in precisions for n, m in model.named_modules())
+    return profile_widths(precisions, has_float_layer=has_float)
+
+
+_WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def operation_counts(profile, precisions: dict[str, LayerPrecision]) -> list[LayerOps]:
@@ -127,7 +166,7 @@ def operation_counts(profile, precisions: dict[str, LayerPrecision]) -> list[Lay
             continue
         kind = op_kind(p)
         words = math.ceil(r.macs / WORD_BITS) if kind == "xnor+popcount" else r.macs
-        rows.append(LayerOps(r.name, p.family, p.weight_bits, p.act_bits, r.macs, kind, words))
+        rows.append(LayerOps(r.name, p.family, p.weight_bits, p.act_bits, r.macs, kind, words, r.bit_ops, r.other_ops))
     return rows
 
 
@@ -150,41 +189,46 @@ class PrecisionReport:
     def to_text(self) -> str:
         dev = self.estimate is not None
         lines = [f"{'layer':<16} {'family':<13} {'W bits':>6} {'A bits':>6} {'MACs':>12}  {'a MAC becomes':<15} {'machine ops':>12}"
-                 + ("  runs at   compute" if dev else "")]
+                 f"  {'saving':>6}" + ("  runs at   compute" if dev else "")]
         for r in self.ops:
+            saving = f"{r.compute_saving:.1f}x" if r.kind == "xnor+popcount" else "-"
             lines.append(f"{r.name:<16} {r.family:<13} {r.weight_bits:>6} {r.act_bits:>6} {r.macs:>12,}  {r.kind:<15} {r.word_ops:>12,}"
-                         + (f"  {r.runs_at:<8} {1e6 * r.compute_seconds:.3g} us" if dev else ""))
+                         f"  {saving:>6}" + (f"  {r.runs_at:<8} {1e6 * r.compute_seconds:.3g} us" if dev else ""))
         t = self.profile.totals
         lines.append(f"weights {t.model_size_bytes:,.0f} bytes at these widths (fp32: {4 * t.params:,});"
-                     f" {t.macs:,} MACs -> {sum(r.word_ops for r in self.ops) + t.macs - sum(r.macs for r in self.ops):,} machine ops")
+                     f" {t.macs:,} MACs (binary layers: {t.bit_ops:,} XNOR + popcount bit operations) ->"
+                     f" {sum(r.word_ops for r in self.ops) + t.macs - sum(r.macs for r in self.ops):,} machine ops")
         if self.estimate is not None:
             e = self.estimate.totals
-            lines.append(f"{self.estimate.device.display_name} at {self.estimate.precision}: {1e3 * e.seconds:.4g} ms,"
+            lines.append(f"{self.estimate.device.display_name}: {1e3 * e.seconds:.4g} ms,"
                          f" {1e3 * e.joules:.3f} mJ; {e.fit_message}")
+            lines += [f"note: {n}" for n in self.estimate.notes]
         return "\n".join(lines)
 
 
 def precision_report(model: nn.Module, input_shape, *, precisions=None, device=None) -> PrecisionReport:
-    """Profile ``model`` at its real per-layer weight widths; estimate on ``device`` if given.
+    """Profile ``model`` at its real per-layer weight and activation widths
+    (:func:`model_widths`); estimate on ``device`` if given, each layer at the
+    device rate its widths call for (`edgefit.hardware.estimate`).
 
-    Activations are profiled at the widest activation width of any layer (32 if
-    any layer keeps float activations).
+    Args:
+        model: a model after ``quantize_`` or from ``load_compressed``.
+        input_shape: its example input shape.
+        precisions: the per-layer precisions (default: read from ``model``).
+        device: a device name, file or `edgefit.hardware.Device`.
     """
     from edgefit.metrics import profile as profile_fn
 
     precisions = layer_precisions(model) if precisions is None else precisions
-    acts = {p.act_bits for p in precisions.values()} or {32}
-    has_float_layer = any(isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and n not in precisions
-                          for n, m in model.named_modules())
-    act_bits = 32 if has_float_layer else max(max(acts), 8)
-    prof = profile_fn(model, input_shape=input_shape, bits=profile_bits(precisions), activation_bits=act_bits)
+    kwargs = model_widths(model, precisions) or {"bits": 32}
+    prof = profile_fn(model, input_shape=input_shape, **kwargs)
+    ops = operation_counts(prof, precisions)
     est = None
     if device is not None:
         from edgefit.hardware import estimate
 
         est = estimate(prof, device)
-        for r in (ops := operation_counts(prof, precisions)):
-            r.runs_at, rate = runs_at(precisions[r.name], est.device)
-            r.compute_seconds = 2 * r.macs / rate
-        return PrecisionReport(precisions, ops, prof, est)
-    return PrecisionReport(precisions, operation_counts(prof, precisions), prof, est)
+        by_name = {row.name: row for row in est.layers}
+        for r in ops:
+            r.runs_at, r.compute_seconds = by_name[r.name].precision, by_name[r.name].compute_seconds
+    return PrecisionReport(precisions, ops, prof, est)

@@ -41,7 +41,8 @@ class ReportModel:
         input_shapes: example input shapes, batch 1.
         input_dtype: ``"float32"`` or ``"int64"`` (token ids).
         bits: weight bit width, one value or ``{layer pattern: bits}`` (a
-            compressed model's codebook widths).
+            compressed model's real widths).
+        activation_bits: activation bit width, the same way (``None``: as ``bits``).
         file_path: the file the model came from; its size is the measured bytes on disk.
         trained: real weights were loaded, so accuracy means something.
         stages: Deep Compression stages (bytes and accuracy), when known.
@@ -54,6 +55,7 @@ class ReportModel:
     input_shapes: tuple[tuple[int, ...], ...]
     input_dtype: str = "float32"
     bits: int | dict[str, int] = 32
+    activation_bits: int | dict[str, int] | None = None
     file_path: Path | None = None
     trained: bool = False
     stages: StageRecord | None = None
@@ -176,6 +178,7 @@ def _from_weights(path: Path, input_shape) -> ReportModel:
 
 def _from_efz(path: Path, input_shape) -> ReportModel:
     from edgefit.compress.file import inspect_compressed, load_compressed
+    from edgefit.compress.quantize.precision import model_widths
     from edgefit.errors import CompressedFileError
 
     if not path.is_file():
@@ -185,9 +188,9 @@ def _from_efz(path: Path, input_shape) -> ReportModel:
         raise ConfigError(f"{path.name} records no zoo model; build a ReportModel with the model in Python")
     model = load_compressed(path)
     _, shapes, dtype = _zoo_entry(info["model"], path.name, input_shape)
-    bits = {r["name"].removesuffix(".weight"): r["bits"] for r in info["tensors"] if "bits" in r}
-    bits["default"] = 32
-    return ReportModel(path.name, model, shapes, dtype, bits=bits, file_path=path, trained=True,
+    widths = model_widths(model)  # the codebook and quantized layers' real widths, as `edgefit profile` counts them
+    return ReportModel(path.name, model, shapes, dtype, bits=widths.get("bits", 32),
+                       activation_bits=widths.get("activation_bits"), file_path=path, trained=True,
                        stages=_stages_of_file(info, model),
                        description=f"zoo model {info['model']}, compressed (.efz, decoded weights)")
 
@@ -269,7 +272,7 @@ def collect(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UncountedOpsWarning)  # the page lists them
         prof = profile(entry.model, input_shape=list(entry.input_shapes), input_dtype=_dtype(entry.input_dtype),
-                       bits=entry.bits, name=entry.label)
+                       bits=entry.bits, activation_bits=entry.activation_bits, name=entry.label)
     res = ModelResult(entry, prof, {d.name: estimate(prof, d) for d in devices})
     if entry.file_path is not None:
         res.file_bytes = entry.file_path.stat().st_size
