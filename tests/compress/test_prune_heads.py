@@ -8,7 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from edgefit.compress.prune import ChannelConfig, channel_groups, channel_importance, prune_, prune_groups_
+from edgefit.compress.prune import (
+    ChannelConfig,
+    channel_groups,
+    channel_importance,
+    prune_,
+    prune_groups_,
+)
 from edgefit.compress.prune.heads import MHA_REASON, head_layouts
 from edgefit.compress.prune.saved import load_pruned, save_pruned
 from edgefit.metrics import profile
