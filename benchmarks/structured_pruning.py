@@ -102,15 +102,20 @@ def conv_linear_macs(p) -> int:
     return sum(r.macs for r in p.layers if r.kind in ("Conv2d", "Linear"))
 
 
+def _dense(name: str, make_input):
+    """``(input shape, the zoo model seeded 0, an input, its output)``."""
+    shape = get_spec(name).input_shape
+    torch.manual_seed(0)
+    base = create(name).eval()
+    x = make_input(shape)
+    with torch.no_grad():
+        return shape, base, x, base(x)
+
+
 def coverage(log) -> dict:
     rows = []
     for name in CNNS:
-        shape = get_spec(name).input_shape
-        torch.manual_seed(0)
-        base = create(name).eval()
-        x = torch.randn(shape)
-        with torch.no_grad():
-            y0 = base(x)
+        shape, base, x, y0 = _dense(name, torch.randn)
         dense_p = profile(base, input_shape=shape)
         t0 = time.perf_counter()
         groups = channel_groups(base, x)
@@ -189,12 +194,7 @@ def _tp_heads(model, x, ratio):
 def heads(log) -> dict:
     rows = []
     for name in TRANSFORMERS:
-        shape = get_spec(name).input_shape
-        torch.manual_seed(0)
-        base = create(name).eval()
-        x = torch.randint(0, 200, shape)
-        with torch.no_grad():
-            y0 = base(x)
+        shape, base, x, y0 = _dense(name, lambda shape: torch.randint(0, 200, shape))
         dense_p = profile(base, x)
         groups = channel_groups(base, x)
         head_groups = [n for n, g in groups.items() if g.kind == "heads"]
