@@ -582,8 +582,11 @@ def _distill_table(di: dict) -> list[str]:
 
 
 def _paired(alone, distilled) -> str:
+    from scipy.stats import ttest_rel
+
     d = [a - b for a, b in zip(alone, distilled, strict=True)]
-    return f"{statistics.mean(d):+.1f} ± {statistics.stdev(d):.1f} {d}"
+    p = float(ttest_rel(alone, distilled).pvalue) if any(d) else 1.0
+    return f"{statistics.mean(d):+.1f} ± {statistics.stdev(d):.1f} {d}, paired t-test p = {p:.2f}"
 
 
 def _render_distill(state: dict) -> list[str]:
