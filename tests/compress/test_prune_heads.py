@@ -17,6 +17,7 @@ from edgefit.compress.prune import (
 )
 from edgefit.compress.prune.heads import MHA_REASON, head_layouts
 from edgefit.compress.prune.saved import load_pruned, save_pruned
+from edgefit.errors import ConfigError
 from edgefit.metrics import profile
 from edgefit.zoo import create
 from edgefit.zoo.blocks import MultiHeadSelfAttention
@@ -124,3 +125,6 @@ def test_multihead_attention_is_named_unprunable():
     g = channel_groups(create("transformer_encoder", attention="mha"), input_shape=(1, 32))
     assert g.unprunable["layers.0.attention.attn"] == MHA_REASON
     assert not any(grp.kind == "heads" for grp in g.values())
+    with pytest.raises(ConfigError, match="cannot be pruned: nn.MultiheadAttention fuses q/k/v"):
+        prune_(create("transformer_encoder", attention="mha"),
+               ChannelConfig(ratio={"layers.0.attention.attn": 0.5}, input_shape=(1, 32)))

@@ -413,7 +413,7 @@ def prune_groups_(model: nn.Module, keep: Mapping[str, Sequence[int] | torch.Ten
     with torch.no_grad():
         for m, rem in per_module.items():
             _shrink_module(mods[m], rem)
-    sync_head_counts_(model)
+    sync_head_counts_(model, [n for n in keep if groups[n].kind == "heads"])
     return {n: torch.as_tensor(k, dtype=torch.long) for n, k in keep.items()}
 
 

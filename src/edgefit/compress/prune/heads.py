@@ -93,15 +93,15 @@ def multihead_modules(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
 
 
-def sync_head_counts_(model: nn.Module) -> None:
-    """Set each attention module's head counts from its (pruned) projection widths."""
-    for mod in model.modules():
-        if _is_attention(mod):
-            share = mod.n_heads // getattr(mod, "n_kv_heads", mod.n_heads)
-            kv = mod.k_proj.out_features // mod.head_dim
-            if hasattr(mod, "n_kv_heads"):
-                mod.n_kv_heads = kv
-            mod.n_heads = kv * share
+def sync_head_counts_(model: nn.Module, names) -> None:
+    """Set the head counts of the attention modules ``names`` from their pruned projection widths."""
+    for name in names:
+        mod = model.get_submodule(name)
+        share = mod.n_heads // getattr(mod, "n_kv_heads", mod.n_heads)
+        kv = mod.k_proj.out_features // mod.head_dim
+        if hasattr(mod, "n_kv_heads"):
+            mod.n_kv_heads = kv
+        mod.n_heads = kv * share
 
 
 def head_counts(mod: nn.Module) -> dict[str, int] | None:
