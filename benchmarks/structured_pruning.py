@@ -466,7 +466,7 @@ def _render_coverage(cov: dict) -> list[str]:
     for model, rs in reasons.items():
         other = {k: v for k, v in rs.items() if v not in ("model input", "model output")}
         if other:
-            kinds = sorted(set(other.values()), key=len)[:3]
+            kinds = sorted(set(other.values()), key=lambda r: (len(r), r))[:3]
             lines.append(f"- {model}: {len(other)} groups besides input/output, e.g. " + "; ".join(kinds))
     lines.append("")
     return lines
@@ -622,8 +622,8 @@ def _render_distill(state: dict) -> list[str]:
                   "teacher's soft targets is a harder regression than fitting labels, and run 1 compared an "
                   "unfinished distillation with a finished baseline. The paper trains to convergence. Run 2 "
                   "changes only the epochs (for both arms), was fixed before it ran, and run 1 stays above as "
-                  "it came out. The 800-800 MLP is not rerun: it fits its training set within 60 epochs "
-                  "either way, and it costs most of the run.", ""]
+                  "it came out. The 800-800 MLP is not rerun (it costs most of the run): its numbers are at 60 "
+                  "epochs, where its distilled runs may not have converged either.", ""]
         lines += _distill_table(long)
     lines += ["Reproduce: `.venv/bin/python benchmarks/structured_pruning.py --only distill,distill_long` "
               "(no timing; about 30 min on a shared 2-core host).", ""]
