@@ -39,6 +39,19 @@ def test_factorize_and_distill(tmp_path, weights, capsys):
     assert main(["profile", str(student)]) == 0
 
 
+def test_prune_transformer_heads(tmp_path, capsys):
+    out = tmp_path / "t.safetensors"
+    assert main(["prune", "zoo:transformer_encoder", "--method", "channel", "--ratio", "0.5", "-o", str(out),
+                 "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "layers.0.attention 4->2" in text and "layers.0.intermediate 256->128" in text
+    assert "MACs 3,407,872 -> 1,703,936" in text
+    assert main(["profile", str(out), "--format", "json"]) == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)["totals"]["macs"] == 1_703_936
+
+
 @pytest.mark.parametrize("args, message", [
     (["--ratio", "1.0"], "[0, 1)"),
     (["--ratio", "features.33=0.5"], "matches no channel group"),

@@ -224,3 +224,21 @@ def test_a_pruned_file_never_picks_code_to_run(tmp_path):
     save_weights(create("lenet5_digits"), path, metadata={"format": "edgefit-pruned-1", "base": "zoo:lenet5_digits"})
     with pytest.raises(DataError, match="pruned-model header is incomplete"):
         load_pruned(path)
+
+
+def test_save_model_picks_the_format(tmp_path):
+    from edgefit.compress.prune.saved import base_spec, save_model
+    from edgefit.data.weights import load_weights_, read_weights_metadata
+
+    m = create("lenet5_digits")
+    plain = save_model(m, tmp_path / "w.safetensors", source="lenet5_digits", extra={"test_accuracy": 0.5})
+    assert not is_pruned_file(plain)
+    assert read_weights_metadata(plain) == {"model": "lenet5_digits", "options": {}, "test_accuracy": 0.5}
+    load_weights_(create("lenet5_digits"), plain)
+    prune_(m, ChannelConfig(ratio=0.5, input_shape=(1, 1, 8, 8)))
+    pruned = save_model(m, tmp_path / "p.safetensors", source="zoo:lenet5_digits", shrunk=True,
+                        input_shape=(1, 1, 8, 8))
+    assert is_pruned_file(pruned) and base_spec(str(pruned)) == ("zoo:lenet5_digits", {})
+    # a model loaded from a pruned file stays a pruned file, with the original base
+    again = save_model(load_pruned(pruned).model, tmp_path / "q.safetensors", source=str(pruned))
+    assert load_pruned(again).model.features[3].out_channels == 25 and load_pruned(again).base == "zoo:lenet5_digits"

@@ -44,19 +44,13 @@ def _model_and_data(model: str, weights: Path | None, dataset: str | None, image
     return resolved, data, tuple(resolved.input_shape)
 
 
-def _save(result, resolved, output: Path, options: list[str] | None, spec: str) -> None:
+def _save(result, output: Path, options: list[str] | None, spec: str) -> None:
     from edgefit.cli.profile_cmd import parse_options
-    from edgefit.compress.prune.saved import is_pruned_file, read_base, save_pruned
+    from edgefit.compress.prune.saved import save_model
 
-    if is_pruned_file(spec):
-        base, opts = read_base(spec)
-    elif resolved.from_zoo:
-        base, opts = f"zoo:{resolved.name}", parse_options(options or [])
-    else:
-        base, opts = spec, parse_options(options or [])
-    save_pruned(result.model, output, base=base, options=opts, input_shape=result.input_shape,
-                extra={"technique": result.technique, "macs": result.macs_after,
-                       "test_accuracy": result.accuracy_after})
+    save_model(result.model, output, source=spec, options=parse_options(options or []), shrunk=True,
+               input_shape=result.input_shape, extra={"technique": result.technique, "macs": result.macs_after,
+                                                      "test_accuracy": result.accuracy_after})
 
 
 def _run(resolved, config, data, shape, finetune_epochs, lr, distill, quiet):
@@ -106,7 +100,7 @@ def prune(
         config = EnergyAwareConfig(target=target, device=device or "eyeriss", importance=importance,
                                    input_shape=shape, finetune_epochs=1 if data is not None else 0)
     result = _run(resolved, config, data, shape, finetune_epochs, lr, distill, quiet)
-    _save(result, resolved, output, option, model)
+    _save(result, output, option, model)
     typer.echo(result.render())
     typer.echo(f"wrote {output}")
 
@@ -137,7 +131,7 @@ def factorize(
                              energy=energy, param_ratio=param_ratio)
     resolved, data, shape = _model_and_data(model, weights, dataset, image_size, option)
     result = _run(resolved, config, data, shape, finetune_epochs, lr, distill, quiet)
-    _save(result, resolved, output, option, model)
+    _save(result, output, option, model)
     typer.echo(result.render())
     typer.echo(f"wrote {output}")
 
@@ -163,8 +157,8 @@ def distill_cmd(
 
     from edgefit.cli.compress_cmd import _Progress
     from edgefit.compress.distill import DistillConfig, distill_
-    from edgefit.compress.prune.saved import is_pruned_file
-    from edgefit.data import evaluate, save_weights
+    from edgefit.compress.prune.saved import save_model
+    from edgefit.data import evaluate
 
     config = DistillConfig(temperature=temperature, alpha=alpha, epochs=epochs, lr=lr, seed=seed)
     t, data, _ = _model_and_data(teacher, teacher_weights, dataset, image_size, None)
@@ -176,15 +170,9 @@ def distill_cmd(
         with _Progress(epochs, "distill") as bar:
             distill_(s.model, t.model, data, config, on_epoch=bar)
     t_acc, s_acc = evaluate(t.model, data), evaluate(s.model, data)
-    if is_pruned_file(student):
-        from edgefit.compress.prune.saved import read_base, save_pruned
-
-        base, opts = read_base(student)
-        save_pruned(s.model, output, base=base, options=opts, input_shape=(1, *data.sample_shape),
-                    extra={"test_accuracy": s_acc, "distilled_from": teacher})
-    else:
-        save_weights(s.model, output, metadata={"model": s.name, "dataset": data.name, "distilled_from": t.name,
-                                                "temperature": temperature, "alpha": alpha, "test_accuracy": s_acc})
+    save_model(s.model, output, source=student, input_shape=(1, *data.sample_shape),
+               extra={"dataset": data.name, "distilled_from": teacher, "temperature": temperature,
+                      "alpha": alpha, "test_accuracy": s_acc})
     typer.echo(f"teacher {100 * t_acc:.2f}%, student {100 * s_acc:.2f}% on {data.name} "
                f"({len(data.y_test)} images); wrote {output}")
 

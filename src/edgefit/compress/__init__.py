@@ -20,6 +20,7 @@ _LAZY = {
     "run_recipe_seeds": ("edgefit.compress.recipe", "run_recipe_seeds"),
     "SeedRuns": ("edgefit.compress.recipe", "SeedRuns"),
     "prune_": ("edgefit.compress.prune", "prune_"),
+    "save_model": ("edgefit.compress.prune.saved", "save_model"),
     "quantize_": ("edgefit.compress.quantize", "quantize_"),
     "MagnitudeConfig": ("edgefit.compress.prune", "MagnitudeConfig"),
     "KMeansConfig": ("edgefit.compress.quantize", "KMeansConfig"),

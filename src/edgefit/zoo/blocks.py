@@ -498,7 +498,7 @@ class MultiHeadSelfAttention(nn.Module):
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Attend ``x`` (``(batch, seq, dim)``) to itself; ``rotary`` is ``(cos, sin)``."""
-        b, t, d = x.shape
+        b, t, _ = x.shape
         if self.attention == "mha":
             if rotary is not None:
                 raise ModelSpecError("attention='mha' does not support rotary embeddings")
@@ -525,4 +525,5 @@ class MultiHeadSelfAttention(nn.Module):
                 scores = scores.masked_fill(mask, float("-inf"))
             weights = F.dropout(scores.softmax(dim=-1), p)
             out = weights @ v
-        return self.out_proj(out.transpose(1, 2).reshape(b, t, d))
+        # n_heads * head_dim, not d: head pruning (edgefit.compress.prune.heads) lowers n_heads
+        return self.out_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))

@@ -19,7 +19,9 @@ Importance criteria (higher = keep):
   layer that produces the group's channels (residual streams have several);
 * ``"bn_scale"``: ``|gamma|`` of the group's batch norms (network slimming, Liu et al. 2017);
 * ``"taylor"``: first-order Taylor ``|sum(w * dL/dw)|`` over all the group's weight
-  slices (Molchanov et al. 2019); needs ``data`` (a batch ``(x, y)``);
+  slices (Molchanov et al. 2019); needs ``data`` (a batch ``(x, y)``). For attention
+  heads the sum runs over the head's ``out_proj`` columns only, which is exactly
+  ``dL/dxi_h`` for a gate ``xi_h`` on the head's output (Michel et al. 2019);
 * ``"fmap"``: feature-map reconstruction (see `edgefit.compress.prune.fmap`).
 """
 
@@ -33,6 +35,7 @@ import torch
 from torch import nn
 
 from edgefit.compress.prune.groups import _BNS, _CONVS, ChannelGroup, ChannelGroups, channel_groups
+from edgefit.compress.prune.heads import head_counts, set_head_counts_, sync_head_counts_
 from edgefit.errors import ConfigError, close_names
 
 IMPORTANCES = ("l1", "l2", "bn_scale", "taylor", "fmap", "random")
@@ -150,7 +153,8 @@ def channel_importance(model: nn.Module, groups: ChannelGroups, importance: str 
 
 def _taylor(model, groups, data, batch_size: int = 64) -> dict[str, torch.Tensor]:
     """Group Taylor score (Molchanov et al. 2019): per mini-batch ``(sum over the group's
-    weight slices of w * dL/dw)^2``, summed over the mini-batches of ``data``."""
+    weight slices of w * dL/dw)^2``, summed over the mini-batches of ``data``; a head
+    group sums over its ``out_proj`` columns only (the head-gate gradient of Michel et al. 2019)."""
     if data is None:
         raise ConfigError("taylor importance needs data: a batch (inputs, labels)")
     x, y = data
@@ -163,7 +167,7 @@ def _taylor(model, groups, data, batch_size: int = 64) -> dict[str, torch.Tensor
             nn.functional.cross_entropy(model(x[i : i + batch_size]), y[i : i + batch_size]).backward()
         for name, g in groups.items():
             total = torch.zeros(g.width)
-            for w, d, idx in _slices(model, g, ("out", "in", "bn")):
+            for w, d, idx in _slices(model, g, ("in",) if g.kind == "heads" else ("out", "in", "bn")):
                 if w.grad is not None:
                     total += _score(w * w.grad, d, idx, None)
             out[name] += total.pow(2)
@@ -409,11 +413,13 @@ def prune_groups_(model: nn.Module, keep: Mapping[str, Sequence[int] | torch.Ten
     with torch.no_grad():
         for m, rem in per_module.items():
             _shrink_module(mods[m], rem)
+    sync_head_counts_(model, [n for n in keep if groups[n].kind == "heads"])
     return {n: torch.as_tensor(k, dtype=torch.long) for n, k in keep.items()}
 
 
 def layer_widths(model: nn.Module) -> dict[str, dict[str, int]]:
-    """``{module: {in, out, groups}}`` for every Conv/Linear/BN: what a saved pruned model records."""
+    """``{module: {in, out, groups}}`` for every Conv/Linear/BN and ``{heads, kv_heads}`` for every
+    multi-head attention: what a saved pruned model records."""
     out = {}
     for name, mod in model.named_modules():
         if isinstance(mod, _CONVS):
@@ -422,6 +428,8 @@ def layer_widths(model: nn.Module) -> dict[str, dict[str, int]]:
             out[name] = {"in": mod.in_features, "out": mod.out_features}
         elif isinstance(mod, _BNS):
             out[name] = {"out": mod.num_features}
+        elif head_counts(mod) is not None:
+            out[name] = head_counts(mod)
     return out
 
 
@@ -462,5 +470,7 @@ def _resize(mod: nn.Module, w: Mapping[str, int]) -> None:
         mod.num_features = int(w["out"])
         for name in ("weight", "bias", "running_mean", "running_var"):
             _set(mod, name, fresh(getattr(mod, name), (mod.num_features,)))
+    elif head_counts(mod) is not None:
+        set_head_counts_(mod, w)
     else:
-        raise TypeError("not a Conv, Linear or BatchNorm")
+        raise TypeError("not a Conv, Linear, BatchNorm or multi-head attention")

@@ -14,6 +14,11 @@ functional calls included). Each tensor element gets the id of the channel
 * a depthwise convolution ties output channel ``o`` to input channel ``o // m``;
   a grouped convolution keeps an equal number of channels per group.
 
+* a multi-head attention with separate ``q_proj``/``k_proj``/``v_proj``/``out_proj``
+  Linears (`edgefit.compress.prune.heads`) is one group of heads named after the
+  module: q/k/v consume the input's channels, ``out_proj`` makes new ones, and
+  the ops between them stay inside a head.
+
 Tied nodes form a *component*: one channel of every coupled layer. Components
 with the same set of member layers form a `ChannelGroup` (e.g. the 256
 channels of a ResNet stage's residual stream). A group is *frozen* (named in
@@ -48,6 +53,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from edgefit.compress.prune.heads import MHA_REASON, head_layouts, multihead_modules
 from edgefit.errors import ConfigError, TraceError
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -87,12 +93,15 @@ class ChannelGroup:
             input channels or features), ``"bn"`` (batch-norm channels).
         blocks: ``LongTensor[width]`` of conv-group ids when a grouped conv needs an
             equal number of kept channels per block, else ``None``.
+        kind: ``"channels"``, or ``"heads"`` for an attention module's heads (one
+            unit = one key/value head with its query heads; named after the module).
     """
 
     name: str
     width: int
     index: Mapping[tuple[str, str], torch.Tensor]
     blocks: torch.Tensor | None = None
+    kind: str = "channels"
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -226,6 +235,8 @@ class _Builder:
         self.nodes = _Nodes()
         self.store: dict[int, torch.Tensor] = {}
         self.grouped: dict[str, int] = {}  # grouped (non-depthwise) convs -> groups
+        self.heads = head_layouts(model)
+        self.mha = multihead_modules(model)
 
     # ids of tensors ---------------------------------------------------------
     def ids(self, t: torch.Tensor, spec) -> torch.Tensor:
@@ -290,6 +301,10 @@ class _Builder:
             tensors = _flat(op.args) + _flat(list(op.kwargs.values()))
             pairs = list(zip(tensors, op.inputs, strict=False))
             acts = [(t, s) for t, s in pairs if s.role == "activation"]
+            attention = self.attention_of(op.module)
+            if attention is not None:
+                self.attention_op(attention, op, pairs, acts, where)
+                continue
             handler = self.handler(op.name)
             handler(op, pairs, acts, where)
         for spec in self.tr.outputs:
@@ -312,6 +327,22 @@ class _Builder:
         if name == "cat":
             return self.cat
         return self.unknown
+
+    def attention_of(self, module: str | None):
+        for name, lay in self.heads.items():
+            if module == name or (module or "").startswith(f"{name}." if name else ""):
+                return lay
+        return None
+
+    def attention_op(self, lay, op, pairs, acts, where) -> None:
+        """Inside a multi-head attention: q/k/v consume the input's channels, out_proj makes new
+        ones; what lies between mixes features only within a head, which the head group covers."""
+        if op.name not in _LINEAR_OPS:
+            return
+        if op.module in (lay.proj("q_proj"), lay.proj("k_proj"), lay.proj("v_proj")):
+            self.linear(op, pairs, acts, where, produce=False)
+        elif op.module == lay.proj("out_proj"):
+            self.linear(op, pairs, acts, where, consume=False)
 
     def out_specs(self, op):
         return [s for s in op.outputs if s.role == "activation"]
@@ -437,7 +468,7 @@ class _Builder:
         for o in outs[1:]:
             self.write(o, self.fresh_frozen(o, op))
 
-    def linear(self, op, pairs, acts, where) -> None:
+    def linear(self, op, pairs, acts, where, *, produce: bool = True, consume: bool = True) -> None:
         weights = [s for t, s in pairs if s.role == "param" and len(s.shape) == 2]
         if len(acts) != 1 or not weights or len(acts[0][0].shape) != 2:
             return self.unknown(op, pairs, acts, where)
@@ -445,10 +476,13 @@ class _Builder:
         out = self.out_specs(op)
         if mod is None:
             return [self.write(o, self.fresh_frozen(o, op)) for o in out]
-        t, s = acts[0]
-        seq = self.channel_seq(self.ids(t, s), 1, where)
-        for j in range(seq.numel()):
-            self.nodes.add_member(int(seq[j]), mod, "in", j)
+        if consume:
+            t, s = acts[0]
+            seq = self.channel_seq(self.ids(t, s), 1, where)
+            for j in range(seq.numel()):
+                self.nodes.add_member(int(seq[j]), mod, "in", j)
+        if not produce:
+            return
         cout = int(out[0].shape[1])
         new = self.nodes.new(cout)
         for o in range(cout):
@@ -499,6 +533,10 @@ class _Builder:
             else:
                 out[name] = group
         self.check_grouped(out, frozen)
+        for name, lay in self.heads.items():
+            out[name] = ChannelGroup(name, lay.n_kv_heads, lay.index(), kind="heads")
+        for name in self.mha:
+            frozen[name] = MHA_REASON
         return ChannelGroups(out, frozen)
 
     def with_blocks(self, group: ChannelGroup) -> tuple[ChannelGroup, str | None]:
@@ -517,7 +555,7 @@ class _Builder:
         counts = torch.bincount(blocks)
         if not bool((counts == counts[0]).all()):
             return group, "grouped convolutions that split these channels into unequal blocks"
-        return ChannelGroup(group.name, group.width, group.index, blocks), None
+        return ChannelGroup(group.name, group.width, group.index, blocks, group.kind), None
 
     def check_grouped(self, out: dict, frozen: dict) -> None:
         for mod, g in self.grouped.items():

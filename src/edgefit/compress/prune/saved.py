@@ -60,6 +60,51 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, *, base: str, options
     return save_weights(model, path, metadata=meta)
 
 
+def base_spec(source: str, options: Mapping | None = None) -> tuple[str, dict]:
+    """``(spec that builds the unpruned model, its options)`` for a MODEL argument.
+
+    A pruned-model file names its own base; a zoo name becomes ``zoo:NAME``; a
+    user spec (``file.py:fn``, ``pkg.mod:fn``) is kept as given.
+
+    >>> base_spec("lenet5_digits")
+    ('zoo:lenet5_digits', {})
+    """
+    from edgefit.zoo import list_models
+
+    if is_pruned_file(source):
+        return read_base(source)
+    if ":" not in source and source in list_models():
+        source = f"zoo:{source}"
+    return source, dict(options or {})
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, *, source: str, options: Mapping | None = None,
+               shrunk: bool = False, input_shape: Sequence[int] | None = None,
+               extra: Mapping | None = None) -> Path:
+    """Save ``model`` so that it loads back: a pruned-model file when its layers differ from
+    what ``source`` builds, else plain weights.
+
+    Args:
+        model: the model to write.
+        path: ``.safetensors`` file, written atomically.
+        source: the MODEL argument it was built from (``zoo:NAME``, ``file.py:fn``, a pruned file).
+        options: that builder's keyword options.
+        shrunk: its layers were resized (pruned, factorized); a pruned ``source`` implies it.
+        input_shape: example input (batch 1), recorded in a pruned-model file.
+        extra: JSON-able notes for the header (accuracy, technique...).
+
+    Returns:
+        The path written.
+    """
+    from edgefit.data.weights import save_weights
+
+    base, opts = base_spec(source, options)
+    if shrunk or is_pruned_file(source):
+        return save_pruned(model, path, base=base, options=opts, input_shape=input_shape, extra=extra)
+    name = base.removeprefix("zoo:")  # a bare zoo name, as `edgefit train` records it
+    return save_weights(model, path, metadata={"model": name, "options": opts, **dict(extra or {})})
+
+
 def is_pruned_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a safetensors file written by `save_pruned`."""
     from edgefit.data.weights import read_weights_metadata
