@@ -48,14 +48,12 @@ def adapt(
 ) -> None:
     """NetAdapt: shrink one block per iteration until every budget is met; keep the whole family."""
     from edgefit.search.netadapt import NetAdaptConfig
-    from edgefit.search.netadapt.run import adapt_model, default_executor
+    from edgefit.search.netadapt.run import adapt_model
 
-    cfg = NetAdaptConfig(
-        budgets=tuple(budget), initial_reduction=initial_reduction, decay=decay,
-        short_term_epochs=short_term_epochs, long_term_epochs=long_term_epochs, selection=selection,
-        channel_step=channel_step, max_iterations=max_iterations, seed=seed, device=device, bits=bits,
-        executor=default_executor(workers, ray_address, executor),
-    )
+    cfg = NetAdaptConfig.from_options(
+        budget, workers=workers, executor=executor, ray_address=ray_address, initial_reduction=initial_reduction,
+        decay=decay, short_term_epochs=short_term_epochs, long_term_epochs=long_term_epochs, selection=selection,
+        channel_step=channel_step, max_iterations=max_iterations, seed=seed, device=device, bits=bits)
     result = adapt_model(model, budgets=budget, output_dir=output_dir, weights=weights, dataset=dataset,
                          resolution=resolution, train_epochs=train_epochs, config=cfg, lut=lut,
                          on_iteration=lambda m, info: typer.echo(_progress_line(m, info)))
@@ -63,6 +61,10 @@ def adapt(
         typer.echo(f"(resumed after iteration {result.resumed_from})")
     for label, how in result.how.items():
         typer.echo(f"{label}: {how}")
+    if result.measured is not None:
+        from edgefit.search.host_check import check_markdown
+
+        typer.echo(f"final network, {check_markdown(result.measured)}")
     typer.echo((output_dir / "family.md").read_text())
     typer.echo(f"{result.message}. Family in {output_dir}/ (family.md, family.png, model.py:final)")
     if not result.met:

@@ -92,6 +92,27 @@ class NetAdaptConfig:
         if self.channel_step < 1 or self.max_iterations < 1:
             raise ConfigError("channel_step and max_iterations must be >= 1")
 
+    @classmethod
+    def from_options(
+        cls,
+        budgets: Sequence[str | Budget],
+        *,
+        workers: int = 1,
+        executor: str | None = None,
+        ray_address: str | None = None,
+        **fields,
+    ) -> NetAdaptConfig:
+        """The config from command-line style options: the executor from ``workers``/``executor``/``ray_address``.
+
+        ``executor`` defaults to ``ray`` when ``ray_address`` is given, else the local process pool.
+
+        >>> cfg = NetAdaptConfig.from_options(["latency=50%"], workers=2, decay=0.9)
+        >>> cfg.executor.kind, cfg.executor.workers, cfg.decay
+        ('process', 2, 0.9)
+        """
+        kind = executor or ("ray" if ray_address else "process")
+        return cls(budgets=tuple(budgets), executor=ExecutorConfig(kind, workers, ray_address), **fields)
+
     def fingerprint(self) -> dict:
         """The settings a resumed run must share (the executor may change)."""
         d = asdict(self)
@@ -114,6 +135,10 @@ class AdaptResult:
         resumed_from: the iteration the run resumed after, or None.
         proposals: proposals scored by this call; wall_seconds: its wall time.
         how: how each resource was obtained.
+        floor: resources with every block at its narrowest width (`resource_floor`),
+            the least shrinking can reach; None for an adapter without widths.
+        measured: for a final network under a host-latency budget, the lookup-table
+            prediction beside an end-to-end measurement (`measure_final`).
     """
 
     members: list[Member]
@@ -129,6 +154,8 @@ class AdaptResult:
     wall_seconds: float = 0.0
     how: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    floor: dict[str, float] | None = None
+    measured: dict | None = None
 
     @property
     def final(self) -> Member:
@@ -229,9 +256,14 @@ def netadapt(
         final_model = load_weights_(adapter.simplify_model_based_on_network_def(model, done[0].widths),
                                     journal.dir / done[0].weights)
         met = all(done[0].resources[k] <= v for k, v in final_targets.items())
+        measured = journal.meta("host_latency")
+        if measured is None and (measured := measure_final(adapter, final_model, final_targets)) is not None:
+            journal.put_meta("host_latency", measured)  # killed after the final network was saved
         return AdaptResult(members, start, final_targets, met, journal.meta("message") or "", final_model,
                            journal.dir, resumed_from, wall_seconds=time.perf_counter() - t0,
-                           how={k: _how(adapter, k) for k in labels})
+                           how={k: _how(adapter, k) for k in labels}, measured=measured)
+    floor = resource_floor(adapter, model)
+    unreachable = _unreachable(floor, final_targets)
     own = executor is None
     executor = make_executor(config.executor) if own else executor
     proposals_scored = iterations = 0
@@ -274,17 +306,65 @@ def netadapt(
             executor.close()
     met = all(current.resources[k] <= v for k, v in final_targets.items())
     message = message or f"budgets met after {current.iteration} iterations"
+    if not met and unreachable:
+        message += f"; {unreachable}"
     journal.put_meta("message", message)
     adapter.fine_tune(current_model, config.long_term_epochs, config.seed)
     final = _save(journal, current_model, Member(
         FINAL, None, current.widths, current.resources, adapter.evaluate(current_model),
         _test(adapter, current_model), _name(FINAL), 0, time.perf_counter() - t0))
     members.append(final)
+    measured = measure_final(adapter, current_model, final_targets)
+    if measured is not None:
+        journal.put_meta("host_latency", measured)
     if on_iteration:
         on_iteration(final, {"targets": final_targets, "proposals": 0})
     return AdaptResult(members, start, final_targets, met, message, current_model, journal.dir, resumed_from,
                        proposals_scored, iterations, time.perf_counter() - t0,
-                       how={k: _how(adapter, k) for k in labels}, notes=list(getattr(adapter.meter, "notes", [])))
+                       how={k: _how(adapter, k) for k in labels},
+                       notes=list(getattr(getattr(adapter, "meter", None), "notes", [])), floor=floor,
+                       measured=measured)
+
+
+def measure_final(adapter, model: nn.Module, final_targets: dict[str, float]) -> dict | None:
+    """Under a host-latency budget: the final network's table prediction, interval and measured latency.
+
+    Runs after every trial has returned (the executor is idle or closed), so the
+    measurement shares the host with none of this run's training. None without a
+    ``latency@host`` budget or an adapter whose meter has an ``input_shape``.
+    """
+    from edgefit.search.host_check import host_latency_check
+
+    meter = getattr(adapter, "meter", None)
+    if "latency@host" not in final_targets or not hasattr(meter, "input_shape"):
+        return None
+    return host_latency_check(model, meter.input_shape, table=getattr(meter, "table", None),
+                              budget_s=final_targets["latency@host"])
+
+
+def resource_floor(adapter, model: nn.Module) -> dict[str, float] | None:
+    """Resources of ``model`` with every block at its narrowest proposal width (``adapter.channel_step``).
+
+    No proposal goes below it, so a budget under the floor cannot be met: what does
+    not fall with channels (per-layer call overhead, the input layer, the classifier)
+    is all that is left. None when the adapter has no ``channel_step`` or widths.
+    """
+    step = getattr(adapter, "channel_step", None)
+    widths = adapter.get_network_def_from_model(model)
+    if step is None or not isinstance(widths, dict):
+        return None
+    narrow = {b: min(w, step) for b, w in widths.items()}
+    return adapter.compute_resource(adapter.simplify_model_based_on_network_def(model, narrow))
+
+
+def _unreachable(floor: dict[str, float] | None, final_targets: dict[str, float]) -> str:
+    """Which budgets lie below the floor, in words ('' when none does)."""
+    if not floor:
+        return ""
+    below = [f"{k} <= {v:.4g} is below {floor[k]:.4g}" for k, v in final_targets.items() if k in floor and floor[k] > v]
+    if not below:
+        return ""
+    return "unreachable by shrinking: " + ", ".join(below) + " (every block at its narrowest width)"
 
 
 def _test(adapter, model) -> float | None:

@@ -12,7 +12,6 @@ import torch
 
 from edgefit._io import atomic_write
 from edgefit.errors import ConfigError
-from edgefit.search.executor import ExecutorConfig
 from edgefit.search.netadapt.adapter import ConvnetAdapter
 from edgefit.search.netadapt.algorithm import AdaptResult, NetAdaptConfig, netadapt
 from edgefit.search.netadapt.channels import shrink
@@ -135,11 +134,6 @@ def load_family_member(output_dir: str | Path, iteration: int = FINAL) -> torch.
     base = resolve_model(meta["spec"]).model
     net = shrink(base, torch.zeros(meta["input_shape"]), members[iteration].widths)
     return load_weights_(net, path / members[iteration].weights)
-
-
-def default_executor(workers: int, ray_address: str | None, kind: str | None) -> ExecutorConfig:
-    """``kind`` or, by default, ``ray`` when an address is given, else the local process pool."""
-    return ExecutorConfig(kind or ("ray" if ray_address else "process"), workers, ray_address)
 
 
 def demo_model() -> torch.nn.Module:
