@@ -103,3 +103,20 @@ def test_floor_is_every_block_at_its_narrowest_width():
     text = _unreachable(floor, {"macs": floor["macs"] - 1, "params": floor["params"]})
     assert text.startswith("unreachable by shrinking: macs <=") and "params" not in text
     assert _unreachable(floor, {"macs": floor["macs"]}) == "" and _unreachable(None, {"macs": 1.0}) == ""
+
+
+def test_reducible_budgets_are_shares_above_the_floor():
+    from edgefit.search.netadapt import NetAdaptConfig
+    from edgefit.search.netadapt.algorithm import _offsets, budget_targets
+
+    start, floor = {"macs": 608576.0}, {"macs": 41552.0}
+    total = NetAdaptConfig(budgets=("macs=50%",))
+    reducible = NetAdaptConfig(budgets=("macs=50%",), relative_to="reducible")
+    assert budget_targets(total, start, _offsets(total, floor, start, ["macs"])) == {"macs": 304288.0}
+    # 41,552 + 0.5 x (608,576 - 41,552) = 325,064
+    assert budget_targets(reducible, start, _offsets(reducible, floor, start, ["macs"])) == {"macs": 325064.0}
+    with pytest.raises(ConfigError, match="nothing is reducible"):
+        _offsets(reducible, {"macs": 608576.0}, start, ["macs"])
+    with pytest.raises(ConfigError, match="relative_to"):
+        NetAdaptConfig(budgets=("macs=50%",), relative_to="floor")
+    assert "relative_to" not in total.fingerprint() and reducible.fingerprint()["relative_to"] == "reducible"

@@ -35,6 +35,7 @@ from edgefit.search.netadapt.journal import FINAL, Journal, Member
 from edgefit.search.netadapt.schedule import DECAY, INITIAL, targets
 
 SELECTIONS = ("accuracy", "ratio")
+RELATIVE_TO = ("total", "reducible")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ class NetAdaptConfig:
         device: where latency/energy budgets without ``@device`` are taken (``"host"``).
         bits: bit width of model size, peak activations and device estimates.
         executor: how proposals are fine-tuned (`edgefit.search.executor.ExecutorConfig`).
+        relative_to: what a percentage budget and the schedule's cuts are shares of:
+            ``"total"`` (the unadapted network's value, as published) or ``"reducible"``
+            (its value above the floor, `resource_floor`: every block at ``channel_step``
+            channels). ``latency=50%`` then means floor + 50% of (start - floor): for host
+            latency on small inputs, where per-layer call overhead does not fall with channels.
     """
 
     budgets: tuple = ()
@@ -69,8 +75,11 @@ class NetAdaptConfig:
     device: str = "host"
     bits: int = 32
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    relative_to: str = "total"
 
     def __post_init__(self) -> None:
+        if self.relative_to not in RELATIVE_TO:
+            raise ConfigError(f"relative_to must be one of {RELATIVE_TO}, got {self.relative_to!r}")
         budgets = tuple(parse_budget(b) if isinstance(b, str) else b for b in self.budgets)
         if not budgets:
             raise ConfigError("give at least one budget, e.g. latency=50%")
@@ -118,6 +127,8 @@ class NetAdaptConfig:
         d = asdict(self)
         d.pop("executor")
         d.pop("long_term_epochs")
+        if d["relative_to"] == "total":  # runs from before the setting existed resume
+            d.pop("relative_to")
         d["budgets"] = [asdict(b) for b in self.budgets]
         return d
 
@@ -238,7 +249,9 @@ def netadapt(
         start = members[0].resources
     else:
         start = adapter.compute_resource(model)
-    final_targets = {b.label(config.device): b.target(start[b.label(config.device)]) for b in config.budgets}
+    floor = resource_floor(adapter, model)
+    offset = _offsets(config, floor, start, labels)
+    final_targets = budget_targets(config, start, offset)
     current_model = model
     if not members:
         score = adapter.evaluate(model)
@@ -262,7 +275,6 @@ def netadapt(
         return AdaptResult(members, start, final_targets, met, journal.meta("message") or "", final_model,
                            journal.dir, resumed_from, wall_seconds=time.perf_counter() - t0,
                            how={k: _how(adapter, k) for k in labels}, measured=measured)
-    floor = resource_floor(adapter, model)
     unreachable = _unreachable(floor, final_targets)
     own = executor is None
     executor = make_executor(config.executor) if own else executor
@@ -275,7 +287,7 @@ def netadapt(
                 message = f"budget not met after {config.max_iterations} iterations"
                 break
             step = {
-                k: targets(start[k], current.resources[k], final_targets[k], i,
+                k: targets(start[k] - offset[k], current.resources[k], final_targets[k], i,
                            initial=config.initial_reduction, decay=config.decay)
                 for k in labels
             }
@@ -355,6 +367,33 @@ def resource_floor(adapter, model: nn.Module) -> dict[str, float] | None:
         return None
     narrow = {b: min(w, step) for b, w in widths.items()}
     return adapter.compute_resource(adapter.simplify_model_based_on_network_def(model, narrow))
+
+
+def budget_targets(config: NetAdaptConfig, start: dict[str, float], offset: dict[str, float]) -> dict[str, float]:
+    """Each budget as an absolute value: a share of ``start - offset`` above ``offset``, or the absolute value.
+
+    >>> cfg = NetAdaptConfig(budgets=("macs=50%", "params=1k"))
+    >>> budget_targets(cfg, {"macs": 100.0, "params": 5000.0}, {"macs": 20.0, "params": 0.0})
+    {'macs': 60.0, 'params': 1000.0}
+    """
+    out = {}
+    for b in config.budgets:
+        k = b.label(config.device)
+        out[k] = offset[k] + b.value * (start[k] - offset[k]) if b.relative else b.target(start[k])
+    return out
+
+
+def _offsets(config: NetAdaptConfig, floor, start: dict[str, float], labels) -> dict[str, float]:
+    """What relative budgets and the schedule's cuts leave aside: 0, or the floor (``relative_to="reducible"``)."""
+    if config.relative_to == "total":
+        return dict.fromkeys(labels, 0.0)
+    if floor is None:
+        raise ConfigError("relative_to='reducible' needs an adapter with channel widths (a floor to measure from)")
+    for k in labels:
+        if not floor[k] < start[k]:
+            raise ConfigError(f"{k}: nothing is reducible (the narrowest network needs {floor[k]:.4g},"
+                              f" the unadapted one {start[k]:.4g})")
+    return {k: floor[k] for k in labels}
 
 
 def _unreachable(floor: dict[str, float] | None, final_targets: dict[str, float]) -> str:
