@@ -104,7 +104,9 @@ class ResourceMeter:
 
         if self.table is None:
             self.table = LatencyTable()
-        pred = predict_latency(model, profile, table=self.table, measure=False)
+        # the table's own sum, never a host correction: a stored correction appears once calibrated, and
+        # a run resumed across that moment would mix scaled and unscaled values
+        pred = predict_latency(model, profile, table=self.table, measure=False, correction=False)
         missing = pred.unpredicted
         if missing:
             note = f"latency@host leaves out {len(missing)} unpredicted rows: {', '.join(missing[:3])}"
