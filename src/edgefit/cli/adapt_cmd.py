@@ -46,6 +46,7 @@ def adapt(
     lut: Path | None = typer.Option(None, help="latency lookup table file (default: the cache dir's)"),
     seed: int = typer.Option(0, help="seed of every fine-tune"),
     relative_to: str = typer.Option("total", help="what a % budget is a share of: total, or reducible (above the network with every block at --channel-step channels)"),
+    interpolate: bool = typer.Option(False, help="interpolate the latency table for unmeasured channel counts instead of measuring them"),
 ) -> None:
     """NetAdapt: shrink one block per iteration until every budget is met; keep the whole family."""
     from edgefit.search.netadapt import NetAdaptConfig
@@ -55,7 +56,7 @@ def adapt(
         budget, workers=workers, executor=executor, ray_address=ray_address, initial_reduction=initial_reduction,
         decay=decay, short_term_epochs=short_term_epochs, long_term_epochs=long_term_epochs, selection=selection,
         channel_step=channel_step, max_iterations=max_iterations, seed=seed, device=device, bits=bits,
-        relative_to=relative_to)
+        relative_to=relative_to, interpolate=interpolate)
     result = adapt_model(model, budgets=budget, output_dir=output_dir, weights=weights, dataset=dataset,
                          resolution=resolution, train_epochs=train_epochs, config=cfg, lut=lut,
                          on_iteration=lambda m, info: typer.echo(_progress_line(m, info)))

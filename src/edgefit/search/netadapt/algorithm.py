@@ -61,6 +61,8 @@ class NetAdaptConfig:
             (its value above the floor, `resource_floor`: every block at ``channel_step``
             channels). ``latency=50%`` then means floor + 50% of (start - floor): for host
             latency on small inputs, where per-layer call overhead does not fall with channels.
+        interpolate: price host latency with unmeasured channel counts interpolated from the
+            lookup table (`edgefit.search.netadapt.interpolate`) instead of measured.
     """
 
     budgets: tuple = ()
@@ -76,6 +78,7 @@ class NetAdaptConfig:
     bits: int = 32
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     relative_to: str = "total"
+    interpolate: bool = False
 
     def __post_init__(self) -> None:
         if self.relative_to not in RELATIVE_TO:
@@ -127,8 +130,9 @@ class NetAdaptConfig:
         d = asdict(self)
         d.pop("executor")
         d.pop("long_term_epochs")
-        if d["relative_to"] == "total":  # runs from before the setting existed resume
-            d.pop("relative_to")
+        for name, default in (("relative_to", "total"), ("interpolate", False)):
+            if d[name] == default:  # runs from before the setting existed resume
+                d.pop(name)
         d["budgets"] = [asdict(b) for b in self.budgets]
         return d
 

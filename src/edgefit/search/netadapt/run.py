@@ -92,7 +92,8 @@ def adapt_model(
     shape = (1, *data.sample_shape)
     with _one_thread():
         table = LatencyTable(lut) if lut is not None else None
-        meter = ResourceMeter(config.budgets, shape, device=config.device, bits=config.bits, table=table)
+        meter = ResourceMeter(config.budgets, shape, device=config.device, bits=config.bits, table=table,
+                              interpolate=config.interpolate)
         adapter = ConvnetAdapter(net, torch.zeros(shape), meter, data, channel_step=config.channel_step)
         journal = Journal(output_dir)
         journal.put_meta("model", {"spec": model, "input_shape": list(shape)})
