@@ -57,7 +57,13 @@ def test_check_has_consistent_fields(table):
 
 @pytest.mark.slow
 def test_netadapt_records_the_final_networks_measured_latency(table, tmp_path):
-    from edgefit.search.netadapt import ConvnetAdapter, NetAdaptConfig, ResourceMeter, netadapt, write_family
+    from edgefit.search.netadapt import (
+        ConvnetAdapter,
+        NetAdaptConfig,
+        ResourceMeter,
+        netadapt,
+        write_family,
+    )
 
     from .netadapt._tiny import tiny_net
 
