@@ -361,9 +361,9 @@ def main() -> None:
              CHANGES,
              "## mobilenet_digits on the digits upscaled to 32x32: latency-guided vs MAC-guided\n"]
     only = sys.argv[1] if len(sys.argv) > 1 else ""
-    if only == "prepare":  # nothing timed: the base network, the MAC-, device-model- and reducible-latency-guided searches
+    if only == "prepare":  # nothing timed: the base network, the MAC- and device-model-guided searches
         lines[0] = "# NetAdapt benchmark (untimed step only: the timed run has not replaced this file yet)\n"
-        part1(lines, guides=("macs", "rpi4", "latency-reducible"))
+        part1(lines, guides=("macs", "rpi4"))
         part2(lines, timed=False)
         atomic_write(OUT, "\n".join(lines) + "\n")
         return
