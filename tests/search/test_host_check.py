@@ -42,7 +42,7 @@ def assert_consistent(check: dict, budget_s: float | None = None) -> None:
     assert check["predicted_s"] == pytest.approx(1.5 * check["table_s"])  # the stored correction's factor
     assert check["regime"] == "hot" and check["confidence"] == 0.9
     if budget_s is not None:
-        assert check["budget_s"] == budget_s
+        assert check["budget_s"] == pytest.approx(budget_s)
         assert check["measured_within_budget"] == (check["measured_s"] <= budget_s)
 
 
@@ -51,6 +51,9 @@ def test_check_has_consistent_fields(table):
     check = host_latency_check(model, (1, 1, 8, 8), table=table, budget_s=1.0, runs=3)
     assert_consistent(check, 1.0)
     assert check["budget_met"] is True  # the upper bound of a few fake milliseconds is far below 1 s
+    assert "budget_table_s" not in check  # an absolute budget is judged as given
+    scaled = host_latency_check(model, (1, 1, 8, 8), table=table, budget_s=1.0, budget_on_table=True, runs=3)
+    assert scaled["budget_table_s"] == 1.0 and scaled["budget_s"] == pytest.approx(1.5)
     assert not host_latency_check(model, (1, 1, 8, 8), table=table, budget_s=1e-9, runs=3)["budget_met"]
     assert "inside" in check_markdown(check) or "outside" in check_markdown(check)
 
@@ -77,7 +80,9 @@ def test_netadapt_records_the_final_networks_measured_latency(table, tmp_path):
     # every layer costs the same on the fake clock: the narrowest network is no cheaper, and the run says so
     assert result.floor["latency@host"] == pytest.approx(result.start["latency@host"])
     assert "unreachable by shrinking: latency@host" in result.message
-    assert_consistent(result.measured, result.targets["latency@host"])
+    # the 50% budget is a share of the table's sum: judged after the same x1.5 correction as the prediction
+    assert result.measured["budget_table_s"] == result.targets["latency@host"]
+    assert_consistent(result.measured, 1.5 * result.targets["latency@host"])
     assert result.measured["table_s"] == pytest.approx(result.final.resources["latency@host"])  # uncorrected
     write_family(tmp_path / "fam", plot=False)
     final = json.loads((tmp_path / "fam" / "family.json").read_text())[-1]

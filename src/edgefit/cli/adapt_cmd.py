@@ -90,3 +90,7 @@ def demo_section(echo) -> None:
         on_iteration=lambda m, info: echo(_progress_line(m, info)),
     )
     echo(f"{result.message}; family in {out}")
+    if result.measured is not None:
+        from edgefit.search.host_check import check_markdown
+
+        echo(f"final network, {check_markdown(result.measured)}")
