@@ -82,3 +82,9 @@ def test_unmeetable_budget_keeps_the_best_network_and_exits_1(capsys, tmp_path, 
     assert code == 1 and "peak_activations 8KiB" in out  # target 8192 - 2.5% = 7987.2 B
     assert err == "warning: budget not met: budget cannot be met: no block can shrink enough to reach " \
                   "peak_activations <= 7987; kept the best network so far\n"
+
+
+def test_unknown_relative_to_is_one_line_exit_2(capsys, tmp_path, net_file):
+    code, _, err = run(capsys, "adapt", f"{net_file}:build", "--budget", "macs=50%", "--relative-to", "floor",
+                       "-o", str(tmp_path / "f"), "--train-epochs", "0")
+    assert code == 2 and "relative_to must be one of ('total', 'reducible')" in err and err.count("\n") == 1

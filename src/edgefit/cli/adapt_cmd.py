@@ -45,17 +45,18 @@ def adapt(
     train_epochs: int = typer.Option(20, help="training epochs when no --weights is given"),
     lut: Path | None = typer.Option(None, help="latency lookup table file (default: the cache dir's)"),
     seed: int = typer.Option(0, help="seed of every fine-tune"),
+    relative_to: str = typer.Option("total", help="what a % budget is a share of: total, or reducible (above the network with every block at --channel-step channels)"),
+    interpolate: bool = typer.Option(False, help="interpolate the latency table for unmeasured channel counts instead of measuring them"),
 ) -> None:
     """NetAdapt: shrink one block per iteration until every budget is met; keep the whole family."""
     from edgefit.search.netadapt import NetAdaptConfig
-    from edgefit.search.netadapt.run import adapt_model, default_executor
+    from edgefit.search.netadapt.run import adapt_model
 
-    cfg = NetAdaptConfig(
-        budgets=tuple(budget), initial_reduction=initial_reduction, decay=decay,
-        short_term_epochs=short_term_epochs, long_term_epochs=long_term_epochs, selection=selection,
+    cfg = NetAdaptConfig.from_options(
+        budget, workers=workers, executor=executor, ray_address=ray_address, initial_reduction=initial_reduction,
+        decay=decay, short_term_epochs=short_term_epochs, long_term_epochs=long_term_epochs, selection=selection,
         channel_step=channel_step, max_iterations=max_iterations, seed=seed, device=device, bits=bits,
-        executor=default_executor(workers, ray_address, executor),
-    )
+        relative_to=relative_to, interpolate=interpolate)
     result = adapt_model(model, budgets=budget, output_dir=output_dir, weights=weights, dataset=dataset,
                          resolution=resolution, train_epochs=train_epochs, config=cfg, lut=lut,
                          on_iteration=lambda m, info: typer.echo(_progress_line(m, info)))
@@ -63,6 +64,10 @@ def adapt(
         typer.echo(f"(resumed after iteration {result.resumed_from})")
     for label, how in result.how.items():
         typer.echo(f"{label}: {how}")
+    if result.measured is not None:
+        from edgefit.search.host_check import check_markdown
+
+        typer.echo(f"final network, {check_markdown(result.measured)}")
     typer.echo((output_dir / "family.md").read_text())
     typer.echo(f"{result.message}. Family in {output_dir}/ (family.md, family.png, model.py:final)")
     if not result.met:
@@ -85,3 +90,7 @@ def demo_section(echo) -> None:
         on_iteration=lambda m, info: echo(_progress_line(m, info)),
     )
     echo(f"{result.message}; family in {out}")
+    if result.measured is not None:
+        from edgefit.search.host_check import check_markdown
+
+        echo(f"final network, {check_markdown(result.measured)}")

@@ -59,13 +59,8 @@ def search_command(
 
     config = optimizer_config(algorithm, seed=seed)
     eval_config = EvalConfig(epochs=epochs, train_fraction=train_fraction, seed=seed)
-    data = None
-    if any(o.strip().startswith("accuracy") for o in objective):
-        from edgefit.data import load_dataset
-
-        data = load_dataset(dataset)
     kwargs = dict(objectives=objective, constraints=constraint, trials=trials, storage=storage,
-                  study_name=study_name, data=data, eval_config=eval_config, workers=workers,
+                  study_name=study_name, data=dataset, eval_config=eval_config, workers=workers,
                   ray_address=ray_address)
     if quiet:
         result = search(space, config, **kwargs)
@@ -89,6 +84,8 @@ def _print_result(result, fmt: SearchFormat, output_dir: Path) -> None:
     typer.echo(f"{title} of study {result.study_name!r} ({len(result.records)} samples, space size {result.space.size:,}):")
     typer.echo(result.to_markdown() if fmt is SearchFormat.markdown else result.table())
     typer.echo(result.time_nas_line())
+    for line in result.host_latency_lines():
+        typer.echo(line)
     if result.recovered:
         typer.echo(f"recovered trials left running by a dead process: {result.recovered} (retried)")
     first = next(p for p in paths if p.suffix == ".py")

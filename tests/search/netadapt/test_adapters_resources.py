@@ -83,3 +83,40 @@ def test_executor_config_and_serial_map():
         ExecutorConfig("mpi")
     with pytest.raises(ConfigError, match="only for the ray executor"):
         ExecutorConfig("process", 2, "auto")
+
+
+def test_floor_is_every_block_at_its_narrowest_width():
+    from edgefit.search.netadapt.algorithm import _unreachable, resource_floor
+
+    net = tiny_net().eval()
+    adapter = adapter_for(net, None, ("macs=50%", "params=50%"))
+    floor = resource_floor(adapter, net)
+    # both 32-channel blocks at 8 channels on 8x8: conv 1->8 and 8->8 (3x3, 64 positions), fc 8->10
+    conv_macs = 8 * 9 * 64 + 8 * 8 * 9 * 64
+    narrow = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                 torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+                                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10))
+    totals = edgefit.profile(narrow, input_shape=(1, 1, 8, 8)).totals
+    assert floor == {"macs": float(totals.macs), "params": float(totals.params)}
+    assert totals.macs >= conv_macs + 80
+    assert totals.params == (8 * 9 + 8) + 2 * 8 + (8 * 8 * 9 + 8) + (8 * 10 + 10)
+    text = _unreachable(floor, {"macs": floor["macs"] - 1, "params": floor["params"]})
+    assert text.startswith("unreachable by shrinking: macs <=") and "params" not in text
+    assert _unreachable(floor, {"macs": floor["macs"]}) == "" and _unreachable(None, {"macs": 1.0}) == ""
+
+
+def test_reducible_budgets_are_shares_above_the_floor():
+    from edgefit.search.netadapt import NetAdaptConfig
+    from edgefit.search.netadapt.algorithm import _offsets, budget_targets
+
+    start, floor = {"macs": 608576.0}, {"macs": 41552.0}
+    total = NetAdaptConfig(budgets=("macs=50%",))
+    reducible = NetAdaptConfig(budgets=("macs=50%",), relative_to="reducible")
+    assert budget_targets(total, start, _offsets(total, floor, start, ["macs"])) == {"macs": 304288.0}
+    # 41,552 + 0.5 x (608,576 - 41,552) = 325,064
+    assert budget_targets(reducible, start, _offsets(reducible, floor, start, ["macs"])) == {"macs": 325064.0}
+    with pytest.raises(ConfigError, match="nothing is reducible"):
+        _offsets(reducible, {"macs": 608576.0}, start, ["macs"])
+    with pytest.raises(ConfigError, match="relative_to"):
+        NetAdaptConfig(budgets=("macs=50%",), relative_to="floor")
+    assert "relative_to" not in total.fingerprint() and reducible.fingerprint()["relative_to"] == "reducible"

@@ -84,6 +84,9 @@ class SearchResult:
         time_nas: the lectures' accounting, time_nas = num_samples x time_per_sample
             (``samples``, ``evaluated``, ``infeasible``, ``seconds_per_sample``,
             ``time_nas_seconds``, ``supernet_seconds``, ``wall_seconds``, ``workers``).
+        host_latency: trial number -> the lookup-table prediction, its interval and the
+            measured host latency of that final architecture (`measure_host_latency`; filled
+            by `edgefit.search.search` when an objective or constraint is ``latency@host``).
     """
 
     study_name: str
@@ -97,6 +100,7 @@ class SearchResult:
     failed: int = 0
     recovered: list[int] = field(default_factory=list)
     time_nas: dict = field(default_factory=dict)
+    host_latency: dict = field(default_factory=dict)
 
     @classmethod
     def from_study(cls, study, space, objectives, constraints, algorithm, storage, *, wall_seconds, recovered, workers):
@@ -140,6 +144,26 @@ class SearchResult:
             return None
         key, sign = self.objectives[0], (1 if self.directions[0] == "maximize" else -1)
         return max(ok, key=lambda r: (sign * r.values[key], -r.number))
+
+    def measure_host_latency(self, records=None, *, table=None, budget_s: float | None = None) -> dict:
+        """Predict (with the interval) and measure on this host each front architecture (or ``records``).
+
+        Call it when no trial runs: the measurement must not share the host with training.
+        Results go to ``host_latency`` (trial number -> `edgefit.search.host_check.host_latency_check`).
+        """
+        from edgefit.search.host_check import host_latency_check
+
+        for r in self.front if records is None else records:
+            model = self.space.build(r.arch).eval()
+            self.host_latency[r.number] = host_latency_check(model, self.space.input_shape(), table=table,
+                                                             budget_s=budget_s)
+        return self.host_latency
+
+    def host_latency_lines(self) -> list[str]:
+        """One line per measured architecture: predicted with its interval, measured, inside or not."""
+        from edgefit.search.host_check import check_markdown
+
+        return [f"trial {n}: {check_markdown(c)}" for n, c in sorted(self.host_latency.items())]
 
     def time_nas_line(self) -> str:
         """The lectures' accounting in one line."""
@@ -189,6 +213,7 @@ class SearchResult:
             "recovered": self.recovered,
             "front": [r.__dict__ for r in self.front],
             "records": [r.__dict__ for r in self.records],
+            "host_latency": {str(n): c for n, c in self.host_latency.items()},
         }
 
     def plot(self, path: str | os.PathLike) -> Path:
@@ -248,6 +273,8 @@ class SearchResult:
         for r in self.front if records is None else records:
             spec = {"study": self.study_name, "trial": r.number, "space": self.space.to_dict(), "arch": r.arch,
                     "values": r.values, "metrics": r.metrics, "input_shape": list(self.space.input_shape())}
+            if r.number in self.host_latency:
+                spec["host_latency"] = self.host_latency[r.number]
             js = atomic_write(directory / f"arch_{r.number}.json", json.dumps(spec, indent=2))
             paths.append(js)
             paths.append(atomic_write(directory / f"arch_{r.number}.py", _BUILDER.format(

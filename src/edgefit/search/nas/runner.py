@@ -153,7 +153,8 @@ def search(
         trials: finished samples wanted in the study (resuming counts the ones stored).
         storage: an Optuna storage URL (``sqlite:///study.db``); None keeps it in memory.
         study_name: default ``<space>-<algorithm>-<objectives>``.
-        data: the dataset for accuracy (default: digits).
+        data: the dataset for accuracy, or its name (``digits``, a ``.npz``: loaded only when
+            the search trains, `needs_data`); default: digits.
         eval_config: how accuracy is approximated (`EvalConfig`).
         evaluate: replaces the training: ``evaluate(arch) -> {metric key: value}``.
         workers: trials in flight. None: 1 in this process, or every CPU of the Ray
@@ -186,10 +187,7 @@ def search(
     eval_config = eval_config or EvalConfig()
     keys = cheap_keys(objectives, constraints)
     _check_feasible_at_all(space, constraints, keys, latency_table)
-    if data is None and evaluate is None:
-        from edgefit.data import load_digits
-
-        data = load_digits()
+    data = _dataset(data, evaluate, objectives, config)
     with _quiet_optuna():
         store = open_storage(storage, heartbeat_s=heartbeat_s, grace_s=grace_s)
         name = study_name or _study_name(space, config, objectives)
@@ -205,9 +203,46 @@ def search(
             runner.run(trials, pool)
         finally:
             pool.close()
-        return SearchResult.from_study(study, space, objectives, constraints, config.name, storage,
-                                       wall_seconds=time.perf_counter() - start, recovered=recovered,
-                                       workers=pool.width)
+        result = SearchResult.from_study(study, space, objectives, constraints, config.name, storage,
+                                         wall_seconds=time.perf_counter() - start, recovered=recovered,
+                                         workers=pool.width)
+    if HOST_LATENCY in keys and result.feasible:  # every trial is done: nothing else loads the host
+        result.measure_host_latency(table=latency_table, budget_s=_host_budget(constraints))
+    return result
+
+
+HOST_LATENCY = "latency@host"
+
+
+def _host_budget(constraints) -> float | None:
+    """The tightest ``latency@host<=...`` limit, if any."""
+    limits = [c.limit for c in constraints if c.objective is not None and c.key == HOST_LATENCY]
+    return min(limits) if limits else None
+
+
+def needs_data(objectives: Sequence[str | Objective], algorithm: str | OptimizerConfig = "random") -> bool:
+    """Whether a search with these objectives trains (an ``accuracy`` objective, or DARTS's supernet).
+
+    >>> needs_data(["latency@host", "macs"]), needs_data(["accuracy", "macs"]), needs_data(["macs"], "darts")
+    (False, True, True)
+    """
+    name = algorithm if isinstance(algorithm, str) else algorithm.name
+    return name == "darts" or any(o.metric == "accuracy" for o in _objectives(objectives))
+
+
+def _dataset(data, evaluate, objectives, config):
+    """The dataset: ``data`` itself, loaded by name (``digits``, a ``.npz``) only when the search trains."""
+    if isinstance(data, str):
+        if evaluate is None and needs_data(objectives, config):
+            from edgefit.data import load_dataset
+
+            return load_dataset(data)
+        data = None
+    if data is None and evaluate is None:
+        from edgefit.data import load_digits
+
+        return load_digits()
+    return data
 
 
 def _objectives(objectives) -> list[Objective]:

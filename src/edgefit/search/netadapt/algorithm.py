@@ -35,6 +35,7 @@ from edgefit.search.netadapt.journal import FINAL, Journal, Member
 from edgefit.search.netadapt.schedule import DECAY, INITIAL, targets
 
 SELECTIONS = ("accuracy", "ratio")
+RELATIVE_TO = ("total", "reducible")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,13 @@ class NetAdaptConfig:
         device: where latency/energy budgets without ``@device`` are taken (``"host"``).
         bits: bit width of model size, peak activations and device estimates.
         executor: how proposals are fine-tuned (`edgefit.search.executor.ExecutorConfig`).
+        relative_to: what a percentage budget and the schedule's cuts are shares of:
+            ``"total"`` (the unadapted network's value, as published) or ``"reducible"``
+            (its value above the floor, `resource_floor`: every block at ``channel_step``
+            channels). ``latency=50%`` then means floor + 50% of (start - floor): for host
+            latency on small inputs, where per-layer call overhead does not fall with channels.
+        interpolate: price host latency with unmeasured channel counts interpolated from the
+            lookup table (`edgefit.search.netadapt.interpolate`) instead of measured.
     """
 
     budgets: tuple = ()
@@ -69,8 +77,12 @@ class NetAdaptConfig:
     device: str = "host"
     bits: int = 32
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    relative_to: str = "total"
+    interpolate: bool = False
 
     def __post_init__(self) -> None:
+        if self.relative_to not in RELATIVE_TO:
+            raise ConfigError(f"relative_to must be one of {RELATIVE_TO}, got {self.relative_to!r}")
         budgets = tuple(parse_budget(b) if isinstance(b, str) else b for b in self.budgets)
         if not budgets:
             raise ConfigError("give at least one budget, e.g. latency=50%")
@@ -92,11 +104,35 @@ class NetAdaptConfig:
         if self.channel_step < 1 or self.max_iterations < 1:
             raise ConfigError("channel_step and max_iterations must be >= 1")
 
+    @classmethod
+    def from_options(
+        cls,
+        budgets: Sequence[str | Budget],
+        *,
+        workers: int = 1,
+        executor: str | None = None,
+        ray_address: str | None = None,
+        **fields,
+    ) -> NetAdaptConfig:
+        """The config from command-line style options: the executor from ``workers``/``executor``/``ray_address``.
+
+        ``executor`` defaults to ``ray`` when ``ray_address`` is given, else the local process pool.
+
+        >>> cfg = NetAdaptConfig.from_options(["latency=50%"], workers=2, decay=0.9)
+        >>> cfg.executor.kind, cfg.executor.workers, cfg.decay
+        ('process', 2, 0.9)
+        """
+        kind = executor or ("ray" if ray_address else "process")
+        return cls(budgets=tuple(budgets), executor=ExecutorConfig(kind, workers, ray_address), **fields)
+
     def fingerprint(self) -> dict:
         """The settings a resumed run must share (the executor may change)."""
         d = asdict(self)
         d.pop("executor")
         d.pop("long_term_epochs")
+        for name, default in (("relative_to", "total"), ("interpolate", False)):
+            if d[name] == default:  # runs from before the setting existed resume
+                d.pop(name)
         d["budgets"] = [asdict(b) for b in self.budgets]
         return d
 
@@ -114,6 +150,10 @@ class AdaptResult:
         resumed_from: the iteration the run resumed after, or None.
         proposals: proposals scored by this call; wall_seconds: its wall time.
         how: how each resource was obtained.
+        floor: resources with every block at its narrowest width (`resource_floor`),
+            the least shrinking can reach; None for an adapter without widths.
+        measured: for a final network under a host-latency budget, the lookup-table
+            prediction beside an end-to-end measurement (`measure_final`).
     """
 
     members: list[Member]
@@ -129,6 +169,8 @@ class AdaptResult:
     wall_seconds: float = 0.0
     how: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    floor: dict[str, float] | None = None
+    measured: dict | None = None
 
     @property
     def final(self) -> Member:
@@ -211,7 +253,9 @@ def netadapt(
         start = members[0].resources
     else:
         start = adapter.compute_resource(model)
-    final_targets = {b.label(config.device): b.target(start[b.label(config.device)]) for b in config.budgets}
+    floor = resource_floor(adapter, model)
+    offset = _offsets(config, floor, start, labels)
+    final_targets = budget_targets(config, start, offset)
     current_model = model
     if not members:
         score = adapter.evaluate(model)
@@ -229,9 +273,13 @@ def netadapt(
         final_model = load_weights_(adapter.simplify_model_based_on_network_def(model, done[0].widths),
                                     journal.dir / done[0].weights)
         met = all(done[0].resources[k] <= v for k, v in final_targets.items())
+        measured = journal.meta("host_latency")
+        if measured is None and (measured := measure_final(adapter, final_model, final_targets)) is not None:
+            journal.put_meta("host_latency", measured)  # killed after the final network was saved
         return AdaptResult(members, start, final_targets, met, journal.meta("message") or "", final_model,
                            journal.dir, resumed_from, wall_seconds=time.perf_counter() - t0,
-                           how={k: _how(adapter, k) for k in labels})
+                           how={k: _how(adapter, k) for k in labels}, measured=measured)
+    unreachable = _unreachable(floor, final_targets)
     own = executor is None
     executor = make_executor(config.executor) if own else executor
     proposals_scored = iterations = 0
@@ -243,7 +291,7 @@ def netadapt(
                 message = f"budget not met after {config.max_iterations} iterations"
                 break
             step = {
-                k: targets(start[k], current.resources[k], final_targets[k], i,
+                k: targets(start[k] - offset[k], current.resources[k], final_targets[k], i,
                            initial=config.initial_reduction, decay=config.decay)
                 for k in labels
             }
@@ -274,17 +322,96 @@ def netadapt(
             executor.close()
     met = all(current.resources[k] <= v for k, v in final_targets.items())
     message = message or f"budgets met after {current.iteration} iterations"
+    if not met and unreachable:
+        message += f"; {unreachable}"
     journal.put_meta("message", message)
     adapter.fine_tune(current_model, config.long_term_epochs, config.seed)
     final = _save(journal, current_model, Member(
         FINAL, None, current.widths, current.resources, adapter.evaluate(current_model),
         _test(adapter, current_model), _name(FINAL), 0, time.perf_counter() - t0))
     members.append(final)
+    measured = measure_final(adapter, current_model, final_targets)
+    if measured is not None:
+        journal.put_meta("host_latency", measured)
     if on_iteration:
         on_iteration(final, {"targets": final_targets, "proposals": 0})
     return AdaptResult(members, start, final_targets, met, message, current_model, journal.dir, resumed_from,
                        proposals_scored, iterations, time.perf_counter() - t0,
-                       how={k: _how(adapter, k) for k in labels}, notes=list(getattr(adapter.meter, "notes", [])))
+                       how={k: _how(adapter, k) for k in labels},
+                       notes=list(getattr(getattr(adapter, "meter", None), "notes", [])), floor=floor,
+                       measured=measured)
+
+
+def measure_final(adapter, model: nn.Module, final_targets: dict[str, float]) -> dict | None:
+    """Under a host-latency budget: the final network's table prediction, interval and measured latency.
+
+    Runs after every trial has returned (the executor is idle or closed), so the
+    measurement shares the host with none of this run's training. A percentage budget,
+    a share of the table's own sum, is scaled by the host correction's factor before it
+    is compared with the corrected prediction and the measurement. None without a
+    ``latency@host`` budget or an adapter whose meter has an ``input_shape``.
+    """
+    from edgefit.search.host_check import host_latency_check
+
+    meter = getattr(adapter, "meter", None)
+    if "latency@host" not in final_targets or not hasattr(meter, "input_shape"):
+        return None
+    relative = any(b.relative for b in getattr(meter, "budgets", ()) if b.label(meter.device) == "latency@host")
+    # a % budget is a share of the table's own sum: judged after the same correction as the prediction
+    return host_latency_check(model, meter.input_shape, table=getattr(meter, "table", None),
+                              budget_s=final_targets["latency@host"], budget_on_table=relative)
+
+
+def resource_floor(adapter, model: nn.Module) -> dict[str, float] | None:
+    """Resources of ``model`` with every block at its narrowest proposal width (``adapter.channel_step``).
+
+    No proposal goes below it, so a budget under the floor cannot be met: what does
+    not fall with channels (per-layer call overhead, the input layer, the classifier)
+    is all that is left. None when the adapter has no ``channel_step`` or widths.
+    """
+    step = getattr(adapter, "channel_step", None)
+    widths = adapter.get_network_def_from_model(model)
+    if step is None or not isinstance(widths, dict):
+        return None
+    narrow = {b: min(w, step) for b, w in widths.items()}
+    return adapter.compute_resource(adapter.simplify_model_based_on_network_def(model, narrow))
+
+
+def budget_targets(config: NetAdaptConfig, start: dict[str, float], offset: dict[str, float]) -> dict[str, float]:
+    """Each budget as an absolute value: a share of ``start - offset`` above ``offset``, or the absolute value.
+
+    >>> cfg = NetAdaptConfig(budgets=("macs=50%", "params=1k"))
+    >>> budget_targets(cfg, {"macs": 100.0, "params": 5000.0}, {"macs": 20.0, "params": 0.0})
+    {'macs': 60.0, 'params': 1000.0}
+    """
+    out = {}
+    for b in config.budgets:
+        k = b.label(config.device)
+        out[k] = offset[k] + b.value * (start[k] - offset[k]) if b.relative else b.target(start[k])
+    return out
+
+
+def _offsets(config: NetAdaptConfig, floor, start: dict[str, float], labels) -> dict[str, float]:
+    """What relative budgets and the schedule's cuts leave aside: 0, or the floor (``relative_to="reducible"``)."""
+    if config.relative_to == "total":
+        return dict.fromkeys(labels, 0.0)
+    if floor is None:
+        raise ConfigError("relative_to='reducible' needs an adapter with channel widths (a floor to measure from)")
+    for k in labels:
+        if not floor[k] < start[k]:
+            raise ConfigError(f"{k}: nothing is reducible (the narrowest network needs {floor[k]:.4g},"
+                              f" the unadapted one {start[k]:.4g})")
+    return {k: floor[k] for k in labels}
+
+
+def _unreachable(floor: dict[str, float] | None, final_targets: dict[str, float]) -> str:
+    """Which budgets lie below the floor, in words ('' when none does)."""
+    if not floor:
+        return ""
+    below = [f"{k} <= {v:.4g} is below {floor[k]:.4g}" for k, v in final_targets.items() if k in floor and floor[k] > v]
+    if not below:
+        return ""
+    return "unreachable by shrinking: " + ", ".join(below) + " (every block at its narrowest width)"
 
 
 def _test(adapter, model) -> float | None:

@@ -52,10 +52,19 @@ def family_sections(members: list[Member], score_name: str = "val accuracy") -> 
 def write_family(output_dir: str | Path, score_name: str = "val accuracy", plot: bool = True) -> list[Path]:
     """Write ``family.md``, ``family.json``, ``family.sections.json`` (for ``edgefit report --section``)
     and (with matplotlib) ``family.png`` into ``output_dir``."""
-    members = Journal(output_dir).members()
+    journal = Journal(output_dir)
+    members = journal.members()
+    check = journal.meta("host_latency")
+    rows = [m.to_dict() for m in members]
+    text = family_markdown(members, score_name)
+    if check is not None:  # the final network's measured host latency beside the table's prediction
+        from edgefit.search.host_check import check_markdown
+
+        rows[-1]["host_latency"] = check
+        text += f"\nFinal network, {check_markdown(check)}.\n"
     out = Path(output_dir)
-    paths = [atomic_write(out / "family.md", family_markdown(members, score_name)),
-             atomic_write(out / "family.json", json.dumps([m.to_dict() for m in members], indent=2)),
+    paths = [atomic_write(out / "family.md", text),
+             atomic_write(out / "family.json", json.dumps(rows, indent=2)),
              atomic_write(out / "family.sections.json",
                           json.dumps(family_sections(members, score_name), indent=2))]
     if plot:

@@ -17,6 +17,7 @@ from torch import nn
 
 from edgefit.errors import ConfigError
 from edgefit.search.netadapt.budgets import Budget
+from edgefit.search.netadapt.interpolate import InterpolatingTable
 
 HOW = {
     "latency@host": "sum of the host's per-layer latency lookup table (each new layer configuration measured once)",
@@ -41,6 +42,9 @@ class ResourceMeter:
         bits: weight and activation bit width of ``model_size``/``peak_activations``
             and of the device estimates.
         table: the host `edgefit.measure.LatencyTable` (default: the one in the cache dir).
+        interpolate: answer a layer whose channel count is not in the table from the two
+            nearest measured counts of the same layer (`InterpolatingTable`) instead of
+            measuring it.
     """
 
     budgets: Sequence[Budget]
@@ -49,6 +53,7 @@ class ResourceMeter:
     bits: int = 32
     table: object | None = None
     notes: list[str] = field(default_factory=list)
+    interpolate: bool = False
 
     def __post_init__(self) -> None:
         from edgefit.hardware import get_device
@@ -68,7 +73,10 @@ class ResourceMeter:
     def how(self, label: str) -> str:
         """How ``label`` is obtained, in words."""
         key = label if label in HOW else label.split("@")[0] + "@device"
-        return HOW.get(key, HOW.get(label.split("@")[0], ""))
+        text = HOW.get(key, HOW.get(label.split("@")[0], ""))
+        if label == "latency@host" and self.interpolate:
+            text += "; unmeasured channel counts interpolated between the two nearest measured ones"
+        return text
 
     def __call__(self, model: nn.Module, labels: Sequence[str] | None = None) -> dict[str, float]:
         """``{label: value}`` of ``model`` on each resource (seconds, joules, MACs, bytes...)."""
@@ -104,7 +112,11 @@ class ResourceMeter:
 
         if self.table is None:
             self.table = LatencyTable()
-        pred = predict_latency(model, profile, table=self.table, measure=False)
+        if self.interpolate and not isinstance(self.table, InterpolatingTable):
+            self.table = InterpolatingTable(self.table)
+        # the table's own sum, never a host correction: a stored correction appears once calibrated, and
+        # a run resumed across that moment would mix scaled and unscaled values
+        pred = predict_latency(model, profile, table=self.table, measure=False, correction=False)
         missing = pred.unpredicted
         if missing:
             note = f"latency@host leaves out {len(missing)} unpredicted rows: {', '.join(missing[:3])}"

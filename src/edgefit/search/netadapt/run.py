@@ -12,7 +12,6 @@ import torch
 
 from edgefit._io import atomic_write
 from edgefit.errors import ConfigError
-from edgefit.search.executor import ExecutorConfig
 from edgefit.search.netadapt.adapter import ConvnetAdapter
 from edgefit.search.netadapt.algorithm import AdaptResult, NetAdaptConfig, netadapt
 from edgefit.search.netadapt.channels import shrink
@@ -93,7 +92,8 @@ def adapt_model(
     shape = (1, *data.sample_shape)
     with _one_thread():
         table = LatencyTable(lut) if lut is not None else None
-        meter = ResourceMeter(config.budgets, shape, device=config.device, bits=config.bits, table=table)
+        meter = ResourceMeter(config.budgets, shape, device=config.device, bits=config.bits, table=table,
+                              interpolate=config.interpolate)
         adapter = ConvnetAdapter(net, torch.zeros(shape), meter, data, channel_step=config.channel_step)
         journal = Journal(output_dir)
         journal.put_meta("model", {"spec": model, "input_shape": list(shape)})
@@ -135,11 +135,6 @@ def load_family_member(output_dir: str | Path, iteration: int = FINAL) -> torch.
     base = resolve_model(meta["spec"]).model
     net = shrink(base, torch.zeros(meta["input_shape"]), members[iteration].widths)
     return load_weights_(net, path / members[iteration].weights)
-
-
-def default_executor(workers: int, ray_address: str | None, kind: str | None) -> ExecutorConfig:
-    """``kind`` or, by default, ``ray`` when an address is given, else the local process pool."""
-    return ExecutorConfig(kind or ("ray" if ray_address else "process"), workers, ray_address)
 
 
 def demo_model() -> torch.nn.Module:
