@@ -178,14 +178,20 @@ def int8_agreement(log) -> str:
     train(net, data, TrainConfig(epochs=FLOAT_EPOCHS, seed=0))
     cal = data.x_train[:512]
     quantize_(net, LinearQuantConfig(bits=8, act_bits=8, symmetric=True, per_channel=True), calibration=cal)
+    a_sim = evaluate(net, data)
     with tempfile.TemporaryDirectory() as tmp:
-        ort = OrtModel(export_int8(net, Path(tmp) / "q.onnx", (1, 1, 8, 8), cal))
-        a_ort, a_sim = ort.accuracy(data), evaluate(net, data)
+        a_ort, a_first = (OrtModel(export_int8(net, Path(tmp) / "q.onnx", (1, 1, 8, 8), cal, keep_first_float=f)).accuracy(data)
+                          for f in (False, True))
+    ok = lambda a: "met" if abs(a - a_sim) <= 0.002 + 1e-9 else "**missed**"  # noqa: E731
     line = (f"Digits LeNet-5, 8-bit weights (symmetric, per channel) and activations: simulated in PyTorch"
             f" {100 * a_sim:.2f}%, ONNX Runtime int8 {100 * a_ort:.2f}% (difference {100 * abs(a_ort - a_sim):.2f} pp;"
-            f" target <= 0.2 pp: {'met' if abs(a_ort - a_sim) <= 0.002 + 1e-9 else '**missed**'}).")
+            f" target <= 0.2 pp: {ok(a_ort)}); with the first conv in fp32 {100 * a_first:.2f}%"
+            f" ({100 * abs(a_first - a_sim):.2f} pp: {ok(a_first)}).")
     log(line)
     return line
+
+
+INT8_VARIANTS = {"int8": {}, "int8, first conv fp32": {"keep_first_float": True}}
 
 
 def int8_rows(rounds: int, log) -> list:
@@ -198,16 +204,17 @@ def int8_rows(rounds: int, log) -> list:
         model = create(name).eval()
         cal = rng.standard_normal((16, 3, 224, 224)).astype(np.float32)
         with tempfile.TemporaryDirectory() as tmp:
-            f32 = export_onnx(model, Path(tmp) / "f.onnx", (1, 3, 224, 224))
-            i8 = export_int8(model, Path(tmp) / "i.onnx", (1, 3, 224, 224), cal)
-            sizes = (f32.stat().st_size, i8.stat().st_size)
+            files = {"fp32": export_onnx(model, Path(tmp) / "f.onnx", (1, 3, 224, 224))}
+            for i, (k, kw) in enumerate(INT8_VARIANTS.items()):
+                files[k] = export_int8(model, Path(tmp) / f"i{i}.onnx", (1, 3, 224, 224), cal, **kw)
+            sizes = {k: f.stat().st_size for k, f in files.items()}
+            sessions = {k: OrtModel(f) for k, f in files.items()}
             for batch in (1, 8):
                 x = cal[:batch]
-                a, b = OrtModel(f32), OrtModel(i8)
-                t = _interleaved({"fp32": lambda: a(x), "int8": lambda: b(x)}, rounds, 2 if batch == 1 else 1)  # noqa: B023
-                (mf, sf), (mi, si) = _median_spread(t["fp32"]), _median_spread(t["int8"])
-                rows.append((name, batch, mf, sf, mi, si, sizes))
-                log(f"{name} batch {batch}: fp32 {1e3 * mf:.1f} ms, int8 {1e3 * mi:.1f} ms -> {mf / mi:.2f}x")
+                fns = {k: (lambda s=s: s(x)) for k, s in sessions.items()}  # noqa: B023
+                t = _interleaved(fns, rounds, 5 if batch == 1 else 1)
+                rows.append((name, batch, {k: _median_spread(v) for k, v in t.items()}, sizes))
+                log(f"{name} batch {batch}: " + ", ".join(f"{k} {1e3 * statistics.median(v):.1f} ms" for k, v in t.items()))
     return rows
 
 
@@ -294,13 +301,26 @@ def speed_markdown(int8: list, binary: list, agreement: str = "", compile_s: flo
            "",
            "### int8 (ONNX Runtime QDQ, per-channel int8 weights, uint8 activations) vs fp32 (ONNX Runtime)",
            "",
+           "Both from the same TorchScript export, both on ONNX Runtime's CPU provider with the same session options:"
+           " `ORT_ENABLE_ALL` graph optimizations (which fuse each QDQ Conv, ReLU/ReLU6 (Clip), residual Add, pooling"
+           " and Gemm into QLinearConv / QLinearAdd / QGemm in NHWC, depthwise convolutions included), one intra-op"
+           " and one inter-op thread. int8: `quant_pre_process`, then `quantize_static` (QDQ, MinMax calibration on"
+           " 16 inputs, no `reduce_range`: this CPU has VNNI). \"first conv fp32\": the same with the first"
+           " convolution excluded (`nodes_to_exclude`), as the lectures' low-precision methods keep the first layer;"
+           " on a 3-channel input ONNX Runtime's int8 convolution is slower here than its fp32 one (profiled: about"
+           " 2x on MobileNetV2's first layer). Batch 1 is timed 5 calls per round.",
+           "",
            agreement,
            "",
-           "| model | batch | fp32 ms (spread) | int8 ms (spread) | speed-up | target >= 2x | ONNX file fp32 -> int8 |",
-           "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
-    for name, batch, mf, sf, mi, si, (s32, s8) in int8:
+           "| model | batch | fp32 ms (spread) | int8 ms (spread) | speed-up | int8, first conv fp32 ms (spread) | speed-up |"
+           " target >= 2x | ONNX file fp32 -> int8 |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+    for name, batch, t, sizes in int8:
+        (mf, sf), (mi, si), (m1, s1) = t["fp32"], t["int8"], t["int8, first conv fp32"]
+        target = ("met" if mf / mi >= 2 else ("met with the first conv fp32" if mf / m1 >= 2 else "**missed**"))
         out.append(f"| {name} | {batch} | {1e3 * mf:.1f} ({100 * sf:.0f}%) | {1e3 * mi:.1f} ({100 * si:.0f}%) | {mf / mi:.2f}x |"
-                   f" {'met' if mf / mi >= 2 else '**missed**'} | {s32 / 1e6:.1f} MB -> {s8 / 1e6:.1f} MB ({s32 / s8:.1f}x) |")
+                   f" {1e3 * m1:.1f} ({100 * s1:.0f}%) | {mf / m1:.2f}x | {target} | {sizes['fp32'] / 1e6:.1f} MB ->"
+                   f" {sizes['int8'] / 1e6:.1f} MB ({sizes['fp32'] / sizes['int8']:.1f}x) |")
     out += ["",
             "### Binary: bit-packed XNOR + popcount vs fp32 torch (oneDNN), batch 1",
             "",
