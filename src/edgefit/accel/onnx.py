@@ -194,11 +194,12 @@ class ExportCheck:
 
 
 def export_checked(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...], *,
-                   calibration=None) -> ExportCheck:
+                   calibration=None, keep_first_float: bool = False) -> ExportCheck:
     """Export ``model`` (float, or int8 QDQ with ``calibration`` inputs) and compare with PyTorch.
 
     Float exports are checked on 2 seeded random inputs, int8 ones on the first 8
-    calibration inputs (the int8 model against the float one).
+    calibration inputs (the int8 model against the float one). ``keep_first_float``
+    is :func:`export_int8`'s.
 
     Raises:
         ConfigError: the calibration samples do not have the model's input shape.
@@ -211,7 +212,7 @@ def export_checked(model: nn.Module, path: str | os.PathLike, input_shape: tuple
             raise ConfigError(f"calibration samples are {tuple(calibration.shape[1:])}, "
                               f"the model takes {tuple(input_shape[1:])}")
         x = np.ascontiguousarray(calibration[:8], dtype=np.float32)
-        export_int8(model, path, input_shape, calibration)
+        export_int8(model, path, input_shape, calibration, keep_first_float=keep_first_float)
     x = torch.from_numpy(x)
     with torch.no_grad():
         ref = _strip_act_quantizers(model)(x).numpy()
