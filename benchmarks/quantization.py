@@ -9,11 +9,12 @@ and spread over the seeds, the file is the bit-packed ``.efz`` on disk beside
 the fp32 safetensors file.
 
 Speed (``--part speed``, run under ``flock /tmp/edgefit-bench.lock``): int8
-(ONNX Runtime, QDQ) vs fp32 (ONNX Runtime) for MobileNetV2 and ResNet-50 at
-224x224, batch 1 and 8; the bit-packed XNOR + popcount kernel vs fp32 torch
-(one thread each) on the AlexNet/VGG FC shapes and a few conv layers at batch
-1; the bytes of each layer's weights. Medians over rounds, interleaved, with the
-spread.
+(ONNX Runtime, QDQ; all layers, and with the first conv kept fp32) vs fp32 (ONNX
+Runtime, same session options) for MobileNetV2 and ResNet-50 at 224x224, batch 1
+and 8; the bit-packed XNOR + popcount kernels (numba, and the numpy fallback) vs
+fp32 torch, one thread each, on the AlexNet/VGG FC shapes and a few conv layers
+at batch 1; the bytes of each layer's weights. Medians over rounds, interleaved,
+with the spread.
 
     flock /tmp/edgefit-bench.lock .venv/bin/python benchmarks/quantization.py
     .venv/bin/python benchmarks/quantization.py --part accuracy --seeds 3
