@@ -266,6 +266,7 @@ def binary_rows(rounds: int, log) -> list:
 
 
 BINARY_BACKENDS = ("numba", "numpy")
+LOAD_AT_START = "not measured"
 
 
 def numba_compile_seconds() -> float:
@@ -298,7 +299,13 @@ def speed_markdown(int8: list, binary: list, agreement: str = "", compile_s: flo
            "",
            f"Shared 2-core VM (other engineers' jobs running; timing runs serialized with a lock), {platform.processor() or platform.machine()},"
            f" CPU flags: {cpu_flags()}; ONNX Runtime {onnxruntime.__version__}, torch {torch.__version__}, numpy {np.__version__}."
-           " One thread everywhere. Median over interleaved rounds; spread = (max - min) / median.",
+           " One thread everywhere. Median over interleaved rounds; spread = (max - min) / median."
+           f" Load average when the speed part started: {LOAD_AT_START}.",
+           "",
+           "Changed since the previous version of this table: the XNOR kernels run on numba (fused XOR, `popcnt` and"
+           " add per 64-bit word; the convolution on channel-packed pixels per kernel tap) instead of numpy's separate"
+           " passes, which stay as the fallback and are timed beside them; the int8 table adds the model with its first"
+           " conv in fp32; batch 1 is timed 5 calls per round instead of 2, to average over more of the host's noise.",
            "",
            "### int8 (ONNX Runtime QDQ, per-channel int8 weights, uint8 activations) vs fp32 (ONNX Runtime)",
            "",
@@ -357,6 +364,8 @@ def main(argv=None) -> int:
         rows, _ = accuracy_rows(args.seeds, log)
         new["Summary of reduced precision on digits"] = "\n".join(accuracy_markdown(rows, args.seeds))[3:]
     if args.part in ("all", "speed"):
+        global LOAD_AT_START
+        LOAD_AT_START = " / ".join(f"{v:.1f}" for v in os.getloadavg()) + " (1 / 5 / 15 min, 2 cores)"
         agree = int8_agreement(log)
         compile_s = numba_compile_seconds()
         binary = binary_rows(args.rounds, log)
