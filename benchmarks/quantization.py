@@ -259,7 +259,7 @@ def binary_rows(rounds: int, log) -> list:
             fp32 = lambda: F.conv2d(xt, wt, padding=p)  # noqa: B023, E731
         for b in BINARY_BACKENDS:  # exact, and the first (compiling or cache-loading) call is outside the timing
             assert np.array_equal(run(b), ref), (label, b)
-        t = _interleaved({"fp32": fp32, **{b: (lambda b=b: run(b)) for b in BINARY_BACKENDS}}, rounds, 3)
+        t = _interleaved({"fp32": fp32, **{b: (lambda b=b, run=run: run(b)) for b in BINARY_BACKENDS}}, rounds, 3)
         rows.append((label, {k: _median_spread(v) for k, v in t.items()}, w.nbytes, wp.nbytes))
         log(f"{label}: " + ", ".join(f"{k} {1e3 * statistics.median(v):.2f} ms" for k, v in t.items()))
     return rows

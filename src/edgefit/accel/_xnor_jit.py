@@ -6,13 +6,13 @@ compiles for the host CPU). Functions are cached on disk (``cache=True``), so th
 compile cost (seconds) is paid once per machine, not per process.
 
 Bit layout: the same as ``np.packbits`` (big-endian within a byte) viewed as
-little-endian uint64, so words packed here and by numpy are interchangeable.
+little-endian uint64 (x86 and ARM are little-endian), so words packed here and by
+numpy are interchangeable.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
@@ -27,9 +27,6 @@ def _popcount(typingctx, x):
         return builder.ctpop(args[0])
 
     return types.uint64(types.uint64), codegen
-
-
-_ = ir  # llvmlite is numba's code generator; imported so a broken install fails here, not at compile time
 
 
 @njit(cache=True, parallel=True)
