@@ -89,3 +89,19 @@ def test_export_checked_reports_the_difference_it_measured(tmp_path):
     assert check.max_abs_diff < 1e-5 and check.relative_diff < 1e-5
     with pytest.raises(ConfigError, match=r"calibration samples are \(5,\), the model takes \(4,\)"):
         export_checked(net, tmp_path / "q.onnx", (1, 4), calibration=np.zeros((8, 5), np.float32))
+
+
+@pytest.mark.slow
+def test_int8_can_keep_the_first_layer_float(tmp_path, trained):
+    import onnx
+
+    net, data = trained
+    cal = data.x_train[:256]
+    path = export_int8(net, tmp_path / "q.onnx", (1, 1, 8, 8), cal, keep_first_float=True)
+    graph = onnx.load(str(path)).graph
+    weights = {i.name for i in graph.initializer}
+    first = next(n for n in graph.node if n.op_type == "Conv")
+    assert first.input[0] == "input" and first.input[1] in weights  # the float input and float weights, no DQ
+    # int8 weights and int32 biases of the two Linears only
+    assert sum(n.op_type == "DequantizeLinear" and n.input[0] in weights for n in graph.node) == 4
+    assert abs(OrtModel(path).accuracy(data) - evaluate(net, data)) <= 0.01

@@ -57,3 +57,17 @@ def test_export_of_a_missing_op_is_one_line(tmp_path, capsys):
     assert main(["export", f"{mod}:build", "-i", "2,3", "-o", str(tmp_path / "s.onnx")]) == 2
     err = capsys.readouterr().err
     assert "aten::linalg_svd" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_export_int8_keeping_the_first_layer_float(tmp_path, weights, capsys):
+    import onnx
+
+    out = tmp_path / "q.onnx"
+    assert main(["export", "lenet_300_100_digits", "--weights", str(weights), "--int8", "--keep-first-float",
+                 "-o", str(out)]) == 0
+    assert "int8 vs float" in capsys.readouterr().out
+    graph = onnx.load(str(out)).graph
+    weights_ = {i.name for i in graph.initializer}
+    first = next(n for n in graph.node if n.op_type in ("Gemm", "MatMul"))
+    assert first.input[1] in weights_  # fp32 weights read directly, no DequantizeLinear in front

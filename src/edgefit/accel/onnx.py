@@ -98,8 +98,13 @@ class _Reader:
 
 
 def export_int8(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...], calibration,
-                *, per_channel: bool = True) -> Path:
+                *, per_channel: bool = True, keep_first_float: bool = False) -> Path:
     """Export ``model`` and quantize it to int8 QDQ ONNX, calibrated on ``calibration`` inputs.
+
+    With ``keep_first_float`` the first weight layer (Conv, Gemm or MatMul) stays
+    fp32, as the lectures' low-precision methods keep it: on a 3-channel image the
+    int8 convolution has little to gain (27 MACs per output) and ONNX Runtime's
+    fp32 kernel for it is the faster one on AVX-512 CPUs.
 
     Raises:
         ConfigError: no calibration data, or the export fails.
@@ -116,13 +121,25 @@ def export_int8(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
         with _quiet():
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
 
+        exclude = [_first_weight_node(pre)] if keep_first_float else None
+
         def write(out: str) -> None:
             with _quiet():
                 quantize_static(str(pre), out, _Reader(x), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=CalibrationMethod.MinMax)
+                                calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude)
 
         return atomic_write_with(path, write)
+
+
+def _first_weight_node(path: Path) -> str:
+    """The name of the first Conv, Gemm or MatMul node of an ONNX file, in graph (topological) order."""
+    import onnx
+
+    nodes = [n.name for n in onnx.load(str(path)).graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    if not nodes:
+        raise ConfigError("keep_first_float: the model has no Conv, Gemm or MatMul layer")
+    return nodes[0]
 
 
 class OrtModel:
@@ -177,11 +194,12 @@ class ExportCheck:
 
 
 def export_checked(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...], *,
-                   calibration=None) -> ExportCheck:
+                   calibration=None, keep_first_float: bool = False) -> ExportCheck:
     """Export ``model`` (float, or int8 QDQ with ``calibration`` inputs) and compare with PyTorch.
 
     Float exports are checked on 2 seeded random inputs, int8 ones on the first 8
-    calibration inputs (the int8 model against the float one).
+    calibration inputs (the int8 model against the float one). ``keep_first_float``
+    is :func:`export_int8`'s.
 
     Raises:
         ConfigError: the calibration samples do not have the model's input shape.
@@ -194,7 +212,7 @@ def export_checked(model: nn.Module, path: str | os.PathLike, input_shape: tuple
             raise ConfigError(f"calibration samples are {tuple(calibration.shape[1:])}, "
                               f"the model takes {tuple(input_shape[1:])}")
         x = np.ascontiguousarray(calibration[:8], dtype=np.float32)
-        export_int8(model, path, input_shape, calibration)
+        export_int8(model, path, input_shape, calibration, keep_first_float=keep_first_float)
     x = torch.from_numpy(x)
     with torch.no_grad():
         ref = _strip_act_quantizers(model)(x).numpy()

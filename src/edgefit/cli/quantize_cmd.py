@@ -110,6 +110,7 @@ def export(
     fmt: str = typer.Option("onnx", "--format", help="onnx"),
     weights: Path | None = typer.Option(None, help="weights (.safetensors) for a zoo/code model"),
     int8: bool = typer.Option(False, "--int8", help="int8 QDQ (ONNX Runtime static quantization)"),
+    first_float: bool = typer.Option(False, "--keep-first-float", help="with --int8: leave the first conv/linear fp32"),
     dataset: str = typer.Option("digits", help="calibration inputs for --int8 ('digits' or a .npz)"),
     input_shape: str | None = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,224,224 (default: the zoo's)"),
     output: Path = typer.Option(..., "--output", "-o", help="file to write (.onnx)"),
@@ -126,7 +127,7 @@ def export(
         from edgefit.data import load_dataset
 
         calibration = load_dataset(dataset).x_train[:512]
-    check = export_checked(net, output, shape, calibration=calibration)
+    check = export_checked(net, output, shape, calibration=calibration, keep_first_float=first_float)
     typer.echo(f"wrote {output} ({check.file_bytes:,} bytes); ONNX Runtime vs PyTorch on {check.inputs}"
                f" {'calibration' if int8 else 'random'} inputs: max |difference| {check.max_abs_diff:.3g}"
                f" ({100 * check.relative_diff:.2g}% of the largest output" + (", int8 vs float)" if int8 else ")"))
