@@ -128,9 +128,9 @@ def test_depthwise_and_grouped_convs():
 def test_shufflenet_named_not_skipped():
     m = create("shufflenet_v1", num_classes=10)
     g = channel_groups(m, torch.zeros(1, 3, 64, 64))
-    assert len(g) == 0
+    assert len(g) == 16  # every unit's bottleneck, in rows of the shuffle (test_prune_shuffle.py)
     reasons = set(g.unprunable.values())
-    assert any("shuffle" in r for r in reasons)
+    assert any("grouped conv" in r for r in reasons)
     assert all(r for r in reasons)
 
 
