@@ -12,7 +12,14 @@ functional calls included). Each tensor element gets the id of the channel
 * views are replayed exactly on the tensor's storage, so ``flatten -> Linear``
   maps channel ``c`` to the features ``c*HW .. (c+1)*HW - 1``;
 * a depthwise convolution ties output channel ``o`` to input channel ``o // m``;
-  a grouped convolution keeps an equal number of channels per group.
+  a grouped convolution keeps an equal number of channels per group;
+* a channel shuffle (one producer's ``g*n`` channels viewed as ``(g, n)`` and
+  transposed, recognised from the replayed ids) ties each *row* ``j`` (channel ``j``
+  of every block) into one component, a coupled set of ``g`` channels: only whole
+  rows keep the shuffle a shuffle. A set that straddles two blocks of a later grouped
+  conv is kept whole (with as few single-block sets as balance the blocks); the
+  other sets prune an equal number per block, so every grouped conv keeps its group
+  count (ShuffleNet v1's bottlenecks).
 
 * a multi-head attention with separate ``q_proj``/``k_proj``/``v_proj``/``out_proj``
   Linears (`edgefit.compress.prune.heads`) is one group of heads named after the
@@ -25,7 +32,7 @@ channels of a ResNet stage's residual stream). A group is *frozen* (named in
 `ChannelGroups.unprunable` with the reason, never skipped silently) when any of
 its channels reaches the model input or output, an op edgefit does not model,
 a slice of the channel dim (``chunk``/``split``), a reshape that permutes
-channels (channel shuffle), a functional conv/linear whose weight does not
+channels other than a shuffle, a functional conv/linear whose weight does not
 belong to an ``nn.Conv*``/``nn.Linear``, or a grouped conv shared by several groups.
 
 API (stable):
