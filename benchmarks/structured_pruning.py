@@ -448,7 +448,11 @@ def _render_coverage(cov: dict) -> list[str]:
     lines += ["## Coverage: every zoo CNN at 30/50/70% of its channels", "",
               "edgefit: `prune_(model, ChannelConfig(ratio=r))`, L2, every prunable group; Torch-Pruning 1.6 "
               "`MetaPruner` (L2 magnitude, last layer ignored). *exact*: the profiler's conv/Linear MACs equal "
-              "the closed form from the pruned widths.", "",
+              "the closed form from the pruned widths. ShuffleNet v1: each unit's bottleneck prunes in coupled "
+              "sets of g channels through the channel shuffle (rows that straddle two blocks of the second "
+              "grouped conv are kept whole, listed as `#kept` groups); its stage-wide channels stay, so its MACs "
+              "fall less than the ratio (rows rerun with `--only coverage --models shufflenet_v1`; the other "
+              "models' rows are from the previous run, their pruning unchanged).", "",
               "| model | ratio | groups (unprunable) | dense MACs | edgefit MACs | runs, shape, exact | "
               "Torch-Pruning MACs | runs, shape, exact |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in cov["rows"]:
