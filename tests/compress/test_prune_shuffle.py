@@ -6,10 +6,10 @@ import copy
 
 import pytest
 import torch
+from tests.compress.test_prune_channel import zero_removed
 from torch import nn
 
 from edgefit.compress.prune import ChannelConfig, channel_groups, prune_, prune_groups_
-from edgefit.compress.prune.channel import _keep_per_module
 from edgefit.compress.prune.saved import load_pruned, save_pruned
 from edgefit.errors import ConfigError
 from edgefit.metrics import profile
@@ -104,13 +104,8 @@ def _prune_and_check(groups_: int, ratio: float, tmp_path) -> None:
     groups = channel_groups(m, x)
     dense, dense_p = copy.deepcopy(m), profile(m, input_shape=(1, 3, 64, 64))
     keep = prune_(m, ChannelConfig(ratio=ratio), groups=groups)
-    mods = dict(dense.named_modules())
+    zero_removed(dense, groups, keep)
     with torch.no_grad():
-        for (mn, role), idx in _keep_per_module(groups, keep).items():
-            if role in ("out", "bn"):
-                mods[mn].weight[idx] = 0
-                if mods[mn].bias is not None:
-                    mods[mn].bias[idx] = 0
         torch.testing.assert_close(m(x), dense(x), atol=1e-4, rtol=1e-4)
     unit, before = m.stage3[1], dense.stage3[1]
     assert unit.gconv1[0].out_channels < before.gconv1[0].out_channels
