@@ -646,6 +646,10 @@ class _Builder:
         for m, prof in keys:
             if not _balance_(whole, prof) or bool(whole.all()):
                 return group, f"coupled channels straddle the blocks of grouped conv {m} unevenly", None
+        for m, prof in keys:  # a later conv's balancing must not unbalance an earlier one
+            fixed = prof[whole].sum(0)
+            if not bool((fixed == fixed[0]).all()):
+                return group, f"coupled channels straddle the blocks of grouped conv {m} unevenly", None
         keep = ~whole
         combo = torch.stack([prof[keep].argmax(1) for _, prof in keys], 1)
         _, blocks = torch.unique(combo, dim=0, return_inverse=True)
