@@ -52,6 +52,20 @@ def test_prune_transformer_heads(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["totals"]["macs"] == 1_703_936
 
 
+@pytest.mark.slow
+def test_prune_shufflenet_v1_through_its_shuffles(tmp_path, capsys):
+    out = tmp_path / "s.safetensors"
+    assert main(["prune", "zoo:shufflenet_v1", "--option", "resolution=32", "--ratio", "0.5", "-o", str(out),
+                 "--quiet"]) == 0
+    text = capsys.readouterr().out
+    # widths count coupled sets (rows of 3 channels); 4 of stage 3's 40 rows are kept whole
+    assert "stage3.1.gconv1.0 36->18" in text and "stage3.1.gconv1.0#kept" in text
+    from edgefit.compress.prune.saved import load_pruned
+
+    unit = load_pruned(out).model.stage3[1]
+    assert (unit.gconv1[0].out_channels, unit.gconv1[0].groups, unit.gconv2[0].groups) == (3 * (18 + 4), 3, 3)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--ratio", "1.0"], "[0, 1)"),
     (["--ratio", "features.33=0.5"], "matches no channel group"),

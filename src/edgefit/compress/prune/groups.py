@@ -12,7 +12,14 @@ functional calls included). Each tensor element gets the id of the channel
 * views are replayed exactly on the tensor's storage, so ``flatten -> Linear``
   maps channel ``c`` to the features ``c*HW .. (c+1)*HW - 1``;
 * a depthwise convolution ties output channel ``o`` to input channel ``o // m``;
-  a grouped convolution keeps an equal number of channels per group.
+  a grouped convolution keeps an equal number of channels per group;
+* a channel shuffle (one producer's ``g*n`` channels viewed as ``(g, n)`` and
+  transposed, recognised from the replayed ids) ties each *row* ``j`` (channel ``j``
+  of every block) into one component, a coupled set of ``g`` channels: only whole
+  rows keep the shuffle a shuffle. A set that straddles two blocks of a later grouped
+  conv is kept whole (with as few single-block sets as balance the blocks); the
+  other sets prune an equal number per block, so every grouped conv keeps its group
+  count (ShuffleNet v1's bottlenecks).
 
 * a multi-head attention with separate ``q_proj``/``k_proj``/``v_proj``/``out_proj``
   Linears (`edgefit.compress.prune.heads`) is one group of heads named after the
@@ -25,7 +32,7 @@ channels of a ResNet stage's residual stream). A group is *frozen* (named in
 `ChannelGroups.unprunable` with the reason, never skipped silently) when any of
 its channels reaches the model input or output, an op edgefit does not model,
 a slice of the channel dim (``chunk``/``split``), a reshape that permutes
-channels (channel shuffle), a functional conv/linear whose weight does not
+channels other than a shuffle, a functional conv/linear whose weight does not
 belong to an ``nn.Conv*``/``nn.Linear``, or a grouped conv shared by several groups.
 
 API (stable):
@@ -220,6 +227,56 @@ class _Nodes:
         self.members.setdefault(node, []).append((module, role, i))
 
 
+def _transposed_split(sub: torch.Tensor) -> tuple[int, int] | None:
+    """``(g, n)`` when ``sub`` is ``arange(g*n).view(g, n).t().flatten()`` with ``g, n > 1``.
+
+    >>> _transposed_split(torch.tensor([0, 2, 4, 1, 3, 5]))  # 3 blocks of 2, shuffled
+    (3, 2)
+    >>> _transposed_split(torch.tensor([1, 0, 2])) is None
+    True
+    """
+    c = sub.numel()
+    for g in range(2, c):
+        if c % g == 0 and torch.equal(sub, torch.arange(c).view(g, c // g).t().reshape(-1)):
+            return g, c // g
+    return None
+
+
+def _subset(group: ChannelGroup, mask: torch.Tensor, blocks: torch.Tensor | None = None) -> ChannelGroup:
+    """The group's channels where ``mask`` is True (with their block ids)."""
+    index = {key: idx[mask] for key, idx in group.index.items()}
+    return ChannelGroup(group.name, int(mask.sum()), index, blocks, group.kind)
+
+
+def _balance_(whole: torch.Tensor, prof: torch.Tensor) -> bool:
+    """Mark single-block sets kept whole until every block holds as many kept-whole channels.
+
+    ``prof[i, b]``: channels of set ``i`` in block ``b`` of one grouped conv. False when
+    no choice of whole sets balances the blocks.
+
+    >>> whole = torch.tensor([False, True, False, False])
+    >>> _balance_(whole, torch.tensor([[2, 0], [1, 1], [0, 2], [0, 2]])), whole.tolist()
+    (True, [False, True, False, False])
+    >>> whole = torch.tensor([False, True, False])
+    >>> _balance_(whole, torch.tensor([[2, 0], [2, 2], [0, 2]]))
+    True
+    """
+    fixed = prof[whole].sum(0)
+    top = int(fixed.max()) if fixed.numel() else 0
+    single = (prof > 0).sum(1) == 1
+    for b in range(prof.shape[1]):
+        free = torch.nonzero(~whole & single & (prof[:, b] > 0)).flatten()
+        need = top - int(fixed[b])
+        for i in free.tolist():
+            if need <= 0:
+                break
+            whole[i] = True
+            need -= int(prof[i, b])
+        if need != 0:
+            return False
+    return True
+
+
 def _flat(obj) -> list:
     if isinstance(obj, torch.Tensor):
         return [obj]
@@ -235,6 +292,7 @@ class _Builder:
         self.nodes = _Nodes()
         self.store: dict[int, torch.Tensor] = {}
         self.grouped: dict[str, int] = {}  # grouped (non-depthwise) convs -> groups
+        self.whole: dict[tuple[str, str], int] = {}  # channels kept whole: (module, role) -> count
         self.heads = head_layouts(model)
         self.mha = multihead_modules(model)
 
@@ -287,9 +345,28 @@ class _Builder:
             if not torch.equal(sub, want):
                 bad = True
                 break
-        if bad:
+        if bad and not self.couple_shuffle(seq, prod):
             self.nodes.freeze(seq, f"a slice or permutation of the channel dim (split, chunk or shuffle) at {where}")
         return seq
+
+    def couple_shuffle(self, seq: torch.Tensor, prod: torch.Tensor) -> bool:
+        """Tie the rows of a channel shuffle; False when ``seq`` is not one.
+
+        A shuffle views one producer's ``g*n`` channels as ``(g, n)`` and transposes:
+        position ``j*g + b`` holds channel ``b*n + j``. It stays a shuffle of the kept
+        channels only when row ``j`` (channel ``j`` of every one of the ``g`` blocks)
+        goes as a whole, so the row's ``g`` nodes become one coupled component.
+        """
+        p = int(prod[0])
+        if p < 0 or not bool((prod == p).all()) or seq.numel() != self.nodes.count[p]:
+            return False
+        split = _transposed_split(seq - self.nodes.base[p])
+        if split is None:
+            return False
+        g, n = split
+        rows = self.nodes.base[p] + torch.arange(g * n).view(g, n)
+        self.nodes.union_pairs(rows[:1].expand(g, n), rows)
+        return True
 
     # ops -----------------------------------------------------------------------
     def run(self) -> None:
@@ -527,7 +604,9 @@ class _Builder:
                 reason = "no layer produces these channels"
             group = ChannelGroup(name, len(roots), index)
             if reason is None:
-                group, reason = self.with_blocks(group)
+                group, reason, straddling = self.with_blocks(group)
+                if straddling is not None:
+                    self.keep_whole(straddling, frozen)
             if reason is not None:
                 frozen[name] = reason
             else:
@@ -539,7 +618,16 @@ class _Builder:
             frozen[name] = MHA_REASON
         return ChannelGroups(out, frozen)
 
-    def with_blocks(self, group: ChannelGroup) -> tuple[ChannelGroup, str | None]:
+    def with_blocks(self, group: ChannelGroup) -> tuple[ChannelGroup, str | None, ChannelGroup | None]:
+        """Block ids of the group's channels for its grouped convs: ``(group, reason, kept_whole)``.
+
+        Per grouped conv, a channel (coupled set) that spreads evenly over every block
+        (a shuffle row seen by the conv before the shuffle) constrains nothing; one
+        inside a single block is counted in that block. Sets that straddle blocks are
+        split off into ``kept_whole`` (never removed), with as few single-block sets
+        as make every block hold the same number of kept-whole channels; the rest
+        then prunes an equal number of sets per block.
+        """
         keys = []
         for (m, r), idx in group.index.items():
             g = self.grouped.get(m)
@@ -547,21 +635,41 @@ class _Builder:
                 continue
             mod = self.modules[m]
             size = (mod.in_channels if r == "in" else mod.out_channels) // g
-            keys.append(idx[:, 0] // size)
+            prof = torch.zeros(group.width, g, dtype=torch.long).scatter_add_(1, idx // size, torch.ones_like(idx))
+            if not bool((prof == prof[:, :1]).all()):
+                keys.append((m, prof))
         if not keys:
-            return group, None
-        combo = torch.stack(keys, 1)
+            return group, None, None
+        whole = torch.zeros(group.width, dtype=torch.bool)
+        for _, prof in keys:
+            whole |= (prof > 0).sum(1) > 1
+        for m, prof in keys:
+            if not _balance_(whole, prof) or bool(whole.all()):
+                return group, f"coupled channels straddle the blocks of grouped conv {m} unevenly", None
+        for m, prof in keys:  # a later conv's balancing must not unbalance an earlier one
+            fixed = prof[whole].sum(0)
+            if not bool((fixed == fixed[0]).all()):
+                return group, f"coupled channels straddle the blocks of grouped conv {m} unevenly", None
+        keep = ~whole
+        combo = torch.stack([prof[keep].argmax(1) for _, prof in keys], 1)
         _, blocks = torch.unique(combo, dim=0, return_inverse=True)
         counts = torch.bincount(blocks)
         if not bool((counts == counts[0]).all()):
-            return group, "grouped convolutions that split these channels into unequal blocks"
-        return ChannelGroup(group.name, group.width, group.index, blocks, group.kind), None
+            return group, "grouped convolutions that split these channels into unequal blocks", None
+        return _subset(group, keep, blocks), None, _subset(group, whole) if bool(whole.any()) else None
+
+    def keep_whole(self, group: ChannelGroup, frozen: dict) -> None:
+        """Freeze the channels split off a group because they straddle grouped-conv blocks."""
+        frozen[f"{group.name}#kept"] = ("coupled channels that straddle two blocks of a grouped conv, or balance "
+                                       "them across its blocks (kept whole; the rest of the group is prunable)")
+        for key, idx in group.index.items():
+            self.whole[key] = self.whole.get(key, 0) + idx.numel()
 
     def check_grouped(self, out: dict, frozen: dict) -> None:
         for mod, g in self.grouped.items():
             for role in ("in", "out"):
                 holders = [n for n, grp in out.items() if (mod, role) in grp.index]
-                total = sum(out[n].width for n in holders)
+                total = sum(out[n].index[(mod, role)].numel() for n in holders) + self.whole.get((mod, role), 0)
                 full = getattr(self.modules[mod], "in_channels" if role == "in" else "out_channels")
                 if holders and total != full or len(holders) > 1:
                     for n in holders:
