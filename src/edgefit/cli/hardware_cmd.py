@@ -9,7 +9,7 @@ import typer
 from edgefit.cli.main import app
 from edgefit.errors import ConfigError
 from edgefit.report import estimate_summary, estimate_table
-from edgefit.units import human_seconds, si
+from edgefit.units import human_seconds
 
 
 def _parse_ints(text: str, what: str) -> list[int]:

@@ -102,6 +102,8 @@ class HostCorrection:
         load_ratio: median over the calibration networks of their passes' median /
             10th percentile: how much the load at calibration time added to a typical
             pass (1.0 on a quiet host). The interval's upper end is raised by it.
+        table_s, measured_s: each calibration network's table sum and measured
+            uncontended latency (what the factor was fitted on).
     """
 
     regime: str
@@ -112,6 +114,8 @@ class HostCorrection:
     created: float = 0.0
     retakes: int = 0
     load_ratio: float = 1.0
+    table_s: tuple[float, ...] = ()
+    measured_s: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:
@@ -181,7 +185,8 @@ class HostCorrection:
         try:
             d = json.loads(text)
             d["residuals"] = tuple(d["residuals"])
-            d["networks"] = tuple(d.get("networks", ()))
+            for k in ("networks", "table_s", "measured_s"):
+                d[k] = tuple(d.get(k, ()))
             return cls(**d)
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"stored host correction is not usable: {exc}") from None
@@ -205,7 +210,14 @@ def fit_correction(
     for i, r in enumerate(ratios):
         f_loo = statistics.median(ratios[:i] + ratios[i + 1 :])
         residuals.append(r / f_loo - 1)
-    return HostCorrection(regime, statistics.median(ratios), tuple(residuals), **info)
+    return HostCorrection(
+        regime,
+        statistics.median(ratios),
+        tuple(residuals),
+        table_s=tuple(table_s),
+        measured_s=tuple(measured_s),
+        **info,
+    )
 
 
 def correction_key(regime: str, threads: int, dtype: str = "float32") -> str:
@@ -344,15 +356,20 @@ def calibrate_correction(
 ) -> HostCorrection:
     """Fit and store ``regime``'s correction in ``table`` from `calibration_networks`.
 
-    Each network is predicted from ``table`` (uncorrected) and timed end to end behind
-    the table's gate with its settings; its timed-hot or rotated layers match ``regime``
+    The allocator is pinned first (`edgefit.measure.latency.steady_allocator`), as
+    `predict_latency` pins it. Each network is predicted from ``table`` (uncorrected)
+    and timed end to end (`measure_network`); its timed-hot or rotated layers match ``regime``
     because the table decides that from the working set the same way. Networks that do
     not fall in ``regime`` on this table (its ``hot_bytes``) are skipped.
     """
     import torch
 
+    from edgefit.measure.latency import steady_allocator
     from edgefit.measure.lut import predict_latency
 
+    # The allocator as predict_latency pins it by default, so the calibration's passes
+    # and the predictions' measurements run under the same allocator, whichever came first.
+    steady_allocator()
     before = table.retaken
     table_s, measured_s, labels, loads = [], [], [], []
     for model, shape, label in calibration_networks(regime, count, seed, table.hot_bytes):
