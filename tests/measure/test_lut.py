@@ -378,6 +378,17 @@ def test_time_callable_retakes_the_measurement_the_gate_rejects():
     assert no_retake.calls == 1 and no_retake.rejected == 0  # no retakes allowed: not even asked
 
 
+def test_retaken_measurements_keep_the_faster_take():
+    from edgefit.measure import behind_gate, faster
+
+    slow, fast = LatencyStats.from_samples([2.0] * 10), LatencyStats.from_samples([1.0] * 10)
+    takes = iter([slow, fast, slow])
+    kept, again = behind_gate(lambda: next(takes), None, lambda: False, pick=faster)
+    assert kept is fast and again == 2
+    # lists of samples compare on their 10th percentile (nearest rank), not their median
+    assert faster([1.0, 9.0, 9.0], [2.0, 2.0, 2.0]) == [1.0, 9.0, 9.0]
+
+
 def test_behind_gate_keeps_the_last_result_after_its_retakes():
     from edgefit.measure import behind_gate
 
