@@ -150,7 +150,8 @@ def test_calibration_fits_stores_and_reuses(tmp_path, monkeypatch):
     # median are both 1 ms, so no load on top of the uncontended latency
     assert corr.measured_s == pytest.approx((1e-3,) * 3) and len(corr.table_s) == 3
     assert corr.load_ratio == pytest.approx(1.0)
-    assert corr.factor == pytest.approx(statistics.median(m / t for t, m in zip(corr.table_s, corr.measured_s)))
+    ratios = [m / t for t, m in zip(corr.table_s, corr.measured_s, strict=True)]
+    assert corr.factor == pytest.approx(statistics.median(ratios))
     assert lut.host_correction(table, "hot", calibrate=False) == corr  # stored, reused
     with pytest.raises(ConfigError, match="regime"):
         calibrate_correction(table, "rotated", count=3)  # none falls in it on this table
