@@ -211,7 +211,10 @@ def predict(
         "time a table build takes on a host that is never quiet",
     ),
 ) -> None:
-    """Predict MODEL's latency from a per-layer lookup table (NetAdapt) and compare with a measurement."""
+    """Predict MODEL's latency from a per-layer lookup table (NetAdapt) and compare with a measurement.
+
+    Latency is the uncontended latency (the 10th percentile of short repeats: other jobs only add time); the median under the current load is printed beside it.
+    """
     import torch
 
     import edgefit.measure  # noqa: F401 - registers the measured 'host' device
