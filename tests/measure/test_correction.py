@@ -7,6 +7,7 @@ import importlib.util
 import itertools
 import math
 import random
+import statistics
 import warnings
 from pathlib import Path
 
@@ -76,6 +77,12 @@ def test_interval_is_the_t_prediction_interval_of_the_log_residuals():
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ConfigError):
             c.interval(1.0, bad)
+    # the load seen at calibration raises the upper end and the budget bound, not the lower
+    loaded = HostCorrection("rotated", 1.1, c.residuals, load_ratio=1.2)
+    assert loaded.interval(10.0, 0.9) == (pytest.approx(low), pytest.approx(1.2 * high))
+    assert loaded.upper(10.0, 0.9) == pytest.approx(1.2 * c.upper(10.0, 0.9))
+    with pytest.raises(ConfigError):
+        HostCorrection("hot", 1.0, (0.0, 0.0, 0.0), load_ratio=0.9)
 
 
 def test_correction_validates_and_round_trips():
@@ -85,7 +92,10 @@ def test_correction_validates_and_round_trips():
         HostCorrection("hot", -1.0, (0.0, 0.0, 0.0))
     with pytest.raises(EdgefitError):
         HostCorrection("hot", 1.0, (0.0, 0.1))  # a prediction interval needs >= 3
-    c = HostCorrection("hot", 1.2, (0.1, -0.1, 0.0), networks=("a",), canary_s=2e-4, retakes=3)
+    c = HostCorrection(
+        "hot", 1.2, (0.1, -0.1, 0.0), networks=("a",), canary_s=2e-4, retakes=3,
+        load_ratio=1.3, table_s=(1.0, 2.0, 3.0), measured_s=(1.1, 2.0, 3.0),
+    )
     assert HostCorrection.from_json(c.to_json()) == c
     with pytest.raises(ConfigError):
         HostCorrection.from_json("{not json")
@@ -136,6 +146,12 @@ def test_calibration_fits_stores_and_reuses(tmp_path, monkeypatch):
         corr = lut.host_correction(table, "hot", calibrate=True, notes=notes)
     assert corr.networks == tuple(label for *_, label in nets)
     assert len(corr.residuals) == 3 and corr.factor > 0 and "calibrated" in notes[0]
+    # every end-to-end pass reads the fake clock twice, 1 ms apart: 10th percentile and
+    # median are both 1 ms, so no load on top of the uncontended latency
+    assert corr.measured_s == pytest.approx((1e-3,) * 3) and len(corr.table_s) == 3
+    assert corr.load_ratio == pytest.approx(1.0)
+    ratios = [m / t for t, m in zip(corr.table_s, corr.measured_s, strict=True)]
+    assert corr.factor == pytest.approx(statistics.median(ratios))
     assert lut.host_correction(table, "hot", calibrate=False) == corr  # stored, reused
     with pytest.raises(ConfigError, match="regime"):
         calibrate_correction(table, "rotated", count=3)  # none falls in it on this table

@@ -20,6 +20,7 @@ from edgefit.measure import (
     lut,
     predict_latency,
     time_callable,
+    time_passes,
 )
 
 
@@ -55,6 +56,19 @@ def _cache_in_tmp(tmp_path, monkeypatch):
 def test_latency_stats_nearest_rank():
     s = LatencyStats.from_samples([5, 1, 4, 2, 3, 6, 7, 8, 9, 10])
     assert s.median_s == 5.5 and s.p90_s == 9 and s.min_s == 1 and s.runs == 10
+    assert s.p10_s == 1 and LatencyStats.from_samples(range(20, 0, -1)).p10_s == 2
+
+
+def test_time_passes_warms_then_fills_a_block():
+    # clock steps 0.25 s: warm-up until 1.25 runs 3 calls (1/3 s each), so a 2.5 s
+    # block takes ceil(7.5) = 8 timed calls of one step each
+    calls, wall = [], []
+    samples = time_passes(
+        lambda: calls.append(1), timer=FakeTimer(0.25), warm_s=1.0, block_s=2.5, wall=wall
+    )
+    assert samples == [0.25] * 8 and len(calls) == 11 and len(wall) == 8
+    few = time_passes(lambda: None, timer=FakeTimer(0.25), warm_s=1.0, block_s=0.1, min_runs=5)
+    assert few == [0.25] * 5
 
 
 def test_time_callable_with_fake_timer():
@@ -178,7 +192,7 @@ def test_big_working_set_rotates_weight_copies(tmp_path):
     pred = predict_latency(model, input_shape=(1, 3, 8, 8), table=table, measure=False)
     with sqlite3.connect(tmp_path / "lut.sqlite") as db:
         methods = {json.loads(k)["method"] for (k,) in db.execute("SELECT key FROM latency")}
-    assert methods == {lut.METHOD, "module-call-v1"}
+    assert methods == {lut.METHOD, lut.CALL_METHOD}
     assert pred.unpredicted == () and table.measured == 4
     # The same model with the default 16 MiB budget fits: timed hot, under other keys.
     hot = LatencyTable(
@@ -243,7 +257,7 @@ def test_container_call_overhead_row(tmp_path):
     table = LatencyTable(tmp_path / "l.sqlite", timer=FakeTimer(), runs=1, warmup=0, min_sample_s=0)
     # the 64-block nest takes 130 us, one ReLU alone 1 us: (130 - 64) / 65 containers
     readings = iter([130e-6, 1e-6])
-    table.timed = lambda fn: SimpleNamespace(median_s=next(readings))
+    table.timed = lambda fn: SimpleNamespace(p10_s=next(readings))
     per = module_call_overhead(table)
     assert per == pytest.approx(66e-6 / 65)
     table.behind_gate = lambda measure: pytest.fail("calibrated again instead of reusing")
@@ -362,6 +376,17 @@ def test_time_callable_retakes_the_measurement_the_gate_rejects():
     no_retake = _gate([1.0] * 6 + [2.0], max_wait_s=60)
     time_callable(lambda: None, warmup=0, runs=2, timer=FakeTimer(), gate=no_retake, retakes=0)
     assert no_retake.calls == 1 and no_retake.rejected == 0  # no retakes allowed: not even asked
+
+
+def test_retaken_measurements_keep_the_faster_take():
+    from edgefit.measure import behind_gate, faster
+
+    slow, fast = LatencyStats.from_samples([2.0] * 10), LatencyStats.from_samples([1.0] * 10)
+    takes = iter([slow, fast, slow])
+    kept, again = behind_gate(lambda: next(takes), None, lambda: False, pick=faster)
+    assert kept is fast and again == 2
+    # lists of samples compare on their 10th percentile (nearest rank), not their median
+    assert faster([1.0, 9.0, 9.0], [2.0, 2.0, 2.0]) == [1.0, 9.0, 9.0]
 
 
 def test_behind_gate_keeps_the_last_result_after_its_retakes():

@@ -9,7 +9,7 @@ import typer
 from edgefit.cli.main import app
 from edgefit.errors import ConfigError
 from edgefit.report import estimate_summary, estimate_table
-from edgefit.units import human_seconds, si
+from edgefit.units import human_seconds
 
 
 def _parse_ints(text: str, what: str) -> list[int]:
@@ -57,44 +57,15 @@ def devices(
 ) -> None:
     """List the built-in devices: peak compute per precision, bandwidth, memory, power."""
     import edgefit.measure  # noqa: F401 - registers the measured 'host' device
-    from edgefit.hardware import format_bytes, get_device, list_devices
+    from edgefit.hardware import get_device, list_devices
+    from edgefit.report.latency import devices_table
 
     names = [n for n in list_devices() if n != "host" or measure_host]
     devs = [get_device(n) for n in names]
     if as_json:
         typer.echo(json.dumps([d.to_dict() for d in devs], indent=2))
         return
-    header = (
-        "name",
-        "device",
-        "peak (per precision)",
-        "bandwidth",
-        "SRAM",
-        "act. RAM",
-        "weights",
-        "power",
-    )
-    body = []
-    for d in devs:
-        peaks = ", ".join(f"{p} {si(rate, 'op/s')}" for p, rate in d.rates.items())
-        body.append(
-            (
-                d.name,
-                d.display_name,
-                peaks,
-                si(d.bandwidth_bytes_per_s, "B/s"),
-                format_bytes(d.sram_bytes),
-                format_bytes(d.activation_ram_bytes),
-                format_bytes(d.weight_storage_bytes),
-                f"{d.power_watts:g} W" if d.power_watts else "-",
-            )
-        )
-    if not measure_host:
-        body.append(("host", "this machine (measured on first use)", "-", "-", "-", "-", "-", "-"))
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-    typer.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    for b in body:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)))
+    typer.echo(devices_table(devs, host_placeholder=not measure_host))
     typer.echo("\nEvery number has a source: edgefit devices --json, or docs/hardware.md.")
 
 
@@ -240,12 +211,16 @@ def predict(
         "time a table build takes on a host that is never quiet",
     ),
 ) -> None:
-    """Predict MODEL's latency from a per-layer lookup table (NetAdapt) and compare with a measurement."""
+    """Predict MODEL's latency from a per-layer lookup table (NetAdapt) and compare with a measurement.
+
+    Latency is the uncontended latency (the 10th percentile of short repeats: other jobs only add time); the median under the current load is printed beside it.
+    """
     import torch
 
     import edgefit.measure  # noqa: F401 - registers the measured 'host' device
     from edgefit.hardware import estimate, get_device
     from edgefit.measure import LatencyTable, SpeedGate, predict_latency
+    from edgefit.report.latency import host_state_lines, layer_lines, prediction_lines
 
     if device.strip().lower() != "host":
         raise ConfigError(
@@ -269,66 +244,20 @@ def predict(
         correction=True if calibrate else None,
         confidence=confidence,
     )
-    met = pred.budget_met(budget_ms * 1e-3, confidence) if budget_ms is not None else None
+    budget_s = budget_ms * 1e-3 if budget_ms is not None else None
     est = estimate(prof, get_device("host"))
     if as_json:
         d = pred.to_dict()
         d["roofline_s"] = est.totals.seconds
-        d["budget_met"] = met
+        d["budget_met"] = pred.budget_met(budget_s, confidence) if budget_s is not None else None
         typer.echo(json.dumps(d, indent=2))
         return
-    if layers:
-        for r in pred.layers:
-            typer.echo(
-                f"  {r.name or '(root)':40s} {r.kind:20s} {human_seconds(r.seconds) if r.seconds is not None else 'unpredicted: ' + r.reason}"
-            )
-    m = pred.measured.median_s
-    typer.echo(f"{prof.model} on this host ({torch.get_num_threads()} threads)")
-    typer.echo(
-        f"  predicted (lookup table): {human_seconds(pred.seconds)}   error {pred.error:+.1%}"
+    lines = layer_lines(pred) if layers else []
+    lines += prediction_lines(
+        pred, roofline_s=est.totals.seconds, budget_s=budget_s, threads=torch.get_num_threads()
     )
-    typer.echo(
-        f"  roofline estimate:        {human_seconds(est.totals.seconds)}   error {(est.totals.seconds - m) / m:+.1%}"
-    )
-    if pred.low_s is not None:
-        typer.echo(
-            f"  {confidence:.0%} interval:             {human_seconds(pred.low_s)} .. {human_seconds(pred.high_s)}"
-            f"   (table sum {human_seconds(pred.table_seconds)} x {pred.correction.factor:.3f}, {pred.regime})"
-        )
-    typer.echo(f"  measured (median of {pred.measured.runs}):  {human_seconds(m)}")
-    if met is not None:
-        typer.echo(
-            f"  budget {human_seconds(budget_ms * 1e-3)} met with {confidence:.0%} confidence: {'yes' if met else 'no'}"
-        )
-    for line in host_state_lines(pred, table):
+    for line in lines + host_state_lines(pred, table):
         typer.echo(line)
-    typer.echo(
-        f"  table: {pred.measured_configs} new layer configurations measured, {pred.cached_configs} reused ({table.path})"
-    )
-    if pred.unpredicted:
-        typer.echo(
-            f"  unpredicted rows ({len(pred.unpredicted)}): {', '.join(pred.unpredicted[:8])}"
-        )
-
-
-def host_state_lines(pred, table) -> list[str]:
-    """How the host stood while the table was read: correction, calibration age, gate, retakes."""
-    import time
-
-    lines = []
-    c = pred.correction
-    if c is not None:
-        age = time.time() - c.created
-        canary = f", canary {c.canary_s * 1e6:.0f} us" if c.canary_s else ""
-        lines.append(
-            f"  host: {c.regime} correction from {len(c.networks)} random networks, "
-            f"{age / 60:.0f} min old{canary}, {c.retakes} retakes when calibrated"
-        )
-    lines.append(
-        f"  host now: {table.gated - table.gate_timeouts} of {table.gated} gated measurements at "
-        f"full speed, {table.retaken} retaken"
-    )
-    return lines + [f"  note: {n}" for n in pred.notes]
 
 
 def demo_section(echo) -> None:

@@ -13,12 +13,14 @@ from edgefit.measure.latency import (
     conv_canary,
     cpu_timer,
     default_timer,
+    faster,
     machine_busy,
     measure_latency,
     random_inputs,
     steady_allocator,
     throughput_sweep,
     time_callable,
+    time_passes,
     wait_until_quiet,
 )
 from edgefit.measure.lut import (
@@ -49,6 +51,7 @@ __all__ = [
     "host_device",
     "HostCorrection",
     "fit_correction",
+    "faster",
     "layer_key",
     "machine_busy",
     "measure_latency",
@@ -57,5 +60,6 @@ __all__ = [
     "steady_allocator",
     "throughput_sweep",
     "time_callable",
+    "time_passes",
     "wait_until_quiet",
 ]

@@ -1,7 +1,15 @@
 """Real latency and throughput on the host.
 
-Latency is the median (and p90, nearest rank) of ``runs`` timed forward passes
+Latency is the median (and p10, p90, nearest rank) of ``runs`` timed forward passes
 after ``warmup`` untimed ones, in eval mode under ``torch.inference_mode``.
+
+On a shared host other jobs only ever add time, so the median of a few repeats
+drifts with the load while a low quantile of many short repeats estimates the
+*uncontended* latency and reproduces far better (why ``timeit`` reports the best
+of several runs). The lookup table, its calibrations and the end-to-end
+measurements it is judged against all use the 10th percentile
+(`LatencyStats.p10_s`, `UNCONTENDED_QUANTILE`); the median stays beside it as what a
+user sees under the current load.
 Throughput over a batch-size sweep shows the trade-off of reference/001: larger
 batches raise items per second and the latency of each batch.
 """
@@ -21,6 +29,7 @@ from edgefit.errors import ConfigError
 
 Timer = Callable[[], float]
 T = TypeVar("T")
+UNCONTENDED_QUANTILE = 0.1  # the quantile of short repeats that stands for uncontended latency
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 _STEADY_BYTES = 1 << 30
@@ -266,6 +275,8 @@ class LatencyStats:
         mean_s, min_s: the mean and the fastest run.
         runs: how many timed runs.
         samples: every timed run.
+        p10_s: 10th percentile (nearest rank): the uncontended latency the lookup
+            table stores and predicts (other jobs on the host only add time).
     """
 
     median_s: float
@@ -274,20 +285,21 @@ class LatencyStats:
     min_s: float
     runs: int
     samples: tuple[float, ...]
+    p10_s: float = math.nan
 
     @classmethod
     def from_samples(cls, samples: Sequence[float]) -> LatencyStats:
         if not samples:
             raise ConfigError("no timing samples")
         ordered = sorted(samples)
-        rank = max(1, math.ceil(0.9 * len(ordered)))
         return cls(
             median_s=statistics.median(ordered),
-            p90_s=ordered[rank - 1],
+            p90_s=nearest_rank(ordered, 0.9),
             mean_s=statistics.fmean(ordered),
             min_s=ordered[0],
             runs=len(ordered),
             samples=tuple(samples),
+            p10_s=nearest_rank(ordered, UNCONTENDED_QUANTILE),
         )
 
     def to_dict(self) -> dict:
@@ -296,8 +308,20 @@ class LatencyStats:
             "p90_s": self.p90_s,
             "mean_s": self.mean_s,
             "min_s": self.min_s,
+            "p10_s": self.p10_s,
             "runs": self.runs,
         }
+
+
+def nearest_rank(ordered: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of sorted ``ordered`` by nearest rank (an observed value).
+
+    >>> nearest_rank([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], 0.1)
+    2
+    >>> nearest_rank([5.0], 0.1), nearest_rank([1, 2, 3], 0.9)
+    (5.0, 3)
+    """
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
 
 
 def behind_gate(
@@ -306,25 +330,51 @@ def behind_gate(
     steady: Callable[[], bool] | None = None,
     *,
     retakes: int = 2,
+    pick: Callable[[T, T], T] | None = None,
 ) -> tuple[T, int]:
     """``measure()`` after ``wait()``, again while ``steady()`` says the host slowed down under it.
 
     The one retake rule for every gated measurement (`time_callable`, the table's
     entries, the benchmark's end-to-end blocks): wait, measure, check; after
-    ``retakes`` repeats the last result is kept. Returns (result, repeats taken).
-    ``wait``/``steady`` may be None (no waiting, no check).
+    ``retakes`` repeats the kept result is returned. Returns (result, repeats taken).
+    ``wait``/``steady`` may be None (no waiting, no check). ``pick(kept, new)``
+    chooses which of two takes to keep (default: the newest); `faster` keeps the take
+    with the lower 10th percentile: other jobs only add time, so the faster take is
+    the better estimate of the uncontended latency.
 
     >>> checks = iter([False, True])
     >>> behind_gate(lambda: "m", None, lambda: next(checks))
     ('m', 1)
+    >>> takes = iter([3.0, 2.0, 4.0])
+    >>> behind_gate(lambda: next(takes), None, lambda: False, pick=min)
+    (2.0, 2)
     """
+    kept = None
     for taken in range(max(0, retakes) + 1):
         if wait is not None:
             wait()
         result = measure()
+        kept = result if taken == 0 or pick is None else pick(kept, result)
         if steady is None or taken == retakes or steady():
-            return result, taken
+            return kept, taken
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def faster(kept, new):
+    """Of two takes of one measurement, the one with the lower 10th percentile (`behind_gate`'s ``pick``).
+
+    Takes are `LatencyStats` or lists of per-call samples.
+
+    >>> faster([3.0, 4.0], [2.5, 9.0]), faster([1.0], [2.0])
+    ([2.5, 9.0], [1.0])
+    """
+
+    def p10(take) -> float:
+        if isinstance(take, LatencyStats):
+            return take.p10_s
+        return nearest_rank(sorted(take), UNCONTENDED_QUANTILE)
+
+    return new if p10(new) < p10(kept) else kept
 
 
 def time_callable(
@@ -345,7 +395,7 @@ def time_callable(
     keeps timer resolution and call jitter out of microsecond-scale layers.
     With a `SpeedGate`, the whole measurement (warm-up included) waits for the
     gate first and is taken again, at most ``retakes`` times, when the gate finds
-    the host slowed down by its end (`behind_gate`). Nothing else runs between the
+    the host slowed down by its end (`behind_gate`); the faster take is kept. Nothing else runs between the
     samples: a canary between them would change the state each sample starts from.
     """
     if warmup < 0 or runs < 1:
@@ -371,9 +421,45 @@ def time_callable(
         return samples
 
     samples, _ = behind_gate(
-        measure, gate, gate.steady if gate is not None else None, retakes=retakes
+        measure, gate, gate.steady if gate is not None else None, retakes=retakes, pick=faster
     )
     return LatencyStats.from_samples(samples)
+
+
+def time_passes(
+    fn: Callable[[], object],
+    *,
+    timer: Timer,
+    warm_s: float = 0.02,
+    block_s: float = 0.01,
+    min_runs: int = 3,
+    wall: list[float] | None = None,
+) -> list[float]:
+    """Single calls of ``fn`` back to back, each timed: one end-to-end block.
+
+    ``fn`` first runs untimed for ``warm_s`` (kernel selection, caches, branch
+    predictors warm for this model), then at least ``min_runs`` and enough calls to
+    fill ``block_s``, at most 1000. Each call's ``wall`` clock time is appended
+    when given. The one way edgefit times a whole network end to end: the host
+    correction's calibration networks and the benchmark's ground truth both use it.
+    """
+    warm_until = timer() + warm_s
+    start = timer()
+    fn()
+    passes = 1
+    while timer() < warm_until:
+        fn()
+        passes += 1
+    per_call = max(1e-9, (timer() - start) / passes)
+    runs = max(int(min_runs), min(1000, math.ceil(block_s / per_call)))
+    samples = []
+    for _ in range(runs):
+        w0, c0 = time.perf_counter(), timer()
+        fn()
+        samples.append(timer() - c0)
+        if wall is not None:
+            wall.append(time.perf_counter() - w0)
+    return samples
 
 
 def random_inputs(shapes: Sequence[Sequence[int]], dtype: str = "float32", *, vocab: int = 100):

@@ -3,7 +3,9 @@
 Every profile row becomes a *layer configuration*: its kind, input shapes,
 attributes (stride, padding, groups, kernel...), the module's ``extra_repr``
 (channels, bias...), the dtype, the thread count and the measuring method. The
-first time a configuration is seen it is measured on the host and the median
+first time a configuration is seen it is measured on the host and the 10th
+percentile of its repeats (the uncontended latency: other jobs on a shared host
+only add time, so a low quantile reproduces where a median drifts with the load)
 is stored in SQLite under the cache dir, so later runs and other models reuse
 it. A model's predicted latency is the sum of its rows.
 
@@ -56,19 +58,20 @@ from edgefit.measure.latency import (
     behind_gate,
     conv_canary,
     default_timer,
+    faster,
     measure_latency,
     random_inputs,
     steady_allocator,
     time_callable,
 )
 
-METHOD = "rotated-v3"  # how entries are measured; part of every key so old entries are not reused
-HOT_METHOD = "hot-v2"  # alone in a loop: for models whose whole working set fits in hot_bytes
+METHOD = "rotated-v4"  # how entries are measured; part of every key so old entries are not reused
+HOT_METHOD = "hot-v3"  # alone in a loop: for models whose whole working set fits in hot_bytes
 ROTATE_BYTES = 16 * 2**20  # one round over a layer's copies touches this much (several L2s)
 MAX_COPIES = 64
 DISTURB_BYTES = 2 * 2**20  # written before each rotated call: about one core's L2
-CALL_METHOD = "module-call-v1"
-LEAF_METHOD = "leaf-in-network-v1"
+CALL_METHOD = "module-call-v2"
+LEAF_METHOD = "leaf-in-network-v2"
 MIXED_INPUT = (1, 3, 24, 24)
 
 _VIEW_OPS = frozenset(
@@ -134,7 +137,7 @@ def layer_key(
 
     >>> from types import SimpleNamespace as R
     >>> layer_key(R(kind="ReLU", ops=("relu",), input_shapes=((1, 8),), attributes={}, output_shape=(1, 8)), threads=1)
-    '{"attributes": {}, "dtype": "float32", "input_shapes": [[1, 8]], "kind": "ReLU", "method": "rotated-v3", "module": "", "ops": ["relu"], "output_shape": [1, 8], "threads": 1}'
+    '{"attributes": {}, "dtype": "float32", "input_shapes": [[1, 8]], "kind": "ReLU", "method": "rotated-v4", "module": "", "ops": ["relu"], "output_shape": [1, 8], "threads": 1}'
     """
     if threads is None:
         import torch
@@ -161,7 +164,7 @@ class LatencyTable:
 
     Args:
         path: the database file (default: ``<cache dir>/latency_lut.sqlite``).
-        warmup, runs: timing of each new configuration (median of ``runs``).
+        warmup, runs: timing of each new configuration (10th percentile of ``runs``).
         timer: the clock (default: `default_timer`, CPU time with one torch thread);
             tests pass a fake one.
         min_sample_s: each sample loops the layer for about this long.
@@ -184,9 +187,9 @@ class LatencyTable:
         path: str | Path | None = None,
         *,
         warmup: int = 3,
-        runs: int = 15,
+        runs: int = 10,
         timer: Timer | None = None,
-        min_sample_s: float = 2e-3,
+        min_sample_s: float = 1e-3,
         rotate_bytes: int = ROTATE_BYTES,
         hot_bytes: int | None = None,
         gate: Callable[[], object] | None = None,
@@ -255,10 +258,17 @@ class LatencyTable:
             min_sample_s=self.min_sample_s,
         )
 
-    def behind_gate(self, measure: Callable[[], object]):
-        """``measure()`` behind this table's gate, taken again if the host slowed down under it."""
+    def behind_gate(self, measure: Callable[[], object], pick=None):
+        """``measure()`` behind this table's gate, taken again if the host slowed down under it.
+
+        ``pick(kept, new)`` chooses between takes (`edgefit.measure.latency.behind_gate`).
+        """
         result, retaken = behind_gate(
-            measure, self._wait_gate, getattr(self.gate, "steady", None), retakes=self.retakes
+            measure,
+            self._wait_gate,
+            getattr(self.gate, "steady", None),
+            retakes=self.retakes,
+            pick=pick,
         )
         self.retaken += retaken
         return result
@@ -275,10 +285,10 @@ class LatencyTable:
                 return time_prepared(fn, warmup=self.warmup, runs=self.runs, timer=self.timer)
             return self.timed(fn)
 
-        stats = self.behind_gate(measure)
-        self.put(key, stats.median_s, stats.runs)
+        stats = self.behind_gate(measure, pick=faster)
+        self.put(key, stats.p10_s, stats.runs)
         self.measured += 1
-        return stats.median_s, False
+        return stats.p10_s, False
 
 
 @dataclass(frozen=True)
@@ -331,17 +341,23 @@ class Prediction:
 
     @property
     def error(self) -> float | None:
-        """(predicted - measured) / measured, or None without a measurement."""
-        if self.measured is None or self.measured.median_s <= 0:
+        """(predicted - measured) / measured, or None without a measurement.
+
+        Against the measurement's 10th percentile: the uncontended latency the table predicts.
+        """
+        if self.measured is None or not self.measured.p10_s > 0:
             return None
-        return (self.seconds - self.measured.median_s) / self.measured.median_s
+        return (self.seconds - self.measured.p10_s) / self.measured.p10_s
 
     @property
     def measured_in_interval(self) -> bool | None:
-        """Whether the measured median lies in [low_s, high_s]; None without both."""
+        """Whether the measured uncontended latency (10th percentile) lies in [low_s, high_s].
+
+        None without a measurement or an interval.
+        """
         if self.measured is None or self.low_s is None or self.high_s is None:
             return None
-        return self.low_s <= self.measured.median_s <= self.high_s
+        return self.low_s <= self.measured.p10_s <= self.high_s
 
     def budget_met(self, budget_s: float, confidence: float = 0.9) -> bool:
         """True if the latency stays within ``budget_s`` with probability ``confidence``.
@@ -621,8 +637,8 @@ def module_call_overhead(table: LatencyTable, *, modules: int = 64) -> float:
         with torch.inference_mode():
             whole, alone = table.behind_gate(
                 lambda: (
-                    table.timed(lambda: net(x)).median_s,
-                    table.timed(lambda: leaf(x)).median_s,
+                    table.timed(lambda: net(x)).p10_s,
+                    table.timed(lambda: leaf(x)).p10_s,
                 )
             )
         return (whole - modules * alone) / (modules + 1)
@@ -704,7 +720,7 @@ def leaf_context_overhead(table: LatencyTable) -> float:
             ).seconds
         x = torch.randn(*MIXED_INPUT)
         with torch.inference_mode():
-            whole = table.behind_gate(lambda: table.timed(lambda: net(x)).median_s)
+            whole = table.behind_gate(lambda: table.timed(lambda: net(x)).p10_s, pick=min)
         return (whole - alone) / leaves
 
     return _calibration(
