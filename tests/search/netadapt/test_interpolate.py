@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from edgefit.measure import LatencyTable, layer_key, predict_latency
+from edgefit.measure.lut import HOT_METHOD
 from edgefit.metrics import profile
 from edgefit.search.netadapt import ResourceMeter, parse_budget
 from edgefit.search.netadapt.interpolate import InterpolatingTable, one_count_apart, split_key
@@ -30,7 +31,7 @@ def _conv_key(c_out: int, c_in: int = 8) -> str:
     conv = nn.Conv2d(c_in, c_out, 1, bias=False)
     row = next(r for r in profile(nn.Sequential(conv), input_shape=(1, c_in, 4, 4)).layers if r.name == "0")
     return layer_key(row, conv, input_shapes=((1, c_in, 4, 4),), threads=torch.get_num_threads(),
-                     method="hot-v2")
+                     method=HOT_METHOD)
 
 
 def test_linear_between_the_two_nearest_measured_counts(tmp_path):
