@@ -377,6 +377,14 @@ def _err(v: int | None, ref: int) -> str:
     return "0 (exact)" if v == ref else f"{e:+.2f}"
 
 
+def _load() -> str:
+    """The 1-minute load average, for the report."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "unknown"
+
+
 def _tool_versions(tools: list[str]) -> dict[str, str]:
     sys.path.insert(0, str(HERE))
     import _competitors as comp
@@ -417,8 +425,10 @@ def render(records: list[dict[str, Any]], cases: list[str], tools: list[str], ve
         "competitors run the real fp32 CPU model (LLaMA-7B: meta model, meta input), edgefit "
         "traces on meta, whoever built the model: the `torchvision-style/` cases are models "
         "written as torchvision writes them (`benchmarks/_foreign.py`), real weights on the CPU, "
-        "not from edgefit's zoo. The host is shared with other work, so the machine was busy "
-        "while this ran: compare tools within this run; the targets give each median with the "
+        "not from edgefit's zoo. The host may be shared with other work (load average "
+        f"{args.load_start} at the start of this run, {args.load_end} at its end; the other tools' "
+        "real forward passes slow down under load far more than edgefit's meta trace, so a busy "
+        "host flatters edgefit's ratios): compare tools within this run; the targets give each median with the "
         "min..max of its calls. Speedup = tool median / edgefit median. Peak RSS is the whole process "
         "(torch + model + tool); `baseline` is torch + model alone. Every tool's code is "
         "byte-compiled before timing (pip does it at install; the edgefit checkout is compiled by "
@@ -604,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     if "edgefit" not in tools:
         tools.insert(0, "edgefit")
 
+    args.load_start = _load()
     _byte_compile_edgefit()
     versions = _tool_versions(tools)
     avail = _availability(tools)
@@ -628,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         # rewrite after every case so a long run leaves partial results behind
+        args.load_end = _load()
         write_atomic(args.out, render(records, cases, tools, versions, avail, args))
     print(f"wrote {args.out}")
     return 0
