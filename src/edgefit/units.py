@@ -12,9 +12,13 @@ from __future__ import annotations
 
 
 def si(value: float, unit: str = "", *, compact: bool = False) -> str:
-    """``value`` with a decimal prefix, 3 significant digits: ``4.61 Top/s``, or ``724M`` compact."""
+    """``value`` with a decimal prefix, 3 significant digits: ``4.61 Top/s``, or ``724M`` compact.
+
+    >>> si(4.61e12, "op/s"), si(1.248e15, "op/s"), si(724_406_816, compact=True), si(512)
+    ('4.61 Top/s', '1.25 Pop/s', '724M', '512')
+    """
     sep = "" if compact else " "
-    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    for prefix, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(value) >= scale:
             return f"{value / scale:.3g}{sep}{prefix}{unit}"
     if compact and isinstance(value, int):
