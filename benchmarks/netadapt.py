@@ -150,7 +150,7 @@ def part1(lines: list[str], guides=("latency", "latency-reducible", "macs", "rpi
         of = "of what shrinking can remove" if guide in RELATIVE_TO else "of the unadapted network"
         lines += [f"### Guided by {guide} (budget {GUIDES[guide]} {of})\n",
                   f"{res.message}; {res.final.seconds:.0f} s wall for the search ({_rate(res)} with 2 workers, pricing"
-                  " included).\n", _floor_line(res), family_markdown(res.members), ""]
+                  " included).\n", _floor_line(res), family_markdown(res.members, long_term_epochs=0), ""]
     if "latency" not in guides:
         pool.close()
         return
@@ -334,7 +334,7 @@ def part2(lines: list[str], timed: bool = True) -> None:
               f" {res.start['macs'] / res.final.resources['macs']:.2f}x | 0.74G -> 0.37G, 2.0x |",
               lat_row,
               f"| fidelity | 1.000 | {res.final.score:.3f} | | RMSE 0.599 -> 0.604 |", "",
-              family_markdown(res.members, "fidelity"), ""]
+              family_markdown(res.members, "fidelity", long_term_epochs=cfg.long_term_epochs), ""]
 
 
 CHANGES = (

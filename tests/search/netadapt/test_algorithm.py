@@ -67,7 +67,7 @@ def test_meets_every_budget_with_monotone_resources(base, tmp_path):
         assert torch.equal(reloaded(x), final(x))
     assert sum(t.numel() for t in final.parameters()) == res.final.resources["params"] < res.start["params"]
     paths = write_family(tmp_path, plot=False)
-    assert "final (long fine-tune)" in paths[0].read_text()
+    assert "final (long fine-tune, 1 epoch)" in paths[0].read_text()  # as configured
     assert len(Journal(tmp_path).members()) == len(res.members)
 
 

@@ -325,6 +325,7 @@ def netadapt(
     if not met and unreachable:
         message += f"; {unreachable}"
     journal.put_meta("message", message)
+    journal.put_meta("long_term_epochs", config.long_term_epochs)
     adapter.fine_tune(current_model, config.long_term_epochs, config.seed)
     final = _save(journal, current_model, Member(
         FINAL, None, current.widths, current.resources, adapter.evaluate(current_model),

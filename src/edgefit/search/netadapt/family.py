@@ -18,13 +18,26 @@ def column(label: str) -> tuple[str, float]:
     return f"{label} [{unit}]", scale
 
 
-def family_markdown(members: list[Member], score_name: str = "val accuracy") -> str:
+def final_label(long_term_epochs: int | None = None) -> str:
+    """The final network's row name, saying whether it was fine-tuned long.
+
+    >>> final_label(20), final_label(0), final_label()
+    ('final (long fine-tune, 20 epochs)', 'final (no long fine-tune)', 'final (long fine-tune)')
+    """
+    if long_term_epochs is None:  # a journal from before the setting was recorded
+        return "final (long fine-tune)"
+    if not long_term_epochs:
+        return "final (no long fine-tune)"
+    return f"final (long fine-tune, {long_term_epochs:g} epoch{'' if long_term_epochs == 1 else 's'})"
+
+
+def family_markdown(members: list[Member], score_name: str = "val accuracy", long_term_epochs: int | None = None) -> str:
     """One row per network: iteration, shrunken block, every resource, score, test accuracy."""
     labels = list(members[0].resources)
     heads = ["network", "block shrunk", *(column(k)[0] for k in labels), score_name, "test accuracy", "proposals"]
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for m in members:
-        name = "final (long fine-tune)" if m.iteration == FINAL else str(m.iteration)
+        name = final_label(long_term_epochs) if m.iteration == FINAL else str(m.iteration)
         vals = [f"{m.resources[k] * column(k)[1]:.4g}" for k in labels]
         acc = "-" if m.test_accuracy is None else f"{100 * m.test_accuracy:.2f}%"
         score = "-" if m.score is None else (f"{100 * m.score:.2f}%" if "accuracy" in score_name else f"{m.score:.4f}")
@@ -56,7 +69,7 @@ def write_family(output_dir: str | Path, score_name: str = "val accuracy", plot:
     members = journal.members()
     check = journal.meta("host_latency")
     rows = [m.to_dict() for m in members]
-    text = family_markdown(members, score_name)
+    text = family_markdown(members, score_name, journal.meta("long_term_epochs"))
     if check is not None:  # the final network's measured host latency beside the table's prediction
         from edgefit.search.host_check import check_markdown
 
