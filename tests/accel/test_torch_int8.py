@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from edgefit.accel._side_by_side import time_side_by_side
-from edgefit.accel.torch_int8 import TorchInt8Config, bench_torch_int8, convert_torch_int8
+from edgefit.accel.torch_int8 import TorchInt8Config, bench_torch_int8, convert_torch_int8, fold_bn_fp32
 from edgefit.compress.quantize import LinearQuantConfig, quantize_
 from edgefit.data import TrainConfig, evaluate, load_digits, train
 from edgefit.errors import ConfigError
@@ -78,9 +78,21 @@ def test_the_float_model_is_left_as_it_was(digits_pair):
 def test_bench_returns_both_runtimes_per_batch_and_restores_threads():
     saved = torch.get_num_threads()
     rows = bench_torch_int8(nn.Sequential(nn.Linear(4, 3)), (1, 4), batches=(1, 2), runs=1, warmup=0, threads=1)
-    assert [r["batch"] for r in rows] == [1, 2]
+    assert [r["batch"] for r in rows] == [1, 2] and set(rows[0]) == {"batch", "fp32", "fp32_eager", "int8", "speedup"}
     assert all(r["speedup"] == r["fp32"]["median_s"] / r["int8"]["median_s"] for r in rows)
     assert torch.get_num_threads() == saved
+
+
+def test_the_fp32_baseline_folds_batch_norm_and_computes_the_same():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
+    net[1].running_mean.uniform_(-1, 1)
+    net[1].running_var.uniform_(0.5, 2)
+    folded = fold_bn_fp32(net)
+    assert isinstance(folded[1], nn.Identity) and isinstance(net[1], nn.BatchNorm2d)
+    x = torch.randn(3, 2, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), net(x), atol=1e-5)
 
 
 def test_side_by_side_interleaves_the_calls():

@@ -77,8 +77,8 @@ def precision(
 
 RUNTIME_TITLES = {
     "onnxruntime": "ONNX Runtime (CPU provider, {t} thread(s)); int8 = QDQ, per-channel int8 weights",
-    "torch-int8": "torch (CPU, {t} thread(s)): fp32 eager vs int8 torch.ao kernels (x86 engine, per-channel"
-                  " int8 weights, FX graph mode)",
+    "torch-int8": "torch (CPU, {t} thread(s)): fp32 with batch norms folded (and as given: eager) vs int8"
+                  " torch.ao kernels (FX graph mode, x86 engine, per-channel int8 weights)",
 }
 
 
@@ -101,7 +101,8 @@ def bench_runtime(model: str, runtime: str, runs: int, warmup: int, batches, inp
     if len(shapes) != 1:
         raise ConfigError(f"--runtime {runtime} takes a model with one input")
     with Progress(transient=True, disable=as_json) as progress:
-        task = progress.add_task(f"{runtime} fp32 + int8", total=2 * len(batches) * (runs + warmup))
+        sides = 3 if runtime == "torch-int8" else 2
+        task = progress.add_task(f"{runtime} fp32 + int8", total=sides * len(batches) * (runs + warmup))
         rows = bench(resolved.model, shapes[0], batches=batches, runs=runs, warmup=warmup,
                      threads=threads or 1, on_step=lambda: progress.advance(task))
     if as_json:
@@ -110,7 +111,8 @@ def bench_runtime(model: str, runtime: str, runs: int, warmup: int, batches, inp
     typer.echo(f"{model} on " + RUNTIME_TITLES[runtime].format(t=threads or 1))
     for r in rows:
         typer.echo(f"  batch {r['batch']:>3}: fp32 {1e3 * r['fp32']['median_s']:.2f} ms (p90 {1e3 * r['fp32']['p90_s']:.2f}),"
-                   f" int8 {1e3 * r['int8']['median_s']:.2f} ms (p90 {1e3 * r['int8']['p90_s']:.2f}) -> {r['speedup']:.2f}x")
+                   f" int8 {1e3 * r['int8']['median_s']:.2f} ms (p90 {1e3 * r['int8']['p90_s']:.2f}) -> {r['speedup']:.2f}x"
+                   + (f"; fp32 eager {1e3 * r['fp32_eager']['median_s']:.2f} ms" if "fp32_eager" in r else ""))
 
 
 @app.command()
