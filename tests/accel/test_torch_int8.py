@@ -41,6 +41,28 @@ def test_one_linear_layer_within_the_bound_derived_from_its_scales():
     assert float(err.max()) > 0.1 * s_y  # a real integer path, not a float copy
 
 
+def test_relu6_folds_into_the_convolution_output_range():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU6()).eval()
+    with torch.no_grad():
+        net[0].weight.mul_(20)  # outputs well beyond 6 and below 0
+    x = torch.randn(32, 1, 6, 6)
+    plain = convert_torch_int8(net, x, TorchInt8Config(fold_relu6=False))
+    folded = convert_torch_int8(net, x)
+    conv = getattr(folded, "0")
+    assert type(conv).__name__ == "ConvReLU2d" and "relu6" not in folded.code.lower()
+    assert conv.zero_point == 0 and conv.scale == pytest.approx(6 / 255)  # codes 0..255 are 0..6: ReLU6 itself
+    with torch.no_grad():
+        ref, out, out_plain = net(x), folded(x), plain(x)
+    assert float(out.max()) == pytest.approx(6.0) and float(out.min()) == 0.0
+    # input step s_x / 2 times the sum of |w| over the 3x3 window, weight step, bias at s_x s_w, output step 6 / 255 / 2
+    w = net[0].weight.detach().flatten(1)
+    s_x, s_w = float(x.max() - x.min()) / 255, w.abs().amax(1) / 127
+    bound = float((w.abs().sum(1) * s_x / 2 + 9 * float(x.abs().max()) * s_w / 2 + 9 * s_x * s_w / 4 + s_x * s_w / 2).max()) + 3 / 255
+    assert float((out - ref).abs().max()) <= bound + 1e-5
+    assert float((out - ref).abs().max()) < float((out_plain - ref).abs().max())  # a finer grid than the conv's range
+
+
 @pytest.fixture(scope="module")
 def digits_pair():
     data = load_digits()

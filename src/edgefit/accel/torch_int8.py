@@ -58,6 +58,9 @@ class TorchInt8Config:
             ``histogram`` (torch's L2-optimal clipping).
         reduce_range: 7-bit activations, for CPUs without VNNI, where FBGEMM's
             AVX2 ``u8 x s8`` pair sums can saturate at 16 bits.
+        fold_relu6: fold each ReLU6 that follows a convolution into the
+            convolution's uint8 output range (:func:`fold_relu6_`), as ONNX Runtime
+            folds Clip; else torch runs it as a separate quantized op.
         batch: calibration inputs per forward pass.
     """
 
@@ -65,6 +68,7 @@ class TorchInt8Config:
     per_channel: bool = True
     observer: str = "minmax"
     reduce_range: bool = False
+    fold_relu6: bool = True
     batch: int = 32
 
     def __post_init__(self) -> None:
@@ -161,7 +165,52 @@ def convert_torch_int8(model: nn.Module, calibration, config: TorchInt8Config | 
         except Exception as exc:
             raise ConfigError(f"torch int8: calibration inputs {tuple(x.shape[1:])} do not run through"
                               f" the model ({_first_line(exc)})") from exc
-        return convert_fx(prepared).eval()
+        converted = convert_fx(prepared).eval()
+    if config.fold_relu6:
+        fold_relu6_(converted)
+    return converted
+
+
+def fold_relu6_(model: nn.Module) -> list[str]:
+    """Fold ReLU6 into the quantized convolution before it, in place; returns the convolutions' names.
+
+    A uint8 output with zero point 0 and scale ``hi / 255``, ``hi = min(6, top of
+    the convolution's calibrated range)``, is ReLU6 itself: codes clamp at 0 and
+    at 255, i.e. at 0 and ``hi``. So the ``Conv2d -> ReLU6`` pair becomes a
+    quantized ``ConvReLU2d`` with that output range, computing
+    ``quantize(relu6(conv(x)))`` in one kernel (ONNX Runtime folds Clip into
+    QLinearConv the same way), on a finer grid than the convolution's own range,
+    whose negative half ReLU6 discards. Only a convolution whose one user is the
+    ReLU6 is folded.
+    """
+    import torch.ao.nn.intrinsic.quantized as nniq
+    import torch.ao.nn.quantized as nnq
+
+    mods = dict(model.named_modules())
+    folded = []
+    for node in list(model.graph.nodes):
+        src = node.args[0] if node.args else None
+        if (node.op != "call_module" or not isinstance(mods.get(node.target), (nn.ReLU6, nnq.ReLU6))
+                or getattr(src, "op", None) != "call_module" or len(src.users) != 1
+                or type(mods.get(src.target)) is not nnq.Conv2d):
+            continue
+        conv = mods[src.target]
+        hi = min(6.0, (255 - conv.zero_point) * conv.scale)
+        if hi <= 0:
+            continue  # the convolution's calibrated range is all negative: ReLU6 gives 0, leave it as it is
+        fused = nniq.ConvReLU2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                                conv.dilation, conv.groups, True, conv.padding_mode)
+        fused.set_weight_bias(conv.weight(), conv.bias())
+        fused.scale, fused.zero_point = hi / 255, 0
+        parent, _, leaf = src.target.rpartition(".")
+        setattr(model.get_submodule(parent), leaf, fused)
+        node.replace_all_uses_with(src)
+        model.graph.erase_node(node)
+        folded.append(src.target)
+    model.graph.lint()
+    model.delete_all_unused_submodules()
+    model.recompile()
+    return folded
 
 
 def fold_bn_fp32(model: nn.Module) -> nn.Module:
