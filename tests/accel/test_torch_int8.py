@@ -9,9 +9,14 @@ import torch
 from torch import nn
 
 from edgefit.accel._side_by_side import time_side_by_side
-from edgefit.accel.torch_int8 import TorchInt8Config, bench_torch_int8, convert_torch_int8, fold_bn_fp32
+from edgefit.accel.torch_int8 import (
+    TorchInt8Config,
+    bench_torch_int8,
+    convert_torch_int8,
+    fold_bn_fp32,
+)
 from edgefit.compress.quantize import LinearQuantConfig, quantize_
-from edgefit.data import TrainConfig, evaluate, load_digits, train
+from edgefit.data import evaluate
 from edgefit.errors import ConfigError
 
 
@@ -64,13 +69,9 @@ def test_relu6_folds_into_the_convolution_output_range():
 
 
 @pytest.fixture(scope="module")
-def digits_pair():
-    data = load_digits()
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                        nn.Linear(8 * 4 * 4, 32), nn.ReLU(), nn.Linear(32, 10))
-    train(net, data, TrainConfig(epochs=20))
-    sim = copy.deepcopy(net.eval())
+def digits_pair(digits_convnet):
+    net, data = digits_convnet(20)
+    sim = copy.deepcopy(net)
     cal = data.x_train[:512]
     quantize_(sim, LinearQuantConfig(bits=8, act_bits=8, symmetric=True, per_channel=True), calibration=cal)
     return sim, convert_torch_int8(sim, cal), data
