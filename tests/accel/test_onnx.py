@@ -10,18 +10,13 @@ from torch import nn
 from edgefit.accel.onnx import OrtModel, export_int8, export_onnx
 from edgefit.compress.prune import MagnitudeConfig, prune_
 from edgefit.compress.quantize import KMeansConfig, LinearQuantConfig, quantize_
-from edgefit.data import TrainConfig, evaluate, load_digits, train
+from edgefit.data import evaluate
 from edgefit.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
-def trained():
-    data = load_digits()
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                        nn.Linear(8 * 4 * 4, 32), nn.ReLU(), nn.Linear(32, 10))
-    train(net, data, TrainConfig(epochs=4))
-    return net.eval(), data
+def trained(digits_convnet):
+    return digits_convnet(4)
 
 
 @pytest.mark.parametrize("variant", ["dense", "pruned", "kmeans"])

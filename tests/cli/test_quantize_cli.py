@@ -71,3 +71,28 @@ def test_export_int8_keeping_the_first_layer_float(tmp_path, weights, capsys):
     weights_ = {i.name for i in graph.initializer}
     first = next(n for n in graph.node if n.op_type in ("Gemm", "MatMul"))
     assert first.input[1] in weights_  # fp32 weights read directly, no DequantizeLinear in front
+
+
+def test_bench_on_torch_int8_prints_both_sides(capsys):
+    import json
+
+    assert main(["bench", "lenet5_digits", "--runtime", "torch-int8", "-n", "1", "--warmup", "0",
+                 "--batch-sizes", "1,2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["batch"] for r in rows] == [1, 2] and {"fp32", "int8", "speedup"} <= set(rows[0])
+
+
+@pytest.mark.parametrize("source, runtime, message", [
+    ("import torch\nfrom torch import nn\n\nclass M(nn.Module):\n    def __init__(self):\n"
+     "        super().__init__()\n        self.fc = nn.Linear(4, 3)\n\n    def forward(self, x):\n"
+     "        return sum(self.fc(x[i : i + 1]) for i in range(x.shape[0]))\n\ndef build():\n    return M()\n",
+     "torch-int8", "torch.fx cannot trace the model"),
+    ("from torch import nn\n\ndef build():\n    return nn.Linear(4, 3)\n", "tflite",
+     "--runtime must be torch, onnxruntime or torch-int8, got 'tflite'"),
+])
+def test_bench_runtime_bad_input_is_one_line(tmp_path, capsys, source, runtime, message):
+    mod = tmp_path / "loop_model.py"
+    mod.write_text(source)
+    assert main(["bench", f"{mod}:build", "-i", "1,4", "--runtime", runtime, "-n", "1", "--warmup", "0"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

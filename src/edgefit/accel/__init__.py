@@ -9,7 +9,7 @@ the lecturers' energy-estimation tool (reference/003, "Efficient Processing of D
 
 It also holds the real low-precision kernels: the bit-packed XNOR + popcount binary
 matmul and convolution (:mod:`.xnor`), and int8 inference through ONNX Runtime
-(:mod:`.onnx`).
+(:mod:`.onnx`) and through PyTorch's own quantized kernels (:mod:`.torch_int8`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ _LAZY = {
     "export_checked": ("edgefit.accel.onnx", "export_checked"),
     "bench_onnxruntime": ("edgefit.accel.onnx", "bench_onnxruntime"),
     "OrtModel": ("edgefit.accel.onnx", "OrtModel"),
+    "TorchInt8Config": ("edgefit.accel.torch_int8", "TorchInt8Config"),
+    "convert_torch_int8": ("edgefit.accel.torch_int8", "convert_torch_int8"),
+    "bench_torch_int8": ("edgefit.accel.torch_int8", "bench_torch_int8"),
 }
 
 __all__ = sorted(_LAZY)

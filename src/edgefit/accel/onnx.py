@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from edgefit._io import atomic_write_with
+from edgefit.accel._side_by_side import time_side_by_side
 from edgefit.errors import ConfigError
 
 
@@ -231,8 +232,6 @@ def bench_onnxruntime(model: nn.Module, input_shape: tuple[int, ...], *, batches
     real inputs for accuracy). Returns one dict per batch size with median and
     p90 seconds for each runtime and the speed-up.
     """
-    from edgefit.measure.latency import time_callable
-
     shape = tuple(input_shape)
     cal = np.random.default_rng(0).standard_normal((16, *shape[1:])).astype(np.float32) if calibration is None \
         else np.asarray(calibration, np.float32)
@@ -244,10 +243,8 @@ def bench_onnxruntime(model: nn.Module, input_shape: tuple[int, ...], *, batches
         out = []
         for b in batches:
             x = np.random.default_rng(1).standard_normal((b, *shape[1:])).astype(np.float32)
-            row = {"batch": b}
-            for k, s in sessions.items():
-                st = time_callable(lambda s=s: s(x), warmup=warmup, runs=runs, on_step=on_step)  # noqa: B023
-                row[k] = {"median_s": st.median_s, "p90_s": st.p90_s}
+            fns = {k: (lambda s=s, x=x: s(x)) for k, s in sessions.items()}
+            row = {"batch": b, **time_side_by_side(fns, runs=runs, warmup=warmup, on_step=on_step)}
             if int8:
                 row["speedup"] = row["fp32"]["median_s"] / row["int8"]["median_s"]
             out.append(row)

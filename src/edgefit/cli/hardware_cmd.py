@@ -138,7 +138,9 @@ def bench(
     threads: int = typer.Option(0, "--threads", help="torch threads (0: torch's default)"),
     as_json: bool = typer.Option(False, "--json", help="print results as JSON"),
     option: list[str] = typer.Option([], "--option", help="builder option KEY=VALUE (repeatable)"),
-    runtime: str = typer.Option("torch", "--runtime", help="torch, or onnxruntime (fp32 and int8 QDQ side by side)"),
+    runtime: str = typer.Option(
+        "torch", "--runtime", help="torch; onnxruntime or torch-int8: fp32 and int8 on that runtime side by side"
+    ),
 ) -> None:
     """Measure MODEL's latency (median, p90) and throughput over batch sizes on this host, beside the estimate."""
     import torch

@@ -75,33 +75,44 @@ def precision(
     typer.echo(precision_report(resolved.model, resolved.input_shape, device=device).to_text())
 
 
+RUNTIME_TITLES = {
+    "onnxruntime": "ONNX Runtime (CPU provider, {t} thread(s)); int8 = QDQ, per-channel int8 weights",
+    "torch-int8": "torch (CPU, {t} thread(s)): fp32 with batch norms folded (and as given: eager) vs int8"
+                  " torch.ao kernels (FX graph mode, x86 engine, per-channel int8 weights)",
+}
+
+
 def bench_runtime(model: str, runtime: str, runs: int, warmup: int, batches, input_shape, threads: int,
                   as_json: bool, option) -> None:
-    """`edgefit bench --runtime onnxruntime`: fp32 and int8 ONNX Runtime latency side by side."""
+    """`edgefit bench --runtime onnxruntime|torch-int8`: fp32 and int8 latency on one runtime side by side."""
     import json
 
     from rich.progress import Progress
 
     from edgefit.accel.onnx import bench_onnxruntime
+    from edgefit.accel.torch_int8 import bench_torch_int8
     from edgefit.cli.hardware_cmd import _profile
     from edgefit.errors import ConfigError
 
-    if runtime != "onnxruntime":
-        raise ConfigError(f"--runtime must be torch or onnxruntime, got {runtime!r}")
+    bench = {"onnxruntime": bench_onnxruntime, "torch-int8": bench_torch_int8}.get(runtime)
+    if bench is None:
+        raise ConfigError(f"--runtime must be torch, onnxruntime or torch-int8, got {runtime!r}")
     resolved, shapes, _ = _profile(model, input_shape, 32, None, option)
     if len(shapes) != 1:
-        raise ConfigError("--runtime onnxruntime takes a model with one input")
+        raise ConfigError(f"--runtime {runtime} takes a model with one input")
     with Progress(transient=True, disable=as_json) as progress:
-        task = progress.add_task("onnxruntime fp32 + int8", total=2 * len(batches) * (runs + warmup))
-        rows = bench_onnxruntime(resolved.model, shapes[0], batches=batches, runs=runs, warmup=warmup,
-                                 threads=threads or 1, on_step=lambda: progress.advance(task))
+        sides = 3 if runtime == "torch-int8" else 2
+        task = progress.add_task(f"{runtime} fp32 + int8", total=sides * len(batches) * (runs + warmup))
+        rows = bench(resolved.model, shapes[0], batches=batches, runs=runs, warmup=warmup,
+                     threads=threads or 1, on_step=lambda: progress.advance(task))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    typer.echo(f"{model} on ONNX Runtime (CPU provider, {threads or 1} thread(s)); int8 = QDQ, per-channel int8 weights")
+    typer.echo(f"{model} on " + RUNTIME_TITLES[runtime].format(t=threads or 1))
     for r in rows:
         typer.echo(f"  batch {r['batch']:>3}: fp32 {1e3 * r['fp32']['median_s']:.2f} ms (p90 {1e3 * r['fp32']['p90_s']:.2f}),"
-                   f" int8 {1e3 * r['int8']['median_s']:.2f} ms (p90 {1e3 * r['int8']['p90_s']:.2f}) -> {r['speedup']:.2f}x")
+                   f" int8 {1e3 * r['int8']['median_s']:.2f} ms (p90 {1e3 * r['int8']['p90_s']:.2f}) -> {r['speedup']:.2f}x"
+                   + (f"; fp32 eager {1e3 * r['fp32_eager']['median_s']:.2f} ms" if "fp32_eager" in r else ""))
 
 
 @app.command()
