@@ -21,6 +21,10 @@ with the spread.
     flock /tmp/edgefit-bench.lock .venv/bin/python benchmarks/quantization.py --part speed --rounds 7
     flock /tmp/edgefit-bench.lock .venv/bin/python benchmarks/quantization.py --part speed --speed int8
     .venv/bin/python benchmarks/quantization.py --part accuracy --seeds 3
+    flock /tmp/edgefit-bench.lock .venv/bin/python benchmarks/quantization.py --part breakdown
+
+``--part breakdown`` sums ONNX Runtime's own per-node profile of MobileNetV2 at
+batch 1 by layer kind (fp32 vs int8): where the batch-1 int8 time goes.
 """
 
 from __future__ import annotations
@@ -422,9 +426,84 @@ def speed_markdown(int8: list, binary: list | None, agreement: str = "", compile
     return out
 
 
+BREAKDOWN_TITLE = "Where MobileNetV2's batch-1 time goes on ONNX Runtime"
+
+
+def _ort_node_ms(path: Path, x: np.ndarray, runs: int) -> tuple[dict, dict]:
+    """Median kernel time per node (ONNX Runtime's profiler) and each node's kind in the optimized graph."""
+    import json
+
+    import onnx
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.optimized_model_filepath = str(path.with_suffix(".opt.onnx"))
+    so.enable_profiling, so.profile_file_prefix = True, str(path.with_suffix(""))
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        sess.run(None, {sess.get_inputs()[0].name: x})
+    times: dict = {}
+    for e in json.loads(Path(sess.end_profiling()).read_text()):
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            times.setdefault(e["name"][: -len("_kernel_time")], []).append(e["dur"] / 1e3)
+    kinds = {}
+    for n in onnx.load(so.optimized_model_filepath).graph.node:
+        a = {at.name: onnx.helper.get_attribute_value(at) for at in n.attribute}
+        k = a.get("kernel_shape", [0])[0]
+        kinds[n.name] = ("first conv (3x3, 3 input channels)" if k == 3 and a.get("group", 1) == 1
+                         else "depthwise 3x3" if a.get("group", 1) > 1 else "pointwise 1x1" if k == 1
+                         else "other ops (GEMM, adds, pooling, quantize/dequantize, layout)")
+    return {n: statistics.median(v) for n, v in times.items()}, kinds
+
+
+def int8_breakdown(runs: int, log) -> list[str]:
+    """Per layer kind, ONNX Runtime's own profiler: MobileNetV2 batch 1, fp32 vs int8 (not a speed target)."""
+    from edgefit.accel.onnx import export_int8, export_onnx
+
+    torch.manual_seed(0)
+    model = create("mobilenet_v2").eval()
+    cal = np.random.default_rng(0).standard_normal((16, 3, 224, 224)).astype(np.float32)
+    cols: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {"fp32": export_onnx(model, Path(tmp) / "f.onnx", (1, 3, 224, 224)),
+                 "int8": export_int8(model, Path(tmp) / "i.onnx", (1, 3, 224, 224), cal),
+                 "int8, first conv fp32": export_int8(model, Path(tmp) / "k.onnx", (1, 3, 224, 224), cal,
+                                                      keep_first_float=True)}
+        for name, f in files.items():
+            ms, kinds = _ort_node_ms(f, cal[:1], runs)
+            for node, t in ms.items():
+                kind = kinds.get(node, "other ops (GEMM, adds, pooling, quantize/dequantize, layout)")
+                cols.setdefault(kind, {}).setdefault(name, 0.0)
+                cols[kind][name] += t
+            log(f"breakdown {name}: {sum(ms.values()):.2f} ms of kernels")
+    return breakdown_markdown(cols, runs)
+
+
+def breakdown_markdown(cols: dict, runs: int) -> list[str]:
+    names = ("fp32", "int8", "int8, first conv fp32")
+    tot = {n: sum(c.get(n, 0.0) for c in cols.values()) for n in names}
+    out = [f"## {BREAKDOWN_TITLE}", "",
+           "ONNX Runtime's own profiler (`enable_profiling`), one intra-op thread, the median kernel time of each node"
+           f" over {runs} runs of the optimized graph, summed by layer kind; kernel time only (no session overhead), so"
+           " totals sit below the end-to-end times above. This explains the batch-1 ratio; it is not a target."
+           f" Load average when it started: {' / '.join(f'{v:.1f}' for v in os.getloadavg())}.", "",
+           "| layer kind | fp32 ms | int8 ms | int8 speed-up | int8, first conv fp32 ms |",
+           "| --- | ---: | ---: | ---: | ---: |"]
+    for kind in sorted(cols, key=lambda k: -cols[k].get("fp32", 0.0)):
+        c = cols[kind]
+        ratio = f"{c['fp32'] / c['int8']:.2f}x" if c.get("fp32") and c.get("int8") else "-"
+        out.append(f"| {kind} | {c.get('fp32', 0.0):.2f} | {c.get('int8', 0.0):.2f} | {ratio} |"
+                   f" {c.get('int8, first conv fp32', 0.0):.2f} |")
+    out.append(f"| **all kernels** | {tot['fp32']:.2f} | {tot['int8']:.2f} | {tot['fp32'] / tot['int8']:.2f}x |"
+               f" {tot['int8, first conv fp32']:.2f} |")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["all", "accuracy", "speed"], default="all")
+    ap.add_argument("--part", choices=["all", "accuracy", "speed", "breakdown"], default="all")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--speed", choices=["all", "int8"], default="all",
@@ -443,6 +522,8 @@ def main(argv=None) -> int:
         compile_s = numba_compile_seconds() if args.speed == "all" else 0.0
         binary = binary_rows(args.rounds, log) if args.speed == "all" else None
         new["Speed on this host"] = "\n".join(speed_markdown(int8_rows(args.rounds, log), binary, agree, compile_s))[3:]
+    if args.part in ("all", "breakdown"):
+        new[BREAKDOWN_TITLE] = "\n".join(int8_breakdown(100, log))[3:]
     old = OUT.read_text().split("\n## ") if OUT.exists() else []  # keep the other part's last results
     sections = {s.split("\n", 1)[0].lstrip("# "): s for s in old[1:]}
     if args.part != "accuracy" and args.speed == "int8" and BINARY_TITLE in sections.get("Speed on this host", ""):
@@ -451,7 +532,8 @@ def main(argv=None) -> int:
     sections.update(new)
     head = ["# Quantization benchmark", "", f"`benchmarks/quantization.py` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())});"
             " reproduce with the commands in its docstring.", ""]
-    body = [f"## {sections[k]}" for k in ("Summary of reduced precision on digits", "Speed on this host") if k in sections]
+    body = [f"## {sections[k]}" for k in ("Summary of reduced precision on digits", "Speed on this host", BREAKDOWN_TITLE)
+            if k in sections]
     atomic_write(OUT, "\n".join(head) + "\n" + "\n\n".join(b.rstrip() for b in body) + "\n")
     log(f"wrote {OUT}")
     return 0
