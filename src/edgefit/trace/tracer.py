@@ -34,6 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
 from edgefit.errors import InputShapeError, TraceError
+from edgefit.trace.leaves import LeafShortcuts
 from edgefit.trace.replay import BlockMemo
 from edgefit.trace.shapes import rule_for
 
@@ -131,6 +132,8 @@ class Trace:
         model_name: the model's class name.
         replayed_blocks: calls of repeated blocks whose records were copied from
             a twin's instead of being run (`edgefit.trace.replay`).
+        leaf_ops: ops recorded by a stock layer's shortcut instead of being
+            dispatched (`edgefit.trace.leaves`).
     """
 
     ops: list[OpRecord]
@@ -143,6 +146,7 @@ class Trace:
     values: dict[int, ValueInfo]
     model_name: str
     replayed_blocks: int = 0
+    leaf_ops: int = 0
     _storage_of: dict = field(default_factory=dict, repr=False)
 
 
@@ -160,10 +164,14 @@ class _Recorder(TorchDispatchMode):
         # trace, so the wrapper is not needed.
         return False
 
-    def __init__(self, names: dict[int, str], weights: dict[int, tuple[str, str]], codes: frozenset = frozenset()):
+    def __init__(
+        self, names: dict[int, str], weights: dict[int, tuple[str, str]], codes: frozenset = frozenset(),
+        weight_specs: dict | None = None,
+    ):
         super().__init__()
         self.names = names  # id(module) -> path
         self.weights = weights  # storage key -> (role, name)
+        self.weight_specs = weight_specs or {}  # id(weight twin) -> its TensorSpec
         self.codes = codes  # code objects of the model's forward methods
         self.frames: dict = {}  # running forward frame -> module path (kept alive while tracing)
         self.where = ""  # module of the op being dispatched, for error messages
@@ -175,6 +183,7 @@ class _Recorder(TorchDispatchMode):
         self.modules: dict[str, ModuleInfo] = {}
         self.adopted = 0  # tensors first seen as inputs (made outside the trace)
         self.call_log: list[str] = []  # module path of every forward call that ran an op
+        self.leaf_ops = 0  # ops recorded by leaf shortcuts
 
     # module attribution -------------------------------------------------
     def owner(self, frame) -> str:
@@ -194,14 +203,18 @@ class _Recorder(TorchDispatchMode):
                 name = self.names.get(id(module))
                 if name is not None:  # else a module built during forward: its caller owns the op
                     frames[frame] = name
-                    info = self.modules.get(name)
-                    if info is None:
-                        info = self.modules[name] = ModuleInfo(type(module).__name__, 0, len(self.modules))
-                    info.calls += 1
-                    self.call_log.append(name)
+                    self.enter(name, module)
                     return name
             frame = frame.f_back
         return ""
+
+    def enter(self, name: str, module: nn.Module) -> None:
+        """Count one call of module ``name`` that runs ops."""
+        info = self.modules.get(name)
+        if info is None:
+            info = self.modules[name] = ModuleInfo(type(module).__name__, 0, len(self.modules))
+        info.calls += 1
+        self.call_log.append(name)
 
     # values ---------------------------------------------------------------
     def new_value(self, t: torch.Tensor, producer: int) -> int:
@@ -216,6 +229,9 @@ class _Recorder(TorchDispatchMode):
         return vid
 
     def spec(self, t: torch.Tensor, index: int, use: bool) -> TensorSpec:
+        known = self.weight_specs.get(id(t))
+        if known is not None and known.shape == t.shape and known.dtype is t.dtype:
+            return known
         key = t.untyped_storage()._cdata
         weight = self.weights.get(key)
         if weight is not None:
@@ -260,15 +276,8 @@ class _Recorder(TorchDispatchMode):
             # Batch norm's reserve scratch, made from nothing and holding nothing: one
             # per batch norm call, so it skips the frame walk and argument recording.
             return torch.empty(args[0], dtype=(kwargs or {}).get("dtype"), device=_META)
-        index = len(self.ops)
-        info = _FUNC_INFO.get(func)
-        if info is None:
-            packet = func.overloadpacket.__name__
-            mutable = func._schema.is_mutable
-            aliasing = (func.is_view or packet in _ALIASING) and not mutable
-            info = _FUNC_INFO[func] = (packet, str(func), mutable, rule_for(func), aliasing)
-        name, overload, inplace, rule, aliasing = info
-        if aliasing:
+        info = _FUNC_INFO.get(func) or _func_info(func)
+        if info[4]:
             # A view moves no data and does no work; its result shares the storage of
             # its input, so whoever reads it later is attributed, and keeps the data
             # alive, through that storage. Half the ops of a transformer are views.
@@ -278,10 +287,32 @@ class _Recorder(TorchDispatchMode):
                 self.where = self.owner(sys._getframe(1))
                 raise _OpFailed(func, exc) from exc
         self.where = where = self.owner(sys._getframe(1))
+        return self.record(func, args, kwargs, where, info)
+
+    def record(self, func, args, kwargs, where: str, info=None):
+        """Run one op as module ``where``'s and record it; returns its result.
+
+        Called with dispatch modes off: from ``__torch_dispatch__``, or by a leaf
+        module's shortcut (`edgefit.trace.leaves`) with the arguments torch would
+        have dispatched.
+        """
+        index = len(self.ops)
         inputs: list[TensorSpec] = []
         arg = self._arg
         run_args = [arg(a, index, inputs) for a in args]
         run_kwargs = {k: arg(v, index, inputs) for k, v in kwargs.items()} if kwargs else {}
+        return self._run(func, info or _FUNC_INFO.get(func) or _func_info(func), where, run_args, run_kwargs, inputs)
+
+    def record_meta(self, func, args: list, tensors: list, where: str):
+        """`record` for arguments already on meta whose tensors, in order, are ``tensors``."""
+        index = len(self.ops)
+        spec = self.spec
+        inputs = [spec(t, index, True) for t in tensors]
+        return self._run(func, _FUNC_INFO.get(func) or _func_info(func), where, args, {}, inputs)
+
+    def _run(self, func, info: tuple, where: str, run_args: list, run_kwargs: dict, inputs: list):
+        index = len(self.ops)
+        name, overload, inplace, rule, _ = info
         try:
             out = rule(run_args, run_kwargs) if rule is not None else func(*run_args, **run_kwargs)
         except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
@@ -326,6 +357,16 @@ class _Recorder(TorchDispatchMode):
 
 
 _FUNC_INFO: dict = {}
+
+
+def _func_info(func) -> tuple:
+    """(packet name, full name, in place, shape rule, aliasing) of an aten op, cached."""
+    packet = func.overloadpacket.__name__
+    mutable = func._schema.is_mutable
+    aliasing = (func.is_view or packet in _ALIASING) and not mutable
+    info = _FUNC_INFO[func] = (packet, str(func), mutable, rule_for(func), aliasing)
+    return info
+
 _EMPTY = torch.ops.aten.empty.memory_format
 _ALIASING = frozenset({"_unsafe_view", "_reshape_alias"})
 _PLAIN = frozenset({int, float, bool, str, type(None), torch.dtype, torch.memory_format, torch.layout})
@@ -367,13 +408,14 @@ def gc_paused():
 class _Plan:
     """How to swap one model's weights for meta twins, reused while the model is unchanged."""
 
-    __slots__ = ("module_ids", "sizes", "entries", "weights", "params", "owner", "buffers")
+    __slots__ = ("module_ids", "sizes", "entries", "weights", "specs", "params", "owner", "buffers")
 
     def __init__(self, named):
         self.module_ids = [id(m) for _, m in named]
         self.sizes = [len(m._parameters) + len(m._buffers) for _, m in named]
         self.entries: list[tuple[dict, str, torch.Tensor, torch.Tensor, tuple]] = []
         self.weights: dict[int, tuple[str, str]] = {}
+        self.specs: dict[int, TensorSpec] = {}  # id(twin) -> its spec, the same in every trace
         self.params: dict[str, tuple[int, torch.dtype]] = {}
         self.owner: dict[str, str] = {}
         self.buffers: dict[str, int] = {}
@@ -388,6 +430,7 @@ class _Plan:
                         twin = twins[id(tensor)] = _make_twin(tensor, role)
                         full = f"{mod_name}.{attr}" if mod_name else attr
                         self.weights[_storage_key(twin)] = (role, full)
+                        self.specs[id(twin)] = TensorSpec(twin.shape, twin.dtype, role, -1, full)
                         if role == "param":
                             self.params[full] = (tensor.numel(), tensor.dtype)
                             self.owner[full] = mod_name
@@ -426,7 +469,7 @@ _PLANS = WeakIdKeyDictionary()
 def _meta_weights(model: nn.Module, named: list | None = None):
     """Swap parameters and buffers for meta twins; restore them afterwards.
 
-    Yields (storage key -> (role, name), params, param_owner, buffers).
+    Yields (storage key -> (role, name), id(twin) -> `TensorSpec`, params, param_owner, buffers).
     """
     if named is None:
         named = list(model.named_modules(remove_duplicate=True))
@@ -438,7 +481,7 @@ def _meta_weights(model: nn.Module, named: list | None = None):
         for table, attr, _, twin, _ in plan.entries:
             table[attr] = twin
             done += 1
-        yield plan.weights, dict(plan.params), dict(plan.owner), dict(plan.buffers)
+        yield plan.weights, plan.specs, dict(plan.params), dict(plan.owner), dict(plan.buffers)
     finally:
         for table, attr, tensor, _, _ in plan.entries[:done]:
             table[attr] = tensor
@@ -502,6 +545,7 @@ def trace(
     input_dtype: torch.dtype | str = torch.float32,
     mode: str | None = "eval",
     reuse_blocks: bool = True,
+    leaf_shortcuts: bool = True,
 ) -> Trace:
     """Trace one forward pass of ``model`` on the meta device.
 
@@ -518,6 +562,10 @@ def trace(
         reuse_blocks: record a repeated block (a transformer layer, a ResNet
             bottleneck) once and copy its records for its twins called with the
             same input shapes, instead of running each (`edgefit.trace.replay`;
+            the trace is the same either way).
+        leaf_shortcuts: record the op of a stock leaf layer (``Conv2d``,
+            ``BatchNorm2d`` in eval, ReLU, ``Dropout`` in eval...) from its
+            configuration instead of dispatching it (`edgefit.trace.leaves`;
             the trace is the same either way).
 
     Returns:
@@ -536,8 +584,8 @@ def trace(
     named = list(model.named_modules(remove_duplicate=True))
     names = {id(m): n for n, m in named}
     codes = _forward_codes(m for _, m in named)
-    with _meta_weights(model, named) as (weights, params, owner, buffers), _eval_mode(model, mode, named):
-        rec = _Recorder(names, weights, codes)
+    with _meta_weights(model, named) as (weights, specs, params, owner, buffers), _eval_mode(model, mode, named):
+        rec = _Recorder(names, weights, codes, specs)
         meta_inputs = []
         input_specs = []
         for x in inputs:
@@ -549,8 +597,9 @@ def trace(
             else:
                 meta_inputs.append(x)
         memo = BlockMemo(rec, named) if reuse_blocks else contextlib.nullcontext()
+        leaves = LeafShortcuts(rec, model, named) if leaf_shortcuts else contextlib.nullcontext()
         try:
-            with torch.inference_mode(False), torch.no_grad(), rec, memo:
+            with torch.inference_mode(False), torch.no_grad(), rec, memo, leaves:
                 out = model(*meta_inputs)
         except _OpFailed as exc:
             raise _explain(exc, rec, model) from None
@@ -579,6 +628,7 @@ def trace(
         values=rec.values,
         model_name=type(model).__name__,
         replayed_blocks=getattr(memo, "replayed", 0),
+        leaf_ops=rec.leaf_ops,
     )
 
 
