@@ -29,10 +29,11 @@ not 4-D for convolution and batch norm.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 from torch.nn.modules import module as _module_mod
-from torch.utils.weak import WeakIdKeyDictionary
 
 from edgefit.trace.replay import _HOOKS, _ReplayForward
 
@@ -53,62 +54,42 @@ def _float32_weights(m: nn.Module) -> bool:
     return all(t is None or t.dtype is _F32 for t in tensors)
 
 
-def _conv(m: nn.Conv2d):
+def _conv(m: nn.Conv2d, x: torch.Tensor):
     """``F.conv2d`` -> ``aten.convolution`` with lists, ``transposed=False``, ``output_padding=[0, 0]``."""
-    conv = torch.ops.aten.convolution.default
-
-    def args(x):
-        if x.dim() != 4 or not x.is_contiguous():
-            return None
-        params, state = m._parameters, m.__dict__
-        w, b = params["weight"], params.get("bias")
-        args = [x, w, b, list(state["stride"]), list(state["padding"]), list(state["dilation"]), False, [0, 0], state["groups"]]
-        return conv, args, [x, w] if b is None else [x, w, b]
-
-    return args
+    if x.dim() != 4 or not x.is_contiguous():
+        return None
+    params, state = m._parameters, m.__dict__
+    w, b = params["weight"], params.get("bias")
+    args = [x, w, b, list(state["stride"]), list(state["padding"]), list(state["dilation"]), False, [0, 0], state["groups"]]
+    return _OPS["convolution"], args, [x, w] if b is None else [x, w, b]
 
 
 def _conv_ok(m: nn.Conv2d) -> bool:
     return not isinstance(m.padding, str) and m.padding_mode == "zeros" and not m.transposed
 
 
-def _batch_norm(m: nn.BatchNorm2d):
+def _batch_norm(m: nn.BatchNorm2d, x: torch.Tensor):
     """Eval with running statistics: ``F.batch_norm`` -> ``aten.native_batch_norm(..., False, momentum, eps)``."""
-    bn = torch.ops.aten.native_batch_norm.default
-
-    def args(x):
-        state = m.__dict__
-        if x.dim() != 4 or not x.is_contiguous() or state["training"]:
-            return None
-        params, buffers = m._parameters, m._buffers
-        mean, var = buffers.get("running_mean"), buffers.get("running_var")
-        if mean is None or var is None:
-            return None
-        momentum = state["momentum"]
-        w, b = params.get("weight"), params.get("bias")
-        args = [x, w, b, mean, var, False, 0.0 if momentum is None else momentum, state["eps"]]
-        return bn, args, [t for t in args[:5] if t is not None]
-
-    return args
+    state = m.__dict__
+    if x.dim() != 4 or not x.is_contiguous() or state["training"]:
+        return None
+    params, buffers = m._parameters, m._buffers
+    mean, var = buffers.get("running_mean"), buffers.get("running_var")
+    if mean is None or var is None:
+        return None
+    momentum = state["momentum"]
+    w, b = params.get("weight"), params.get("bias")
+    args = [x, w, b, mean, var, False, 0.0 if momentum is None else momentum, state["eps"]]
+    return _OPS["native_batch_norm"], args, [t for t in args[:5] if t is not None]
 
 
-def _relu(m: nn.ReLU):
-    relu, relu_ = torch.ops.aten.relu.default, torch.ops.aten.relu_.default
-
-    def args(x):
-        return (relu_ if m.__dict__["inplace"] else relu), [x], [x]
-
-    return args
+def _relu(m: nn.ReLU, x: torch.Tensor):
+    return _OPS["relu_" if m.__dict__["inplace"] else "relu"], [x], [x]
 
 
-def _hardtanh(m: nn.Hardtanh):
-    ht, ht_ = torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default
-
-    def args(x):
-        state = m.__dict__
-        return (ht_ if state["inplace"] else ht), [x, state["min_val"], state["max_val"]], [x]
-
-    return args
+def _hardtanh(m: nn.Hardtanh, x: torch.Tensor):
+    state = m.__dict__
+    return _OPS["hardtanh_" if state["inplace"] else "hardtanh"], [x, state["min_val"], state["max_val"]], [x]
 
 
 def _hardtanh_ok(m: nn.Hardtanh) -> bool:
@@ -120,7 +101,7 @@ def _always(m: nn.Module) -> bool:
     return True
 
 
-# exact class -> (builder of the shortcut's argument maker, check run before each trace)
+# exact class -> (op and arguments torch would dispatch for an input, or None; check before each trace)
 _BUILDERS = {
     nn.Conv2d: (_conv, _conv_ok),
     nn.BatchNorm2d: (_batch_norm, _always),
@@ -128,6 +109,13 @@ _BUILDERS = {
     nn.ReLU6: (_hardtanh, _hardtanh_ok),
     nn.Hardtanh: (_hardtanh, _hardtanh_ok),
 }
+_OPS: dict = {}  # aten overloads by name, looked up on first use (not at import)
+
+
+def _load_ops() -> None:
+    aten = torch.ops.aten
+    for name in ("convolution", "native_batch_norm", "relu", "relu_", "hardtanh", "hardtanh_"):
+        _OPS[name] = getattr(aten, name).default
 
 
 _STOCK_FORWARDS = {kind: kind.forward for kind in (*_BUILDERS, nn.Dropout)}
@@ -165,57 +153,60 @@ class _Cell:
 
 
 class _Cached:
-    """A model's shortcuts, built once and installed for every trace while the model is unchanged."""
+    """A model's shortcuts, built once and installed for every trace while its swap plan is valid.
 
-    __slots__ = ("key", "cell", "leaves")
+    Modules are held by weak reference: the plan lives as long as the model, and
+    must not keep it alive.
+    """
 
-    def __init__(self, key: list, named: list[tuple[str, nn.Module]]):
-        self.key = key
+    __slots__ = ("cell", "leaves")
+
+    def __init__(self, named: list[tuple[str, nn.Module]]):
+        if not _OPS:
+            _load_ops()
         self.cell = _Cell()
-        self.leaves: list[tuple[nn.Module, object, _ReplayForward]] = []
+        self.leaves: list[tuple[weakref.ref, object, _ReplayForward]] = []
         for path, m in named:
             kind = type(m)
             if kind is nn.Dropout:
-                self.leaves.append((m, _dropout_ok, _ReplayForward(_identity(m))))
-            elif kind in _BUILDERS:
-                build, ok = _BUILDERS[kind]
-                self.leaves.append((m, ok, _ReplayForward(_shortcut(self.cell, m, path, build(m)))))
-
-    def holds(self, model: nn.Module) -> bool:
-        return any(m is model for m, _, _ in self.leaves)
-
-
-# Shortcuts per model, weakly keyed: building them costs more than installing them.
-_CACHE = WeakIdKeyDictionary()
+                self.leaves.append((weakref.ref(m), _dropout_ok, _ReplayForward(_identity(weakref.ref(m)))))
+            elif kind in _BUILDERS and _float32_weights(m):
+                make_args, ok = _BUILDERS[kind]
+                ref = weakref.ref(m)
+                self.leaves.append((ref, ok, _ReplayForward(_shortcut(self.cell, ref, path, make_args))))
 
 
 class LeafShortcuts:
     """Installs recording ``forward`` shortcuts on the stock leaf modules of one traced model.
 
     Enter it inside the recorder's dispatch mode; it restores every ``forward`` on exit.
+
+    Args:
+        rec: the recorder.
+        named: the model's ``named_modules()``.
+        cache: the swap plan's cache (`edgefit.trace.tracer`), where the shortcuts
+            are kept while the model's structure and weights are unchanged.
     """
 
-    def __init__(self, rec, model: nn.Module, named: list[tuple[str, nn.Module]]):
+    def __init__(self, rec, named: list[tuple[str, nn.Module]], cache: dict | None = None):
         self.rec = rec
-        self.model = model
         self.named = named
+        self.cache = {} if cache is None else cache
         self.installed: list[nn.Module] = []
         self.cached: _Cached | None = None
 
     def __enter__(self):
         if not _context_is_plain():
             return self
-        key = [(path, id(m)) for path, m in self.named]
-        cached = _CACHE.get(self.model)
-        if cached is None or cached.key != key:
-            cached = _Cached(key, self.named)
-            if not cached.holds(self.model):  # else the cache would keep the model alive
-                _CACHE[self.model] = cached
+        cached = self.cache.get("leaves")
+        if cached is None:
+            cached = self.cache["leaves"] = _Cached(self.named)
         cached.cell.rec = self.rec
         self.cached = cached
         installed = self.installed
-        for m, ok, forward in cached.leaves:
-            if _plain_module(m) and ok(m) and _float32_weights(m):
+        for ref, ok, forward in cached.leaves:
+            m = ref()
+            if m is not None and _plain_module(m) and ok(m):
                 m.__dict__["forward"] = forward
                 installed.append(m)
         return self
@@ -228,19 +219,19 @@ class LeafShortcuts:
             self.cached.cell.rec = None
 
 
-def _shortcut(cell: _Cell, m: nn.Module, path: str, make_args):
+def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args):
     """The ``forward`` of one leaf: record its op from its configuration, or run the real one."""
-    forward = type(m).forward.__get__(m)
     guard = torch._C._DisableTorchDispatch
 
     def shortcut(*args, **kwargs):
+        m = ref()
         x = args[0] if len(args) == 1 and not kwargs else None
         rec = cell.rec
-        if type(x) is not _Tensor or x.dtype is not _F32 or not x.is_meta or rec is None:
-            return forward(*args, **kwargs)
-        op = make_args(x)
+        op = None
+        if type(x) is _Tensor and x.dtype is _F32 and x.is_meta and rec is not None:
+            op = make_args(m, x)
         if op is None:
-            return forward(*args, **kwargs)
+            return type(m).forward(m, *args, **kwargs)
         rec.where = path
         rec.enter(path, m)
         rec.leaf_ops += 1
@@ -255,14 +246,14 @@ def _dropout_ok(m: nn.Dropout) -> bool:
     return not m.training and 0.0 <= m.p <= 1.0
 
 
-def _identity(m: nn.Module):
+def _identity(ref: weakref.ref):
     """Dropout in eval: ``F.dropout`` returns its input without dispatching an op."""
-    forward = type(m).forward.__get__(m)
 
     def shortcut(*args, **kwargs):
+        m = ref()
         x = args[0] if len(args) == 1 and not kwargs else None
         if type(x) is not _Tensor or m.__dict__["training"]:
-            return forward(*args, **kwargs)
+            return type(m).forward(m, *args, **kwargs)
         return x
 
     return shortcut

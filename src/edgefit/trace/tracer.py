@@ -408,12 +408,16 @@ def gc_paused():
 class _Plan:
     """How to swap one model's weights for meta twins, reused while the model is unchanged."""
 
-    __slots__ = ("module_ids", "sizes", "entries", "weights", "specs", "params", "owner", "buffers")
+    __slots__ = ("key", "sizes", "entries", "swaps", "weights", "specs", "params", "owner", "buffers", "cache")
 
     def __init__(self, named):
-        self.module_ids = [id(m) for _, m in named]
+        self.key = [(path, id(m)) for path, m in named]
         self.sizes = [len(m._parameters) + len(m._buffers) for _, m in named]
-        self.entries: list[tuple[dict, str, torch.Tensor, torch.Tensor, tuple]] = []
+        self.entries: list[tuple[dict, str, torch.Tensor, torch.Tensor, tuple]] = []  # every weight
+        self.swaps: list[tuple[dict, str, torch.Tensor, torch.Tensor, tuple]] = []  # those not on meta
+        # What other parts of the tracer derive from the model's structure and weights
+        # (leaf shortcuts, candidate twin blocks): valid as long as the plan is.
+        self.cache: dict = {}
         self.weights: dict[int, tuple[str, str]] = {}
         self.specs: dict[int, TensorSpec] = {}  # id(twin) -> its spec, the same in every trace
         self.params: dict[str, tuple[int, torch.dtype]] = {}
@@ -436,12 +440,14 @@ class _Plan:
                             self.owner[full] = mod_name
                         else:
                             self.buffers[full] = tensor.numel()
+                    entry = (table, attr, tensor, twin, (tensor.shape, tensor.dtype))
+                    self.entries.append(entry)
                     if twin is not tensor:
-                        self.entries.append((table, attr, tensor, twin, (tensor.shape, tensor.dtype)))
+                        self.swaps.append(entry)
 
     def valid_for(self, named) -> bool:
-        """Same modules, same parameter tables, same tensors with the same shapes and dtypes."""
-        if [id(m) for _, m in named] != self.module_ids:
+        """Same modules at the same paths, same parameter tables, same tensors with the same shapes and dtypes."""
+        if [(path, id(m)) for path, m in named] != self.key:
             return False
         if [len(m._parameters) + len(m._buffers) for _, m in named] != self.sizes:
             return False
@@ -469,7 +475,8 @@ _PLANS = WeakIdKeyDictionary()
 def _meta_weights(model: nn.Module, named: list | None = None):
     """Swap parameters and buffers for meta twins; restore them afterwards.
 
-    Yields (storage key -> (role, name), id(twin) -> `TensorSpec`, params, param_owner, buffers).
+    Yields the `_Plan` (``weights``: storage key -> (role, name), ``specs``: id(twin)
+    -> `TensorSpec`, ``params``, ``owner``, ``buffers``, ``cache``); do not change it.
     """
     if named is None:
         named = list(model.named_modules(remove_duplicate=True))
@@ -478,12 +485,12 @@ def _meta_weights(model: nn.Module, named: list | None = None):
         plan = _PLANS[model] = _Plan(named)
     done = 0
     try:
-        for table, attr, _, twin, _ in plan.entries:
+        for table, attr, _, twin, _ in plan.swaps:
             table[attr] = twin
             done += 1
-        yield plan.weights, plan.specs, dict(plan.params), dict(plan.owner), dict(plan.buffers)
+        yield plan
     finally:
-        for table, attr, tensor, _, _ in plan.entries[:done]:
+        for table, attr, tensor, _, _ in plan.swaps[:done]:
             table[attr] = tensor
 
 
@@ -584,8 +591,8 @@ def trace(
     named = list(model.named_modules(remove_duplicate=True))
     names = {id(m): n for n, m in named}
     codes = _forward_codes(m for _, m in named)
-    with _meta_weights(model, named) as (weights, specs, params, owner, buffers), _eval_mode(model, mode, named):
-        rec = _Recorder(names, weights, codes, specs)
+    with _meta_weights(model, named) as plan, _eval_mode(model, mode, named):
+        rec = _Recorder(names, plan.weights, codes, plan.specs)
         meta_inputs = []
         input_specs = []
         for x in inputs:
@@ -596,8 +603,8 @@ def trace(
                 meta_inputs.append(mx)
             else:
                 meta_inputs.append(x)
-        memo = BlockMemo(rec, named) if reuse_blocks else contextlib.nullcontext()
-        leaves = LeafShortcuts(rec, model, named) if leaf_shortcuts else contextlib.nullcontext()
+        memo = BlockMemo(rec, named, plan.cache) if reuse_blocks else contextlib.nullcontext()
+        leaves = LeafShortcuts(rec, named, plan.cache) if leaf_shortcuts else contextlib.nullcontext()
         try:
             with torch.inference_mode(False), torch.no_grad(), rec, memo, leaves:
                 out = model(*meta_inputs)
@@ -620,9 +627,9 @@ def trace(
     return Trace(
         ops=rec.ops,
         modules=rec.modules,
-        params=params,
-        param_owner=owner,
-        buffers=buffers,
+        params=dict(plan.params),
+        param_owner=dict(plan.owner),
+        buffers=dict(plan.buffers),
         inputs=input_specs,
         outputs=outputs,
         values=rec.values,
