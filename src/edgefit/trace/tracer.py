@@ -218,9 +218,10 @@ class _Recorder(TorchDispatchMode):
 
     # values ---------------------------------------------------------------
     def new_value(self, t: torch.Tensor, producer: int) -> int:
-        key = _storage_key(t)
+        storage = t.untyped_storage()
+        key = storage._cdata
         vid = len(self.values)
-        nbytes = t.untyped_storage().nbytes()
+        nbytes = storage.nbytes()
         itemsize = t.dtype.itemsize
         numel = nbytes // itemsize if nbytes else t.numel()
         self.values[vid] = ValueInfo(numel, nbytes or numel * itemsize, producer, producer, key)
