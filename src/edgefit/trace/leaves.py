@@ -124,11 +124,12 @@ _STOCK_FORWARDS = {kind: kind.forward for kind in (*_BUILDERS, nn.Dropout)}
 def _plain_module(m: nn.Module) -> bool:
     """No hooks, no instance ``forward``, not compiled: its call runs the class's ``forward``."""
     state = m.__dict__
-    return (
-        "forward" not in state
-        and state.get("_compiled_call_impl") is None
-        and not any(state.get(h) for h in _HOOKS)
-    )
+    if "forward" in state or state.get("_compiled_call_impl") is not None:
+        return False
+    for hooks in _HOOKS:
+        if state.get(hooks):
+            return False
+    return True
 
 
 def _context_is_plain() -> bool:

@@ -302,16 +302,20 @@ class _Recorder(TorchDispatchMode):
         arg = self._arg
         run_args = [arg(a, index, inputs) for a in args]
         run_kwargs = {k: arg(v, index, inputs) for k, v in kwargs.items()} if kwargs else {}
-        return self._run(func, info or _FUNC_INFO.get(func) or _func_info(func), where, run_args, run_kwargs, inputs)
+        return self._run(func, info or _FUNC_INFO.get(func) or _func_info(func), where, run_args, run_kwargs, inputs, None)
 
     def record_meta(self, func, args: list, tensors: list, where: str):
         """`record` for arguments already on meta whose tensors, in order, are ``tensors``."""
         index = len(self.ops)
         spec = self.spec
         inputs = [spec(t, index, True) for t in tensors]
-        return self._run(func, _FUNC_INFO.get(func) or _func_info(func), where, args, {}, inputs)
+        return self._run(func, _FUNC_INFO.get(func) or _func_info(func), where, args, {}, inputs, tensors)
 
-    def _run(self, func, info: tuple, where: str, run_args: list, run_kwargs: dict, inputs: list):
+    def _run(self, func, info: tuple, where: str, run_args: list, run_kwargs: dict, inputs: list, tensors):
+        """Run the op (its shape rule if it has one), record its outputs and the `OpRecord`.
+
+        ``tensors``: the tensor arguments when the caller knows them, else ``None``.
+        """
         index = len(self.ops)
         name, overload, inplace, rule, _ = info
         try:
@@ -340,7 +344,7 @@ class _Recorder(TorchDispatchMode):
                 vid = self.new_value(t, index)
             elif inplace:
                 if in_keys is None:
-                    in_keys = {a.untyped_storage()._cdata for a in _flat_tensors(run_args)}
+                    in_keys = {a.untyped_storage()._cdata for a in (tensors or _flat_tensors(run_args))}
                 if key in in_keys:
                     vid = self.new_value(t, index)
                 else:
