@@ -38,6 +38,7 @@ from torch.nn.modules import module as _module_mod
 from edgefit.trace.replay import _HOOKS, _ReplayForward
 
 _F32 = torch.float32
+_META = torch.device("meta")
 _Tensor = torch.Tensor
 _GLOBAL_HOOKS = (
     "_global_forward_hooks",
@@ -61,7 +62,7 @@ def _conv(m: nn.Conv2d, x: torch.Tensor):
     params, state = m._parameters, m.__dict__
     w, b = params["weight"], params.get("bias")
     args = [x, w, b, list(state["stride"]), list(state["padding"]), list(state["dilation"]), False, [0, 0], state["groups"]]
-    return _OPS["convolution"], args, [x, w] if b is None else [x, w, b]
+    return *_OPS["convolution"], args, [x, w] if b is None else [x, w, b]
 
 
 def _conv_ok(m: nn.Conv2d) -> bool:
@@ -80,16 +81,16 @@ def _batch_norm(m: nn.BatchNorm2d, x: torch.Tensor):
     momentum = state["momentum"]
     w, b = params.get("weight"), params.get("bias")
     args = [x, w, b, mean, var, False, 0.0 if momentum is None else momentum, state["eps"]]
-    return _OPS["native_batch_norm"], args, [t for t in args[:5] if t is not None]
+    return *_OPS["native_batch_norm"], args, [t for t in args[:5] if t is not None]
 
 
 def _relu(m: nn.ReLU, x: torch.Tensor):
-    return _OPS["relu_" if m.__dict__["inplace"] else "relu"], [x], [x]
+    return *_OPS["relu_" if m.__dict__["inplace"] else "relu"], [x], [x]
 
 
 def _hardtanh(m: nn.Hardtanh, x: torch.Tensor):
     state = m.__dict__
-    return _OPS["hardtanh_" if state["inplace"] else "hardtanh"], [x, state["min_val"], state["max_val"]], [x]
+    return *_OPS["hardtanh_" if state["inplace"] else "hardtanh"], [x, state["min_val"], state["max_val"]], [x]
 
 
 def _hardtanh_ok(m: nn.Hardtanh) -> bool:
@@ -109,13 +110,30 @@ _BUILDERS = {
     nn.ReLU6: (_hardtanh, _hardtanh_ok),
     nn.Hardtanh: (_hardtanh, _hardtanh_ok),
 }
-_OPS: dict = {}  # aten overloads by name, looked up on first use (not at import)
+_Unseen = None  # edgefit.trace.tracer.Unseen, set with _OPS
+_OPS: dict = {}  # name -> (aten overload, its recorder info), looked up on first use (not at import)
 
 
 def _load_ops() -> None:
+    global _Unseen
+    from edgefit.trace.tracer import Unseen as _Unseen
+    from edgefit.trace.tracer import func_info
+
     aten = torch.ops.aten
     for name in ("convolution", "native_batch_norm", "relu", "relu_", "hardtanh", "hardtanh_"):
-        _OPS[name] = getattr(aten, name).default
+        func = getattr(aten, name).default
+        _OPS[name] = (func, func_info(func))
+    func, info = _OPS["native_batch_norm"]
+    _OPS["native_batch_norm"] = (func, (*info[:3], _batch_norm_eval, info[4]))
+
+
+def _batch_norm_eval(args, kwargs):
+    """Batch norm's shape rule (`edgefit.trace.shapes`) for a 4-D input whose saved
+    statistics ``F.batch_norm`` drops: they are recorded without a tensor behind them."""
+    x = args[0]
+    shape = x.shape
+    stats = _Unseen(torch.Size((shape[1],)), x.dtype)
+    return torch.empty(shape, dtype=x.dtype, device=_META), stats, stats
 
 
 _STOCK_FORWARDS = {kind: kind.forward for kind in (*_BUILDERS, nn.Dropout)}
@@ -237,7 +255,7 @@ def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args):
         rec.enter(path, m)
         rec.leaf_ops += 1
         with guard():
-            out = rec.record_meta(op[0], op[1], op[2], path)
+            out = rec.record_meta(*op, path)
         return out[0] if type(out) is tuple else out
 
     return shortcut

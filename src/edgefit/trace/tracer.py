@@ -35,7 +35,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from edgefit.errors import InputShapeError, TraceError
 from edgefit.trace.leaves import LeafShortcuts
-from edgefit.trace.replay import BlockMemo
+from edgefit.trace.replay import BlockMemo, _fake_keys
 from edgefit.trace.shapes import rule_for
 
 _META = torch.device("meta")
@@ -229,6 +229,14 @@ class _Recorder(TorchDispatchMode):
         self.keep.append(t)
         return vid
 
+    def _unseen_value(self, u: Unseen, index: int) -> TensorSpec:
+        """The value of a result no code can read: what `new_value` records for a fresh
+        tensor of that shape, under a storage key no tensor has (as replay's)."""
+        vid = len(self.values)
+        numel = math.prod(u.shape)
+        self.values[vid] = ValueInfo(numel, numel * u.dtype.itemsize, index, index, next(_fake_keys))
+        return TensorSpec(u.shape, u.dtype, "activation", vid)
+
     def spec(self, t: torch.Tensor, index: int, use: bool) -> TensorSpec:
         known = self.weight_specs.get(id(t))
         if known is not None and known.shape == t.shape and known.dtype is t.dtype:
@@ -304,12 +312,13 @@ class _Recorder(TorchDispatchMode):
         run_kwargs = {k: arg(v, index, inputs) for k, v in kwargs.items()} if kwargs else {}
         return self._run(func, info or _FUNC_INFO.get(func) or _func_info(func), where, run_args, run_kwargs, inputs, None)
 
-    def record_meta(self, func, args: list, tensors: list, where: str):
-        """`record` for arguments already on meta whose tensors, in order, are ``tensors``."""
+    def record_meta(self, func, info: tuple, args: list, tensors: list, where: str):
+        """`record` for arguments already on meta whose tensors, in order, are ``tensors``;
+        ``info`` is the op's `func_info` (its rule may return `Unseen` results)."""
         index = len(self.ops)
         spec = self.spec
         inputs = [spec(t, index, True) for t in tensors]
-        return self._run(func, _FUNC_INFO.get(func) or _func_info(func), where, args, {}, inputs, tensors)
+        return self._run(func, info, where, args, {}, inputs, tensors)
 
     def _run(self, func, info: tuple, where: str, run_args: list, run_kwargs: dict, inputs: list, tensors):
         """Run the op (its shape rule if it has one), record its outputs and the `OpRecord`.
@@ -333,6 +342,8 @@ class _Recorder(TorchDispatchMode):
         weights, current = self.weights, self.current
         for t in results:
             if not isinstance(t, torch.Tensor):
+                if type(t) is Unseen:
+                    outputs.append(self._unseen_value(t, index))
                 continue
             key = t.untyped_storage()._cdata
             weight = weights.get(key)
@@ -362,6 +373,20 @@ class _Recorder(TorchDispatchMode):
 
 
 _FUNC_INFO: dict = {}
+
+
+class Unseen(NamedTuple):
+    """A result of an op that no code will ever read, returned by a shortcut's rule
+    instead of a meta tensor: batch norm's saved statistics, which ``F.batch_norm``
+    drops. It is recorded as a value of its own, exactly as a tensor would be."""
+
+    shape: torch.Size
+    dtype: torch.dtype
+
+
+def func_info(func) -> tuple:
+    """(packet name, full name, in place, shape rule, aliasing) of an aten op."""
+    return _FUNC_INFO.get(func) or _func_info(func)
 
 
 def _func_info(func) -> tuple:
