@@ -176,6 +176,19 @@ def test_same_padding_and_reflect_padding_dispatch():
     assert tr.leaf_ops == 0
 
 
+def test_unusual_settings_and_weights_moved_to_buffers_dispatch():
+    conv = nn.Conv2d(3, 4, 3)
+    w = conv.weight.detach().clone()
+    del conv.weight
+    conv.register_buffer("weight", w)  # forward reads self.weight: now a buffer
+    bn = nn.BatchNorm2d(4, momentum=1)  # an integer momentum reaches aten as a float
+    bn_eps = nn.BatchNorm2d(4)
+    bn_eps.eps = 1  # likewise
+    tr = check(nn.Sequential(conv, bn, bn_eps).eval())
+    assert tr.leaf_ops == 0
+    assert tr.ops[1].args[6] == 1.0 and type(tr.ops[1].args[6]) is float
+
+
 def test_a_function_mode_turns_shortcuts_off():
     class Counting(TorchFunctionMode):
         calls = 0

@@ -60,13 +60,44 @@ def _conv(m: nn.Conv2d, x: torch.Tensor):
     if x.dim() != 4 or not x.is_contiguous():
         return None
     params, state = m._parameters, m.__dict__
-    w, b = params["weight"], params.get("bias")
+    w, b = params["weight"], params["bias"]
     args = [x, w, b, list(state["stride"]), list(state["padding"]), list(state["dilation"]), False, [0, 0], state["groups"]]
     return *_OPS["convolution"], args, [x, w] if b is None else [x, w, b]
 
 
 def _conv_ok(m: nn.Conv2d) -> bool:
-    return not isinstance(m.padding, str) and m.padding_mode == "zeros" and not m.transposed
+    """Zero padding given as numbers, plain integer settings, the weights where ``forward`` reads them."""
+    state = m.__dict__
+    return (
+        state.get("padding_mode") == "zeros"
+        and state.get("transposed") is False
+        and all(_int_pair(state.get(k)) for k in ("stride", "padding", "dilation"))
+        and type(state.get("groups")) is int
+        and _registered(m, ("weight", "bias"), ())
+        and m._parameters["weight"] is not None
+    )
+
+
+def _int_pair(v) -> bool:
+    return type(v) is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int
+
+
+def _registered(m: nn.Module, params: tuple, buffers: tuple) -> bool:
+    """``m.name`` finds these in ``_parameters`` / ``_buffers`` (what the shortcut reads)."""
+    state, p, b = m.__dict__, m._parameters, m._buffers
+    return all(k in p and k not in b and k not in state for k in params) and all(
+        k in b and k not in p and k not in state for k in buffers
+    )
+
+
+def _batch_norm_ok(m: nn.BatchNorm2d) -> bool:
+    state = m.__dict__
+    momentum = state.get("momentum")
+    return (
+        type(state.get("eps")) is float
+        and (momentum is None or type(momentum) is float)
+        and _registered(m, ("weight", "bias"), ("running_mean", "running_var"))
+    )
 
 
 def _batch_norm(m: nn.BatchNorm2d, x: torch.Tensor):
@@ -75,11 +106,11 @@ def _batch_norm(m: nn.BatchNorm2d, x: torch.Tensor):
     if x.dim() != 4 or not x.is_contiguous() or state["training"]:
         return None
     params, buffers = m._parameters, m._buffers
-    mean, var = buffers.get("running_mean"), buffers.get("running_var")
+    mean, var = buffers["running_mean"], buffers["running_var"]
     if mean is None or var is None:
         return None
     momentum = state["momentum"]
-    w, b = params.get("weight"), params.get("bias")
+    w, b = params["weight"], params["bias"]
     args = [x, w, b, mean, var, False, 0.0 if momentum is None else momentum, state["eps"]]
     return *_OPS["native_batch_norm"], args, [t for t in args[:5] if t is not None]
 
@@ -105,7 +136,7 @@ def _always(m: nn.Module) -> bool:
 # exact class -> (op and arguments torch would dispatch for an input, or None; check before each trace)
 _BUILDERS = {
     nn.Conv2d: (_conv, _conv_ok),
-    nn.BatchNorm2d: (_batch_norm, _always),
+    nn.BatchNorm2d: (_batch_norm, _batch_norm_ok),
     nn.ReLU: (_relu, _always),
     nn.ReLU6: (_hardtanh, _hardtanh_ok),
     nn.Hardtanh: (_hardtanh, _hardtanh_ok),
