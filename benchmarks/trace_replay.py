@@ -59,12 +59,18 @@ def run(name: str, rounds: int) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse(argv: list[str] | None, doc: str, results: Path) -> argparse.Namespace:
+    """``--rounds`` and ``--out`` of a tracer benchmark; one torch thread."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15, help="interleaved rounds per model (default 15)")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=results)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv, __doc__, RESULTS)
     load = os.getloadavg()[0]
     rows = [run(name, args.rounds) for name in MODELS]
     return publish(

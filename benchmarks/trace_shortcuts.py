@@ -14,7 +14,6 @@ op for op (the check ``tests/trace/test_leaves.py`` makes). It then splits one
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -29,7 +28,7 @@ sys.path.insert(0, str(HERE.parent / "tests" / "trace"))
 
 import _foreign  # noqa: E402
 from test_replay import canonical  # noqa: E402 - the same comparison the tests make
-from trace_replay import _time, publish  # noqa: E402 - interleaved rounds of fn(True), fn(False)
+from trace_replay import _time, parse, publish  # noqa: E402 - interleaved rounds of fn(True), fn(False)
 
 from edgefit.metrics.counting import build_profile  # noqa: E402
 from edgefit.trace import trace  # noqa: E402
@@ -93,11 +92,7 @@ def run(label: str, rounds: int) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=15, help="interleaved rounds per model (default 15)")
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(1)
+    args = parse(argv, __doc__, RESULTS)
     load = os.getloadavg()[0]
     rows = [run(label, args.rounds) for label in [f"torchvision-style/{n}" for n in FOREIGN] + ZOO]
     load_end = os.getloadavg()[0]
