@@ -22,9 +22,11 @@ Anything unusual runs the module's own ``forward`` instead: a subclass (its
 ``forward`` may differ), any forward or pre-hook (global ones included), an
 instance ``forward``, a compiled module, another dispatch or function mode
 active, autocast on, a module in training mode (batch norm and dropout), a
-weight that is not float32; and per call: keyword or extra arguments, an input
-that is not a plain float32 contiguous tensor (channels_last is refused), or
-not 4-D for convolution and batch norm.
+weight that is not float32 or not where ``forward`` reads it, settings that are
+not the plain numbers aten receives (string padding, an integer momentum); and
+per call: keyword or extra arguments, an input that is not a plain float32
+contiguous meta tensor (channels_last is refused), or not 4-D for convolution
+and batch norm.
 """
 
 from __future__ import annotations
