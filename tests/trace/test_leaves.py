@@ -1,6 +1,8 @@
 """Leaf shortcuts: the trace is the one a full dispatch gives, op for op, or the shortcut is refused."""
 
+import gc
 import importlib.util
+import weakref
 from pathlib import Path
 
 import pytest
@@ -210,3 +212,16 @@ def test_a_model_that_fails_restores_every_forward():
     with pytest.raises(edgefit.errors.InputShapeError, match="module '0'"):
         trace(model, input_shape=(1, 5, 8, 8))  # a shortcut's op fails: same message as dispatch
     assert not any("forward" in vars(m) for m in model.modules())
+
+
+def test_what_is_kept_per_model_does_not_keep_the_model_alive():
+    blocks = [nn.Sequential(nn.Linear(8, 8), nn.ReLU()) for _ in range(8)]  # twins: replay candidates
+    model = nn.Sequential(*blocks)
+    for block in blocks:
+        block.back = [model]  # a cycle through a plain attribute
+    tr = trace(model, input_shape=(2, 8))
+    assert tr.replayed_blocks == 7 and tr.leaf_ops == 1  # the first block ran; its ReLU by shortcut
+    ref = weakref.ref(model)
+    del model, blocks, block, tr
+    gc.collect()
+    assert ref() is None

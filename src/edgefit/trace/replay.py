@@ -131,16 +131,18 @@ def _signature(m: nn.Module, memo: dict) -> tuple | None:
 
 
 def _candidates(named: list[tuple[str, nn.Module]]) -> list:
-    """Modules with children sorted by `_shallow_key`: the buckets that could hold twins.
+    """Modules with children sorted by `_shallow_key`: the buckets that could hold twins,
+    as positions in ``named`` (the cache must not keep the model alive).
 
     Depends only on the model's structure and weight shapes, so the tracer keeps it
-    while its swap plan is valid; a stale bucket could only cost a replay, since
-    every member's full `_signature` is checked on each trace.
+    while its swap plan is valid (the same modules at the same positions); a stale
+    bucket could only cost a replay, since every member's full `_signature` is
+    checked on each trace.
     """
     buckets: dict = {}
-    for path, m in named:
+    for i, (path, m) in enumerate(named):
         if path and m._modules:
-            buckets.setdefault(_shallow_key(m), []).append((path, m))
+            buckets.setdefault(_shallow_key(m), []).append(i)
     return [bucket for bucket in buckets.values() if len(bucket) >= _MIN_TWINS]
 
 
@@ -201,7 +203,7 @@ class BlockMemo:
         groups: dict = {}
         for bucket in candidates:
             if len(bucket) >= _MIN_TWINS:
-                for path, m in bucket:
+                for path, m in (named[i] for i in bucket):
                     sig = _signature(m, sigs)
                     if sig is not None:
                         groups.setdefault(sig, []).append((path, m))
