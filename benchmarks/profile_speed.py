@@ -434,6 +434,17 @@ def render(records: list[dict[str, Any]], cases: list[str], tools: list[str], ve
         "byte-compiled before timing (pip does it at install; the edgefit checkout is compiled by "
         "the script), so no first call pays for compiling source.\n"
     )
+    L.append(
+        "Since the previous run (quiet host, load 1.0-1.3: MobileNetV2 0.74x of thop on the zoo's model, 0.41x "
+        "of ptflops aten on the torchvision-style one, the two misses of 13 cases), edgefit records the op of "
+        "each stock layer (`nn.Conv2d`, `nn.BatchNorm2d` in eval, ReLU, ReLU6, Hardtanh; `nn.Dropout` in eval "
+        "runs none) from the layer's configuration instead of dispatching it through torch's Python dispatch "
+        "mode (`edgefit.trace.leaves`; the trace is the same op for op, checked on every zoo model and the "
+        "torchvision-style ones by `tests/trace/test_leaves.py`; anything unusual dispatches), keeps per-model "
+        "work (shortcuts, candidate twin blocks, weight specs) with the weight-swap plan, and spends less per "
+        "counted row. `benchmarks/trace_shortcuts.py` times the trace with and without the shortcuts and splits "
+        "a profile into trace and counting.\n"
+    )
     L.append("## Tools\n")
     L.append("| tool | version | status |")
     L.append("|---|---|---|")

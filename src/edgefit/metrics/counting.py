@@ -196,37 +196,38 @@ def _layer_stats(tally: _Tally, bits_of, act_of, act_default: int, uniform: bool
     """
     tr = tally.tr
     out_values = {s.value for s in tr.outputs if s.role == "activation"}
-    params_by_row: dict[str, list[str]] = {}
-    for pname, rname in tally.param_row.items():
-        params_by_row.setdefault(rname, []).append(pname)
+    row_params = _row_params(tally)
     width = None if uniform else _tensor_width(tally, act_of, out_values, act_default)
+    consumers, modules = tally.consumers, tr.modules
     layers = []
-    for row in sorted(tally.rows.values(), key=lambda r: r.first):
-        names = params_by_row.get(row.name, [])
-        p = sum(tr.params[n][0] for n in names)
-        b = bits_of(row.name)
-        a = act_of(row.name)
+    for row in sorted(tally.rows.values(), key=_first_op):
+        name = row.name
+        p, p_nb = row_params.get(name, (0, 0))
+        b = bits_of(name)
+        a = act_of(name)
         weight_bytes = p * b / 8
-        in_elems = sum(e for e, _ in row.inputs.values())
+        in_elems = sum([e for e, _ in row.inputs.values()])
+        # a value leaves the row if it is a model output or another row reads it
         outs = [
             (v, e) for v, e in row.produced.items()
-            if v in out_values or any(c != row.name for c in tally.consumers.get(v, ()))
+            if v in out_values or _read_elsewhere(consumers.get(v), name)
         ]
-        out_elems = sum(e for _, e in outs)
+        out_elems = sum([e for _, e in outs])
         if width is None:
             act_bytes = (in_elems + out_elems) * a / 8
         else:
             act_bytes = (sum(e * width(v) for v, (e, _) in row.inputs.items()) + sum(e * width(v) for v, e in outs)) / 8
+        info = modules.get(name)
         layers.append(
             LayerStats._fast(
-                name=row.name,
+                name=name,
                 kind=row.kind,
                 ops=tuple(dict.fromkeys(row.ops)),
-                calls=tr.modules[row.name].calls if row.name in tr.modules else 1,
-                input_shapes=tuple(tuple(shape) for _, shape in row.inputs.values()),
+                calls=info.calls if info is not None else 1,
+                input_shapes=tuple([tuple(shape) for _, shape in row.inputs.values()]),
                 output_shape=tuple(row.out_shape) if row.out_shape is not None else None,
                 params=p,
-                params_without_bias=sum(tr.params[n][0] for n in names if not _is_bias(n)),
+                params_without_bias=p_nb,
                 macs=row.macs,
                 flops=2 * row.macs,
                 other_ops=row.other,
@@ -243,6 +244,26 @@ def _layer_stats(tally: _Tally, bits_of, act_of, act_default: int, uniform: bool
             )
         )
     return layers
+
+
+def _first_op(row: _Row) -> int:
+    return row.first
+
+
+def _read_elsewhere(users: set[str] | None, row: str) -> bool:
+    """Whether a row other than ``row`` is among a value's readers."""
+    return bool(users) and (len(users) > 1 or row not in users)
+
+
+def _row_params(tally: _Tally) -> dict[str, tuple[int, int]]:
+    """Row -> (parameter elements, the same without biases) of the parameters it uses first."""
+    params = tally.tr.params
+    sums: dict[str, tuple[int, int]] = {}
+    for pname, rname in tally.param_row.items():
+        n = params[pname][0]
+        p, p_nb = sums.get(rname, (0, 0))
+        sums[rname] = (p + n, p_nb if _is_bias(pname) else p_nb + n)
+    return sums
 
 
 def _tensor_width(tally: _Tally, act_of, out_values: set[int], default: int):

@@ -130,6 +130,22 @@ def _signature(m: nn.Module, memo: dict) -> tuple | None:
     return sig
 
 
+def _candidates(named: list[tuple[str, nn.Module]]) -> list:
+    """Modules with children sorted by `_shallow_key`: the buckets that could hold twins,
+    as positions in ``named`` (the cache must not keep the model alive).
+
+    Depends only on the model's structure and weight shapes, so the tracer keeps it
+    while its swap plan is valid (the same modules at the same positions); a stale
+    bucket could only cost a replay, since every member's full `_signature` is
+    checked on each trace.
+    """
+    buckets: dict = {}
+    for i, (path, m) in enumerate(named):
+        if path and m._modules:
+            buckets.setdefault(_shallow_key(m), []).append(i)
+    return [bucket for bucket in buckets.values() if len(bucket) >= _MIN_TWINS]
+
+
 def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + ".")
 
@@ -169,7 +185,7 @@ class _Entry:
 class BlockMemo:
     """Installs replaying ``forward`` wrappers on twin modules of one traced model."""
 
-    def __init__(self, rec, named: list[tuple[str, nn.Module]]):
+    def __init__(self, rec, named: list[tuple[str, nn.Module]], cache: dict | None = None):
         self.rec = rec
         self.active = False
         self.entries: dict = {}
@@ -178,15 +194,16 @@ class BlockMemo:
         self.groups: list = []
         if any(getattr(_module_mod, h, None) for h in ("_global_forward_hooks", "_global_forward_pre_hooks")):
             return
-        buckets: dict = {}
-        for path, m in named:
-            if path and m._modules:
-                buckets.setdefault(_shallow_key(m), []).append((path, m))
+        candidates = None if cache is None else cache.get("twin_candidates")
+        if candidates is None:
+            candidates = _candidates(named)
+            if cache is not None:
+                cache["twin_candidates"] = candidates
         sigs: dict = {}
         groups: dict = {}
-        for bucket in buckets.values():
+        for bucket in candidates:
             if len(bucket) >= _MIN_TWINS:
-                for path, m in bucket:
+                for path, m in (named[i] for i in bucket):
                     sig = _signature(m, sigs)
                     if sig is not None:
                         groups.setdefault(sig, []).append((path, m))

@@ -351,33 +351,33 @@ def _avg_pool2d(args, kwargs):
 @_rule("convolution.default")
 def _convolution(args, kwargs):
     x, w = args[0], args[1]
+    xs, ws = x.shape, w.shape
     stride, padding, dilation, transposed, output_padding, groups = args[3:9]
-    n = w.dim() - 2
-    if x.dim() != n + 2 and x.dim() != n + 1:
-        raise RuntimeError(f"Expected {n + 1}D (unbatched) or {n + 2}D (batched) input to conv{n}d, but got input of size: {list(x.shape)}")
-    spatial_in = x.shape[-n:]
+    n = len(ws) - 2
+    if len(xs) != n + 2 and len(xs) != n + 1:
+        raise RuntimeError(f"Expected {n + 1}D (unbatched) or {n + 2}D (batched) input to conv{n}d, but got input of size: {list(xs)}")
+    spatial_in = xs[-n:]
     if not transposed:
-        if x.shape[-n - 1] != w.shape[1] * groups:
+        if xs[-n - 1] != ws[1] * groups:
             raise RuntimeError(
-                f"Given groups={groups}, weight of size {list(w.shape)}, expected input{list(x.shape)} to have {w.shape[1] * groups} channels, but got {x.shape[-n - 1]} channels instead"
+                f"Given groups={groups}, weight of size {list(ws)}, expected input{list(xs)} to have {ws[1] * groups} channels, but got {xs[-n - 1]} channels instead"
             )
-        out_c = w.shape[0]
+        out_c = ws[0]
         spatial = []
         for i in range(n):
-            o = (spatial_in[i] + 2 * padding[i] - dilation[i] * (w.shape[2 + i] - 1) - 1) // stride[i] + 1
+            o = (spatial_in[i] + 2 * padding[i] - dilation[i] * (ws[2 + i] - 1) - 1) // stride[i] + 1
             if o <= 0:
-                raise RuntimeError(f"Calculated output size is too small: input {list(x.shape)} with kernel {list(w.shape[2:])}")
+                raise RuntimeError(f"Calculated output size is too small: input {list(xs)} with kernel {list(ws[2:])}")
             spatial.append(o)
     else:
-        if x.shape[-n - 1] != w.shape[0]:
-            raise RuntimeError(f"expected input{list(x.shape)} to have {w.shape[0]} channels, but got {x.shape[-n - 1]} channels instead")
-        out_c = w.shape[1] * groups
+        if xs[-n - 1] != ws[0]:
+            raise RuntimeError(f"expected input{list(xs)} to have {ws[0]} channels, but got {xs[-n - 1]} channels instead")
+        out_c = ws[1] * groups
         spatial = [
-            (spatial_in[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (w.shape[2 + i] - 1) + output_padding[i] + 1
+            (spatial_in[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (ws[2 + i] - 1) + output_padding[i] + 1
             for i in range(n)
         ]
-    batch = tuple(x.shape[:-n - 1])
-    return _empty(batch + (out_c,) + tuple(spatial), x.dtype)
+    return torch.empty((*xs[:-n - 1], out_c, *spatial), dtype=x.dtype, device=_META)
 
 
 @_rule("embedding.default")

@@ -34,7 +34,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
 from edgefit.errors import InputShapeError, TraceError
-from edgefit.trace.replay import BlockMemo
+from edgefit.trace.leaves import LeafShortcuts
+from edgefit.trace.replay import BlockMemo, _fake_keys
 from edgefit.trace.shapes import rule_for
 
 _META = torch.device("meta")
@@ -131,6 +132,8 @@ class Trace:
         model_name: the model's class name.
         replayed_blocks: calls of repeated blocks whose records were copied from
             a twin's instead of being run (`edgefit.trace.replay`).
+        leaf_ops: ops recorded by a stock layer's shortcut instead of being
+            dispatched (`edgefit.trace.leaves`).
     """
 
     ops: list[OpRecord]
@@ -143,6 +146,7 @@ class Trace:
     values: dict[int, ValueInfo]
     model_name: str
     replayed_blocks: int = 0
+    leaf_ops: int = 0
     _storage_of: dict = field(default_factory=dict, repr=False)
 
 
@@ -160,10 +164,14 @@ class _Recorder(TorchDispatchMode):
         # trace, so the wrapper is not needed.
         return False
 
-    def __init__(self, names: dict[int, str], weights: dict[int, tuple[str, str]], codes: frozenset = frozenset()):
+    def __init__(
+        self, names: dict[int, str], weights: dict[int, tuple[str, str]], codes: frozenset = frozenset(),
+        weight_specs: dict | None = None,
+    ):
         super().__init__()
         self.names = names  # id(module) -> path
         self.weights = weights  # storage key -> (role, name)
+        self.weight_specs = weight_specs or {}  # id(weight twin) -> its TensorSpec
         self.codes = codes  # code objects of the model's forward methods
         self.frames: dict = {}  # running forward frame -> module path (kept alive while tracing)
         self.where = ""  # module of the op being dispatched, for error messages
@@ -175,6 +183,7 @@ class _Recorder(TorchDispatchMode):
         self.modules: dict[str, ModuleInfo] = {}
         self.adopted = 0  # tensors first seen as inputs (made outside the trace)
         self.call_log: list[str] = []  # module path of every forward call that ran an op
+        self.leaf_ops = 0  # ops recorded by leaf shortcuts
 
     # module attribution -------------------------------------------------
     def owner(self, frame) -> str:
@@ -194,20 +203,25 @@ class _Recorder(TorchDispatchMode):
                 name = self.names.get(id(module))
                 if name is not None:  # else a module built during forward: its caller owns the op
                     frames[frame] = name
-                    info = self.modules.get(name)
-                    if info is None:
-                        info = self.modules[name] = ModuleInfo(type(module).__name__, 0, len(self.modules))
-                    info.calls += 1
-                    self.call_log.append(name)
+                    self.enter(name, module)
                     return name
             frame = frame.f_back
         return ""
 
+    def enter(self, name: str, module: nn.Module) -> None:
+        """Count one call of module ``name`` that runs ops."""
+        info = self.modules.get(name)
+        if info is None:
+            info = self.modules[name] = ModuleInfo(type(module).__name__, 0, len(self.modules))
+        info.calls += 1
+        self.call_log.append(name)
+
     # values ---------------------------------------------------------------
     def new_value(self, t: torch.Tensor, producer: int) -> int:
-        key = _storage_key(t)
+        storage = t.untyped_storage()
+        key = storage._cdata
         vid = len(self.values)
-        nbytes = t.untyped_storage().nbytes()
+        nbytes = storage.nbytes()
         itemsize = t.dtype.itemsize
         numel = nbytes // itemsize if nbytes else t.numel()
         self.values[vid] = ValueInfo(numel, nbytes or numel * itemsize, producer, producer, key)
@@ -215,7 +229,18 @@ class _Recorder(TorchDispatchMode):
         self.keep.append(t)
         return vid
 
+    def _unseen_value(self, u: Unseen, index: int) -> TensorSpec:
+        """The value of a result no code can read: what `new_value` records for a fresh
+        tensor of that shape, under a storage key no tensor has (as replay's)."""
+        vid = len(self.values)
+        numel = math.prod(u.shape)
+        self.values[vid] = ValueInfo(numel, numel * u.dtype.itemsize, index, index, next(_fake_keys))
+        return TensorSpec(u.shape, u.dtype, "activation", vid)
+
     def spec(self, t: torch.Tensor, index: int, use: bool) -> TensorSpec:
+        known = self.weight_specs.get(id(t))
+        if known is not None and known.shape == t.shape and known.dtype is t.dtype:
+            return known
         key = t.untyped_storage()._cdata
         weight = self.weights.get(key)
         if weight is not None:
@@ -260,15 +285,8 @@ class _Recorder(TorchDispatchMode):
             # Batch norm's reserve scratch, made from nothing and holding nothing: one
             # per batch norm call, so it skips the frame walk and argument recording.
             return torch.empty(args[0], dtype=(kwargs or {}).get("dtype"), device=_META)
-        index = len(self.ops)
-        info = _FUNC_INFO.get(func)
-        if info is None:
-            packet = func.overloadpacket.__name__
-            mutable = func._schema.is_mutable
-            aliasing = (func.is_view or packet in _ALIASING) and not mutable
-            info = _FUNC_INFO[func] = (packet, str(func), mutable, rule_for(func), aliasing)
-        name, overload, inplace, rule, aliasing = info
-        if aliasing:
+        info = _FUNC_INFO.get(func) or _func_info(func)
+        if info[4]:
             # A view moves no data and does no work; its result shares the storage of
             # its input, so whoever reads it later is attributed, and keeps the data
             # alive, through that storage. Half the ops of a transformer are views.
@@ -278,10 +296,37 @@ class _Recorder(TorchDispatchMode):
                 self.where = self.owner(sys._getframe(1))
                 raise _OpFailed(func, exc) from exc
         self.where = where = self.owner(sys._getframe(1))
+        return self.record(func, args, kwargs, where, info)
+
+    def record(self, func, args, kwargs, where: str, info=None):
+        """Run one op as module ``where``'s and record it; returns its result.
+
+        Called with dispatch modes off: from ``__torch_dispatch__``, or by a leaf
+        module's shortcut (`edgefit.trace.leaves`) with the arguments torch would
+        have dispatched.
+        """
+        index = len(self.ops)
         inputs: list[TensorSpec] = []
         arg = self._arg
         run_args = [arg(a, index, inputs) for a in args]
         run_kwargs = {k: arg(v, index, inputs) for k, v in kwargs.items()} if kwargs else {}
+        return self._run(func, info or _FUNC_INFO.get(func) or _func_info(func), where, run_args, run_kwargs, inputs, None)
+
+    def record_meta(self, func, info: tuple, args: list, tensors: list, where: str):
+        """`record` for arguments already on meta whose tensors, in order, are ``tensors``;
+        ``info`` is the op's `func_info` (its rule may return `Unseen` results)."""
+        index = len(self.ops)
+        spec = self.spec
+        inputs = [spec(t, index, True) for t in tensors]
+        return self._run(func, info, where, args, {}, inputs, tensors)
+
+    def _run(self, func, info: tuple, where: str, run_args: list, run_kwargs: dict, inputs: list, tensors):
+        """Run the op (its shape rule if it has one), record its outputs and the `OpRecord`.
+
+        ``tensors``: the tensor arguments when the caller knows them, else ``None``.
+        """
+        index = len(self.ops)
+        name, overload, inplace, rule, _ = info
         try:
             out = rule(run_args, run_kwargs) if rule is not None else func(*run_args, **run_kwargs)
         except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
@@ -297,6 +342,8 @@ class _Recorder(TorchDispatchMode):
         weights, current = self.weights, self.current
         for t in results:
             if not isinstance(t, torch.Tensor):
+                if type(t) is Unseen:
+                    outputs.append(self._unseen_value(t, index))
                 continue
             key = t.untyped_storage()._cdata
             weight = weights.get(key)
@@ -308,7 +355,7 @@ class _Recorder(TorchDispatchMode):
                 vid = self.new_value(t, index)
             elif inplace:
                 if in_keys is None:
-                    in_keys = {a.untyped_storage()._cdata for a in _flat_tensors(run_args)}
+                    in_keys = {a.untyped_storage()._cdata for a in (tensors or _flat_tensors(run_args))}
                 if key in in_keys:
                     vid = self.new_value(t, index)
                 else:
@@ -326,6 +373,30 @@ class _Recorder(TorchDispatchMode):
 
 
 _FUNC_INFO: dict = {}
+
+
+class Unseen(NamedTuple):
+    """A result of an op that no code will ever read, returned by a shortcut's rule
+    instead of a meta tensor: batch norm's saved statistics, which ``F.batch_norm``
+    drops. It is recorded as a value of its own, exactly as a tensor would be."""
+
+    shape: torch.Size
+    dtype: torch.dtype
+
+
+def func_info(func) -> tuple:
+    """(packet name, full name, in place, shape rule, aliasing) of an aten op."""
+    return _FUNC_INFO.get(func) or _func_info(func)
+
+
+def _func_info(func) -> tuple:
+    """(packet name, full name, in place, shape rule, aliasing) of an aten op, cached."""
+    packet = func.overloadpacket.__name__
+    mutable = func._schema.is_mutable
+    aliasing = (func.is_view or packet in _ALIASING) and not mutable
+    info = _FUNC_INFO[func] = (packet, str(func), mutable, rule_for(func), aliasing)
+    return info
+
 _EMPTY = torch.ops.aten.empty.memory_format
 _ALIASING = frozenset({"_unsafe_view", "_reshape_alias"})
 _PLAIN = frozenset({int, float, bool, str, type(None), torch.dtype, torch.memory_format, torch.layout})
@@ -367,13 +438,18 @@ def gc_paused():
 class _Plan:
     """How to swap one model's weights for meta twins, reused while the model is unchanged."""
 
-    __slots__ = ("module_ids", "sizes", "entries", "weights", "params", "owner", "buffers")
+    __slots__ = ("key", "sizes", "entries", "swaps", "weights", "specs", "params", "owner", "buffers", "cache")
 
     def __init__(self, named):
-        self.module_ids = [id(m) for _, m in named]
+        self.key = [(path, id(m)) for path, m in named]
         self.sizes = [len(m._parameters) + len(m._buffers) for _, m in named]
-        self.entries: list[tuple[dict, str, torch.Tensor, torch.Tensor, tuple]] = []
+        self.entries: list[tuple[dict, str, torch.Tensor, torch.Tensor, tuple]] = []  # every weight
+        self.swaps: list[tuple[dict, str, torch.Tensor, torch.Tensor, tuple]] = []  # those not on meta
+        # What other parts of the tracer derive from the model's structure and weights
+        # (leaf shortcuts, candidate twin blocks): valid as long as the plan is.
+        self.cache: dict = {}
         self.weights: dict[int, tuple[str, str]] = {}
+        self.specs: dict[int, TensorSpec] = {}  # id(twin) -> its spec, the same in every trace
         self.params: dict[str, tuple[int, torch.dtype]] = {}
         self.owner: dict[str, str] = {}
         self.buffers: dict[str, int] = {}
@@ -388,17 +464,20 @@ class _Plan:
                         twin = twins[id(tensor)] = _make_twin(tensor, role)
                         full = f"{mod_name}.{attr}" if mod_name else attr
                         self.weights[_storage_key(twin)] = (role, full)
+                        self.specs[id(twin)] = TensorSpec(twin.shape, twin.dtype, role, -1, full)
                         if role == "param":
                             self.params[full] = (tensor.numel(), tensor.dtype)
                             self.owner[full] = mod_name
                         else:
                             self.buffers[full] = tensor.numel()
+                    entry = (table, attr, tensor, twin, (tensor.shape, tensor.dtype))
+                    self.entries.append(entry)
                     if twin is not tensor:
-                        self.entries.append((table, attr, tensor, twin, (tensor.shape, tensor.dtype)))
+                        self.swaps.append(entry)
 
     def valid_for(self, named) -> bool:
-        """Same modules, same parameter tables, same tensors with the same shapes and dtypes."""
-        if [id(m) for _, m in named] != self.module_ids:
+        """Same modules at the same paths, same parameter tables, same tensors with the same shapes and dtypes."""
+        if [(path, id(m)) for path, m in named] != self.key:
             return False
         if [len(m._parameters) + len(m._buffers) for _, m in named] != self.sizes:
             return False
@@ -426,7 +505,8 @@ _PLANS = WeakIdKeyDictionary()
 def _meta_weights(model: nn.Module, named: list | None = None):
     """Swap parameters and buffers for meta twins; restore them afterwards.
 
-    Yields (storage key -> (role, name), params, param_owner, buffers).
+    Yields the `_Plan` (``weights``: storage key -> (role, name), ``specs``: id(twin)
+    -> `TensorSpec`, ``params``, ``owner``, ``buffers``, ``cache``); do not change it.
     """
     if named is None:
         named = list(model.named_modules(remove_duplicate=True))
@@ -435,12 +515,12 @@ def _meta_weights(model: nn.Module, named: list | None = None):
         plan = _PLANS[model] = _Plan(named)
     done = 0
     try:
-        for table, attr, _, twin, _ in plan.entries:
+        for table, attr, _, twin, _ in plan.swaps:
             table[attr] = twin
             done += 1
-        yield plan.weights, dict(plan.params), dict(plan.owner), dict(plan.buffers)
+        yield plan
     finally:
-        for table, attr, tensor, _, _ in plan.entries[:done]:
+        for table, attr, tensor, _, _ in plan.swaps[:done]:
             table[attr] = tensor
 
 
@@ -502,6 +582,7 @@ def trace(
     input_dtype: torch.dtype | str = torch.float32,
     mode: str | None = "eval",
     reuse_blocks: bool = True,
+    leaf_shortcuts: bool = True,
 ) -> Trace:
     """Trace one forward pass of ``model`` on the meta device.
 
@@ -518,6 +599,10 @@ def trace(
         reuse_blocks: record a repeated block (a transformer layer, a ResNet
             bottleneck) once and copy its records for its twins called with the
             same input shapes, instead of running each (`edgefit.trace.replay`;
+            the trace is the same either way).
+        leaf_shortcuts: record the op of a stock leaf layer (``Conv2d``,
+            ``BatchNorm2d`` in eval, ReLU, ``Dropout`` in eval...) from its
+            configuration instead of dispatching it (`edgefit.trace.leaves`;
             the trace is the same either way).
 
     Returns:
@@ -536,8 +621,8 @@ def trace(
     named = list(model.named_modules(remove_duplicate=True))
     names = {id(m): n for n, m in named}
     codes = _forward_codes(m for _, m in named)
-    with _meta_weights(model, named) as (weights, params, owner, buffers), _eval_mode(model, mode, named):
-        rec = _Recorder(names, weights, codes)
+    with _meta_weights(model, named) as plan, _eval_mode(model, mode, named):
+        rec = _Recorder(names, plan.weights, codes, plan.specs)
         meta_inputs = []
         input_specs = []
         for x in inputs:
@@ -548,9 +633,10 @@ def trace(
                 meta_inputs.append(mx)
             else:
                 meta_inputs.append(x)
-        memo = BlockMemo(rec, named) if reuse_blocks else contextlib.nullcontext()
+        memo = BlockMemo(rec, named, plan.cache) if reuse_blocks else contextlib.nullcontext()
+        leaves = LeafShortcuts(rec, named, plan.cache) if leaf_shortcuts else contextlib.nullcontext()
         try:
-            with torch.inference_mode(False), torch.no_grad(), rec, memo:
+            with torch.inference_mode(False), torch.no_grad(), rec, memo, leaves:
                 out = model(*meta_inputs)
         except _OpFailed as exc:
             raise _explain(exc, rec, model) from None
@@ -571,14 +657,15 @@ def trace(
     return Trace(
         ops=rec.ops,
         modules=rec.modules,
-        params=params,
-        param_owner=owner,
-        buffers=buffers,
+        params=dict(plan.params),
+        param_owner=dict(plan.owner),
+        buffers=dict(plan.buffers),
         inputs=input_specs,
         outputs=outputs,
         values=rec.values,
         model_name=type(model).__name__,
         replayed_blocks=getattr(memo, "replayed", 0),
+        leaf_ops=rec.leaf_ops,
     )
 
 

@@ -1,0 +1,311 @@
+"""Leaf shortcuts: record a stock layer's op from its configuration, without dispatching it.
+
+A CNN is mostly ``nn.Conv2d``, ``nn.BatchNorm2d`` and activations, one aten op
+each. Dispatching that op through torch's Python dispatch mode costs more than
+everything the tracer does with it: ``F.batch_norm``'s argument checks, the C++
+dispatcher, the mode's trampoline, the walk up the Python frames to find the
+module. For these stock layers the op and its arguments follow from the layer's
+configuration, so `LeafShortcuts` gives each one a ``forward`` that hands the
+recorder exactly the op and arguments torch would have dispatched (same aten
+overload, same argument list, same shape rule), as that module's op. The `Trace`
+is the one a full dispatch gives, op for op; ``tests/trace/test_leaves.py``
+checks it for every zoo model and for models written as torchvision writes them.
+
+Shortcuts, each exactly what the module's ``forward`` dispatches:
+
+* ``nn.Conv2d`` (numeric padding, ``padding_mode="zeros"``): ``aten.convolution``.
+* ``nn.BatchNorm2d`` in eval with running statistics: ``aten.native_batch_norm``.
+* ``nn.ReLU``, ``nn.ReLU6``, ``nn.Hardtanh``: ``aten.relu(_)``, ``aten.hardtanh(_)``.
+* ``nn.Dropout`` in eval: nothing (its forward returns its input, no op).
+
+Anything unusual runs the module's own ``forward`` instead: a subclass (its
+``forward`` may differ), any forward or pre-hook (global ones included), an
+instance ``forward``, a compiled module, another dispatch or function mode
+active, autocast on, a module in training mode (batch norm and dropout), a
+weight that is not float32 or not where ``forward`` reads it, settings that are
+not the plain numbers aten receives (string padding, an integer momentum); and
+per call: keyword or extra arguments, an input that is not a plain float32
+contiguous meta tensor (channels_last is refused), or not 4-D for convolution
+and batch norm.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch import nn
+from torch.nn.modules import module as _module_mod
+
+from edgefit.trace.replay import _HOOKS, _ReplayForward
+
+_F32 = torch.float32
+_META = torch.device("meta")
+_Tensor = torch.Tensor
+_GLOBAL_HOOKS = (
+    "_global_forward_hooks",
+    "_global_forward_pre_hooks",
+    "_global_backward_hooks",
+    "_global_backward_pre_hooks",
+    "_global_forward_hooks_always_called",
+)
+
+
+def _float32_weights(m: nn.Module) -> bool:
+    """Parameters and floating buffers (not batch norm's integer step count) are float32."""
+    tensors = (*m._parameters.values(), *(b for n, b in m._buffers.items() if n != "num_batches_tracked"))
+    return all(t is None or t.dtype is _F32 for t in tensors)
+
+
+def _conv(m: nn.Conv2d, x: torch.Tensor):
+    """``F.conv2d`` -> ``aten.convolution`` with lists, ``transposed=False``, ``output_padding=[0, 0]``."""
+    if x.dim() != 4 or not x.is_contiguous():
+        return None
+    params, state = m._parameters, m.__dict__
+    w, b = params["weight"], params["bias"]
+    args = [x, w, b, list(state["stride"]), list(state["padding"]), list(state["dilation"]), False, [0, 0], state["groups"]]
+    return *_OPS["convolution"], args, [x, w] if b is None else [x, w, b]
+
+
+def _conv_ok(m: nn.Conv2d) -> bool:
+    """Zero padding given as numbers, plain integer settings, the weights where ``forward`` reads them."""
+    state = m.__dict__
+    return (
+        state.get("padding_mode") == "zeros"
+        and state.get("transposed") is False
+        and all(_int_pair(state.get(k)) for k in ("stride", "padding", "dilation"))
+        and type(state.get("groups")) is int
+        and _registered(m, ("weight", "bias"), ())
+        and m._parameters["weight"] is not None
+    )
+
+
+def _int_pair(v) -> bool:
+    return type(v) is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int
+
+
+def _registered(m: nn.Module, params: tuple, buffers: tuple) -> bool:
+    """``m.name`` finds these in ``_parameters`` / ``_buffers`` (what the shortcut reads)."""
+    state, p, b = m.__dict__, m._parameters, m._buffers
+    return all(k in p and k not in b and k not in state for k in params) and all(
+        k in b and k not in p and k not in state for k in buffers
+    )
+
+
+def _batch_norm_ok(m: nn.BatchNorm2d) -> bool:
+    state = m.__dict__
+    momentum = state.get("momentum")
+    return (
+        type(state.get("eps")) is float
+        and (momentum is None or type(momentum) is float)
+        and _registered(m, ("weight", "bias"), ("running_mean", "running_var"))
+    )
+
+
+def _batch_norm(m: nn.BatchNorm2d, x: torch.Tensor):
+    """Eval with running statistics: ``F.batch_norm`` -> ``aten.native_batch_norm(..., False, momentum, eps)``."""
+    state = m.__dict__
+    if x.dim() != 4 or not x.is_contiguous() or state["training"]:
+        return None
+    params, buffers = m._parameters, m._buffers
+    mean, var = buffers["running_mean"], buffers["running_var"]
+    if mean is None or var is None:
+        return None
+    momentum = state["momentum"]
+    w, b = params["weight"], params["bias"]
+    args = [x, w, b, mean, var, False, 0.0 if momentum is None else momentum, state["eps"]]
+    return *_OPS["native_batch_norm"], args, [t for t in args[:5] if t is not None]
+
+
+def _relu(m: nn.ReLU, x: torch.Tensor):
+    return *_OPS["relu_" if m.__dict__["inplace"] else "relu"], [x], [x]
+
+
+def _hardtanh(m: nn.Hardtanh, x: torch.Tensor):
+    state = m.__dict__
+    return *_OPS["hardtanh_" if state["inplace"] else "hardtanh"], [x, state["min_val"], state["max_val"]], [x]
+
+
+def _hardtanh_ok(m: nn.Hardtanh) -> bool:
+    state = m.__dict__
+    return type(state.get("min_val")) in (int, float) and type(state.get("max_val")) in (int, float)
+
+
+def _always(m: nn.Module) -> bool:
+    return True
+
+
+# exact class -> (op and arguments torch would dispatch for an input, or None; check before each trace)
+_BUILDERS = {
+    nn.Conv2d: (_conv, _conv_ok),
+    nn.BatchNorm2d: (_batch_norm, _batch_norm_ok),
+    nn.ReLU: (_relu, _always),
+    nn.ReLU6: (_hardtanh, _hardtanh_ok),
+    nn.Hardtanh: (_hardtanh, _hardtanh_ok),
+}
+_Unseen = None  # edgefit.trace.tracer.Unseen, set with _OPS
+_OPS: dict = {}  # name -> (aten overload, its recorder info), looked up on first use (not at import)
+
+
+def _load_ops() -> None:
+    global _Unseen
+    from edgefit.trace.tracer import Unseen as _Unseen
+    from edgefit.trace.tracer import func_info
+
+    aten = torch.ops.aten
+    for name in ("convolution", "native_batch_norm", "relu", "relu_", "hardtanh", "hardtanh_"):
+        func = getattr(aten, name).default
+        _OPS[name] = (func, func_info(func))
+    func, info = _OPS["native_batch_norm"]
+    _OPS["native_batch_norm"] = (func, (*info[:3], _batch_norm_eval, info[4]))
+
+
+def _batch_norm_eval(args, kwargs):
+    """Batch norm's shape rule (`edgefit.trace.shapes`) for a 4-D input whose saved
+    statistics ``F.batch_norm`` drops: they are recorded without a tensor behind them."""
+    x = args[0]
+    shape = x.shape
+    stats = _Unseen(torch.Size((shape[1],)), x.dtype)
+    return torch.empty(shape, dtype=x.dtype, device=_META), stats, stats
+
+
+_STOCK_FORWARDS = {kind: kind.forward for kind in (*_BUILDERS, nn.Dropout)}
+
+
+def _plain_module(m: nn.Module) -> bool:
+    """No hooks, no instance ``forward``, not compiled: its call runs the class's ``forward``."""
+    state = m.__dict__
+    if "forward" in state or state.get("_compiled_call_impl") is not None:
+        return False
+    for hooks in _HOOKS:
+        if state.get(hooks):
+            return False
+    return True
+
+
+def _context_is_plain() -> bool:
+    """Only the tracer's dispatch mode, no function mode, no autocast, no global hook, and
+    the stock classes' own ``forward`` (not patched since import)."""
+    if any(kind.forward is not forward for kind, forward in _STOCK_FORWARDS.items()):
+        return False
+    if torch._C._len_torch_dispatch_stack() != 1 or torch._C._len_torch_function_stack() != 0:
+        return False
+    if any(torch.is_autocast_enabled(d) for d in ("cpu", "cuda")):
+        return False
+    return not any(getattr(_module_mod, h, None) for h in _GLOBAL_HOOKS)
+
+
+class _Cell:
+    """The recorder of the running trace, read by the cached shortcuts."""
+
+    __slots__ = ("rec",)
+
+    def __init__(self):
+        self.rec = None
+
+
+class _Cached:
+    """A model's shortcuts, built once and installed for every trace while its swap plan is valid.
+
+    Modules are held by weak reference: the plan lives as long as the model, and
+    must not keep it alive.
+    """
+
+    __slots__ = ("cell", "leaves")
+
+    def __init__(self, named: list[tuple[str, nn.Module]]):
+        if not _OPS:
+            _load_ops()
+        self.cell = _Cell()
+        self.leaves: list[tuple[weakref.ref, object, _ReplayForward]] = []
+        for path, m in named:
+            kind = type(m)
+            if kind is nn.Dropout:
+                self.leaves.append((weakref.ref(m), _dropout_ok, _ReplayForward(_identity(weakref.ref(m)))))
+            elif kind in _BUILDERS and _float32_weights(m):
+                make_args, ok = _BUILDERS[kind]
+                ref = weakref.ref(m)
+                self.leaves.append((ref, ok, _ReplayForward(_shortcut(self.cell, ref, path, make_args))))
+
+
+class LeafShortcuts:
+    """Installs recording ``forward`` shortcuts on the stock leaf modules of one traced model.
+
+    Enter it inside the recorder's dispatch mode; it restores every ``forward`` on exit.
+
+    Args:
+        rec: the recorder.
+        named: the model's ``named_modules()``.
+        cache: the swap plan's cache (`edgefit.trace.tracer`), where the shortcuts
+            are kept while the model's structure and weights are unchanged.
+    """
+
+    def __init__(self, rec, named: list[tuple[str, nn.Module]], cache: dict | None = None):
+        self.rec = rec
+        self.named = named
+        self.cache = {} if cache is None else cache
+        self.installed: list[nn.Module] = []
+        self.cached: _Cached | None = None
+
+    def __enter__(self):
+        if not _context_is_plain():
+            return self
+        cached = self.cache.get("leaves")
+        if cached is None:
+            cached = self.cache["leaves"] = _Cached(self.named)
+        cached.cell.rec = self.rec
+        self.cached = cached
+        installed = self.installed
+        for ref, ok, forward in cached.leaves:
+            m = ref()
+            if m is not None and _plain_module(m) and ok(m):
+                m.__dict__["forward"] = forward
+                installed.append(m)
+        return self
+
+    def __exit__(self, *exc):
+        for m in self.installed:
+            m.__dict__.pop("forward", None)
+        self.installed.clear()
+        if self.cached is not None:
+            self.cached.cell.rec = None
+
+
+def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args):
+    """The ``forward`` of one leaf: record its op from its configuration, or run the real one."""
+    guard = torch._C._DisableTorchDispatch
+
+    def shortcut(*args, **kwargs):
+        m = ref()
+        x = args[0] if len(args) == 1 and not kwargs else None
+        rec = cell.rec
+        op = None
+        if type(x) is _Tensor and x.dtype is _F32 and x.is_meta and rec is not None:
+            op = make_args(m, x)
+        if op is None:
+            return type(m).forward(m, *args, **kwargs)
+        rec.where = path
+        rec.enter(path, m)
+        rec.leaf_ops += 1
+        with guard():
+            out = rec.record_meta(*op, path)
+        return out[0] if type(out) is tuple else out
+
+    return shortcut
+
+
+def _dropout_ok(m: nn.Dropout) -> bool:
+    return not m.training and 0.0 <= m.p <= 1.0
+
+
+def _identity(ref: weakref.ref):
+    """Dropout in eval: ``F.dropout`` returns its input without dispatching an op."""
+
+    def shortcut(*args, **kwargs):
+        m = ref()
+        x = args[0] if len(args) == 1 and not kwargs else None
+        if type(x) is not _Tensor or m.__dict__["training"]:
+            return type(m).forward(m, *args, **kwargs)
+        return x
+
+    return shortcut

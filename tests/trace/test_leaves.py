@@ -1,0 +1,227 @@
+"""Leaf shortcuts: the trace is the one a full dispatch gives, op for op, or the shortcut is refused."""
+
+import gc
+import importlib.util
+import weakref
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+import edgefit
+from edgefit.metrics.counting import build_profile
+from edgefit.trace import trace
+from edgefit.zoo import create, get_spec, list_models
+
+from .test_replay import canonical
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _foreign():
+    """The models of ``benchmarks/_foreign.py``, written as torchvision writes them."""
+    spec = importlib.util.spec_from_file_location("_foreign", ROOT / "benchmarks" / "_foreign.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def check(model, shape=(1, 3, 8, 8), **kwargs):
+    """Shortcuts on (default) and plain dispatch give the same trace; returns the default one."""
+    before = [vars(m).get("forward") for m in model.modules()]
+    fast = trace(model, input_shape=shape, **kwargs)
+    full = trace(model, input_shape=shape, leaf_shortcuts=False, reuse_blocks=False, **kwargs)
+    assert full.leaf_ops == 0
+    assert canonical(fast) == canonical(full)
+    assert [vars(m).get("forward") for m in model.modules()] == before  # every shortcut removed
+    return fast
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_models())
+def test_every_zoo_model_traces_the_same_with_shortcuts(name):
+    spec = get_spec(name)
+    model = create(name, device="meta")
+    fast = check(model, spec.input_shape, input_dtype=getattr(torch, spec.input_dtype))
+    stock = sum(type(m) in (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6) for m in model.modules())
+    assert (fast.leaf_ops > 0) == (stock > 0)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet50"])
+def test_torchvision_style_models_with_real_weights(name):
+    torch.manual_seed(0)
+    model = _foreign().BUILDERS[name]().eval()
+    fast = check(model, (1, 3, 224, 224))
+    convs = sum(type(m) is nn.Conv2d for m in model.modules())
+    bns = sum(type(m) is nn.BatchNorm2d for m in model.modules())
+    acts = sum(type(m) in (nn.ReLU, nn.ReLU6) for m in model.modules())
+    if name == "mobilenet_v2":
+        assert fast.leaf_ops == convs + bns + acts == 52 + 52 + 35
+    else:  # a ResNet bottleneck reuses one nn.ReLU three times: every call is a shortcut
+        assert fast.leaf_ops == convs + bns + 49 == 53 + 53 + 49
+    prof = edgefit.profile(model, input_shape=(1, 3, 224, 224))
+    full = build_profile(trace(model, input_shape=(1, 3, 224, 224), leaf_shortcuts=False))
+    assert prof.totals == full.totals and prof.layers == full.layers
+
+
+def _cbr(**conv):
+    return nn.Sequential(nn.Conv2d(3, 8, 3, **conv), nn.BatchNorm2d(8), nn.ReLU6(inplace=True), nn.Dropout(0.1)).eval()
+
+
+def test_a_stock_block_records_every_op_by_shortcut():
+    tr = check(_cbr(stride=2, padding=1, dilation=1, groups=1, bias=True))
+    assert tr.leaf_ops == 3
+    assert [op.name for op in tr.ops] == ["convolution", "native_batch_norm", "hardtanh_"]
+    assert [op.module for op in tr.ops] == ["0", "1", "2"]
+    assert "3" not in tr.modules  # dropout in eval runs no op
+    conv = tr.ops[0]
+    assert conv.args[3:] == ([2, 2], [1, 1], [1, 1], False, [0, 0], 1)
+    assert [s.source for s in conv.inputs] == ["", "0.weight", "0.bias"]
+
+
+def test_relu_inplace_and_not_and_hardtanh_with_integer_bounds():
+    model = nn.Sequential(nn.ReLU(), nn.ReLU(inplace=True), nn.Hardtanh(0, 6), nn.Hardtanh(-1.5, 2.0, inplace=True))
+    tr = check(model, (2, 4))
+    assert tr.leaf_ops == 4
+    assert [op.name for op in tr.ops] == ["relu", "relu_", "hardtanh", "hardtanh_"]
+    assert tr.ops[2].args[1:] == (0, 6) and type(tr.ops[2].args[1]) is int
+
+
+def test_batch_norm_without_affine_and_without_momentum():
+    model = nn.Sequential(nn.BatchNorm2d(3, affine=False, momentum=None)).eval()
+    tr = check(model)
+    assert tr.leaf_ops == 1
+    assert tr.ops[0].args[1:3] == (None, None) and tr.ops[0].args[6] == 0.0
+
+
+def test_a_shared_module_called_twice_counts_two_calls():
+    relu = nn.ReLU()
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), relu, nn.Conv2d(3, 3, 1), relu)
+    tr = check(model)
+    assert tr.leaf_ops == 4 and tr.modules["1"].calls == 2
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_forward_hook_pre_hook_and_global_hook_refuse_the_shortcut():
+    model = _cbr()
+    seen = []
+    model[0].register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    model[1].register_forward_pre_hook(lambda m, i: None)
+    tr = check(model)
+    assert tr.leaf_ops == 1  # only the activation
+    assert seen == [(1, 8, 6, 6), (1, 8, 6, 6)]
+    handle = nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
+    try:
+        assert check(_cbr()).leaf_ops == 0
+    finally:
+        handle.remove()
+
+
+def test_training_mode_batch_norm_and_dropout_run_their_own_forward():
+    model = _cbr().train()
+    tr = check(model, mode=None)
+    assert tr.leaf_ops == 2  # conv and activation; batch norm and dropout dispatch
+    names = [op.name for op in tr.ops]
+    assert names[:4] == ["convolution", "add_", "native_batch_norm", "hardtanh_"]  # add_: the step count
+    assert tr.ops[2].args[5] is True and "bernoulli_" in names  # batch statistics; a dropout mask
+    assert all(m.training for m in model.modules())
+
+
+class ScaledConv(nn.Conv2d):
+    def forward(self, x):
+        return super().forward(x) * 2
+
+
+class QuietReLU(nn.ReLU):
+    pass
+
+
+def test_subclasses_are_refused_even_without_their_own_forward():
+    model = nn.Sequential(ScaledConv(3, 4, 3), QuietReLU()).eval()
+    tr = check(model)
+    assert tr.leaf_ops == 0
+    assert [op.name for op in tr.ops] == ["convolution", "mul", "relu"]
+
+
+def test_instance_forward_and_patched_class_forward_are_refused():
+    model = _cbr()
+    model[2].forward = lambda x: x + 1
+    tr = check(model)
+    assert tr.leaf_ops == 2 and tr.ops[2].name == "add"
+    original = nn.ReLU.forward
+    nn.ReLU.forward = lambda self, x: torch.sigmoid(x)
+    try:
+        tr = check(nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU()))
+        assert tr.leaf_ops == 0 and tr.ops[-1].name == "sigmoid"
+    finally:
+        nn.ReLU.forward = original
+
+
+def test_channels_last_other_dtypes_and_unbatched_inputs_dispatch():
+    model = _cbr()
+    x = torch.empty(1, 3, 8, 8).to(memory_format=torch.channels_last)
+    fast = trace(model, x)
+    full = trace(model, x, leaf_shortcuts=False, reuse_blocks=False)
+    assert canonical(fast) == canonical(full)
+    assert fast.leaf_ops == 2  # the conv dispatches; its output is contiguous, so batch norm and ReLU6 do not
+    assert check(_cbr().double(), input_dtype=torch.float64).leaf_ops == 0
+    assert check(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), (3, 8, 8)).leaf_ops == 1  # 3-D input: relu only
+
+
+def test_same_padding_and_reflect_padding_dispatch():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding="same"), nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"))
+    tr = check(model)
+    assert tr.leaf_ops == 0
+
+
+def test_unusual_settings_and_weights_moved_to_buffers_dispatch():
+    conv = nn.Conv2d(3, 4, 3)
+    w = conv.weight.detach().clone()
+    del conv.weight
+    conv.register_buffer("weight", w)  # forward reads self.weight: now a buffer
+    bn = nn.BatchNorm2d(4, momentum=1)  # an integer momentum reaches aten as a float
+    bn_eps = nn.BatchNorm2d(4)
+    bn_eps.eps = 1  # likewise
+    tr = check(nn.Sequential(conv, bn, bn_eps).eval())
+    assert tr.leaf_ops == 0
+    assert tr.ops[1].args[6] == 1.0 and type(tr.ops[1].args[6]) is float
+
+
+def test_a_function_mode_turns_shortcuts_off():
+    class Counting(TorchFunctionMode):
+        calls = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            Counting.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with Counting():
+        tr = check(_cbr())
+    assert tr.leaf_ops == 0 and Counting.calls > 0
+
+
+def test_a_model_that_fails_restores_every_forward():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Linear(3, 3))
+    with pytest.raises(edgefit.errors.EdgefitError):
+        trace(model, input_shape=(1, 3, 8, 8))
+    assert not any("forward" in vars(m) for m in model.modules())
+    with pytest.raises(edgefit.errors.InputShapeError, match="module '0'"):
+        trace(model, input_shape=(1, 5, 8, 8))  # a shortcut's op fails: same message as dispatch
+    assert not any("forward" in vars(m) for m in model.modules())
+
+
+def test_what_is_kept_per_model_does_not_keep_the_model_alive():
+    blocks = [nn.Sequential(nn.Linear(8, 8), nn.ReLU()) for _ in range(8)]  # twins: replay candidates
+    model = nn.Sequential(*blocks)
+    for block in blocks:
+        block.back = [model]  # a cycle through a plain attribute
+    tr = trace(model, input_shape=(2, 8))
+    assert tr.replayed_blocks == 7 and tr.leaf_ops == 1  # the first block ran; its ReLU by shortcut
+    ref = weakref.ref(model)
+    del model, blocks, block, tr
+    gc.collect()
+    assert ref() is None
