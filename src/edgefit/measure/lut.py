@@ -994,10 +994,12 @@ def predict_latency(
             cache) with at least two leaf calls, add one row, ``(leaf calls in a
             network)``: the leaf calls times `leaf_context_overhead`, what running
             right after other kernels instead of after itself adds to each.
-        correction: apply the host correction of the model's regime (`host_correction`):
-            True calibrates it on random zoo-block networks when the table has none or
-            the host's state changed; None (default) applies a stored one only; False
-            never (``seconds`` is then the table's sum and there is no interval).
+        correction: apply the host correction (`host_correction`): with scikit-learn the
+            feature model's factor for this network (`edgefit.measure.features`) and its
+            conformal interval, else the model's regime's factor. True calibrates it on
+            random networks when the table has none or the host's state changed; None
+            (default) applies a stored one only; False never (``seconds`` is then the
+            table's sum and there is no interval).
         confidence: the two-sided confidence of ``low_s``/``high_s``.
     """
     import torch
