@@ -176,3 +176,15 @@ def test_no_benchmark_network_is_in_the_feature_calibration_set():
     assert len(families) == 7
     weights = [sum(p.numel() * 4 for p in m.parameters()) for m, _, _ in nets]
     assert min(weights) < 2**20 and max(weights) > 100 * 2**20
+
+
+def test_a_stored_per_regime_factor_is_reused_without_calibrating_features(tmp_path, monkeypatch):
+    import edgefit.measure.correction as C
+
+    monkeypatch.setattr(C, "calibrate_features", lambda *a, **k: pytest.fail("calibrated"))
+    table = _table(tmp_path)
+    corr = HostCorrection("hot", 1.5, (-0.2, 0.0, 0.1, 0.3))
+    table.put_text(correction_key("hot", torch.get_num_threads()), corr.to_json())
+    pred = predict_latency(_small().eval(), input_shape=(1, 3, 8, 8), table=table, measure=False,
+                           correction=True)
+    assert pred.correction.model == "factor" and pred.seconds == pytest.approx(1.5 * pred.table_seconds)

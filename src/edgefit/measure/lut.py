@@ -866,8 +866,9 @@ def host_correction(
     """The `HostCorrection` for a network of ``regime`` (and ``features``), calibrated first with ``calibrate``.
 
     With ``features`` and scikit-learn, the feature correction's (`feature_correction`)
-    factor for that network and its conformal interval; otherwise ``regime``'s stored
-    per-regime factor. A stored correction whose host state is stale (the reference
+    factor for that network and its conformal interval, when one is stored or no
+    per-regime factor is (then it is calibrated, with ``calibrate``); otherwise
+    ``regime``'s stored per-regime factor. A stored correction whose host state is stale (the reference
     convolution now runs more than `edgefit.measure.correction.STALE_RATIO` off) is
     recalibrated with ``calibrate``, else kept with a note. Without ``calibrate`` and
     nothing stored: None.
@@ -877,12 +878,15 @@ def host_correction(
     from edgefit.measure.features import sklearn_available
 
     notes = notes if notes is not None else []
-    if features is not None and sklearn_available():
-        fc = feature_correction(table, calibrate=calibrate, notes=notes)
-        if fc is not None:
-            return fc.correction_for(features, regime)
     key = correction_key(regime, torch.get_num_threads())
     text = table.get_text(key)
+    if features is not None and sklearn_available():
+        # the feature model when one is stored, or when there is nothing to reuse
+        feature_key = correction_key("features", torch.get_num_threads())
+        if text is None or table.get_text(feature_key) is not None:
+            fc = feature_correction(table, calibrate=calibrate, notes=notes)
+            if fc is not None:
+                return fc.correction_for(features, regime)
     stored = HostCorrection.from_json(text) if text is not None else None
     if stored is None and not calibrate:
         return None

@@ -99,7 +99,7 @@ def prediction_lines(
         lines.append(
             f"  {pred.confidence:.0%} interval:             {human_seconds(pred.low_s)} .. "
             f"{human_seconds(pred.high_s)}   (table sum {human_seconds(pred.table_seconds)} x "
-            f"{pred.correction.factor:.3f}, {_how(pred.correction)}, {pred.regime}; upper end x "
+            f"{pred.correction.factor:.3f}, {pred.regime}, {_how(pred.correction)}; upper end x "
             f"{pred.correction.load_ratio:.2f} for the load seen at calibration)"
         )
     if m is not None:
