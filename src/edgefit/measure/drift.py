@@ -142,14 +142,15 @@ def _reference_parts(table, rotate: int):
 _METHODS = {"hot": ("hot-v3", "module-call-v2", "leaf-in-network-v2"), "rotated": ("rotated-v4",)}
 
 
-def check_drift(table, *, noise: float = NOISE) -> tuple[DriftCheck, ...]:
+def check_drift(table, *, noise: float = NOISE, methods=None) -> tuple[DriftCheck, ...]:
     """Measure the reference layers again and rescale ``table``'s entries where the host drifted.
 
     Per method (hot, rotated; rotated only if the table rotates): a reference entry
     missing from the table is measured and stored (the baseline); otherwise the fresh
     measurement over the stored one is a ratio, and `drift_scale` of the ratios, when
     not 1, multiplies every entry the method measured (the table's per-host
-    calibration rows with the hot entries). Returns one `DriftCheck` per method.
+    calibration rows with the hot entries). ``methods`` limits the check (default:
+    both). Returns one `DriftCheck` per method.
     """
     import time
 
@@ -160,6 +161,7 @@ def check_drift(table, *, noise: float = NOISE) -> tuple[DriftCheck, ...]:
     steady_allocator()
     checks = []
     rotations = {"hot": 0, "rotated": table.rotate_bytes} if table.rotate_bytes > 0 else {"hot": 0}
+    rotations = {m: r for m, r in rotations.items() if methods is None or m in methods}
     for method, rotate in rotations.items():
         t0 = time.time()
         parts = _reference_parts(table, rotate)

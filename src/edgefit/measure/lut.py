@@ -180,9 +180,10 @@ class LatencyTable:
             method is asked again after each measurement; if the host slowed down
             under it, the configuration is measured again, at most ``retakes`` times
             (``retaken`` counts them).
-        drift_check: before the first prediction from this instance (a session),
-            re-measure the table's reference entries and rescale the table if the
-            host's speed drifted since they were stored (`edgefit.measure.drift.check_drift`).
+        drift_check: before the first prediction from this instance (a session) that
+            reads entries of a method (hot, rotated), re-measure the table's reference
+            entries of that method and rescale its entries if the host's speed drifted
+            since they were stored (`edgefit.measure.drift.check_drift`).
     """
 
     def __init__(
@@ -944,6 +945,20 @@ def _canary_reading(table) -> float:
     return conv_canary()()
 
 
+def _session_drift_check(table, methods) -> list[str]:
+    """A table with ``drift_check``: the drift check of the ``methods`` this prediction reads, once a session."""
+    if not getattr(table, "drift_pending", False):
+        return []
+    from edgefit.measure.drift import check_drift, drift_note
+
+    todo = tuple(m for m in methods if m not in {d.method for d in table.drift})
+    if not todo:
+        return []
+    done = check_drift(table, methods=todo)
+    table.drift += done
+    return [drift_note(d) for d in done]
+
+
 def _features(model, profile, rows, regime: str) -> dict:
     from edgefit.measure.calibrate import _largest_cache_bytes
     from edgefit.measure.features import network_features
@@ -1021,12 +1036,6 @@ def predict_latency(
 
         profile = make_profile(model, input_shape=tuple(input_shape))
     table = table if table is not None else LatencyTable(timer=timer)
-    if getattr(table, "drift_pending", False):
-        from edgefit.measure.drift import check_drift, drift_note
-
-        table.drift_pending = False
-        table.drift = check_drift(table)
-        notes += [drift_note(d) for d in table.drift]
     model.eval()
     before_measured, before_hits = table.measured, table.hits
     footprint = working_set_bytes(model, profile)
@@ -1036,6 +1045,7 @@ def predict_latency(
         notes.append(
             f"working set {footprint / 2**20:.1f} MiB fits in {hot_bytes / 2**20:.0f} MiB: layers timed hot"
         )
+    notes += _session_drift_check(table, ("hot", "rotated") if rotate else ("hot",))
     with torch.inference_mode():
         rows, leaf_calls = _layer_rows(model, profile, table, rotate, input_dtype)
         rows += _overhead_rows(model, table, leaf_calls, rotate, call_overhead, leaf_context)
