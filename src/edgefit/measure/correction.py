@@ -83,6 +83,18 @@ def t_quantile(p: float, df: int) -> float:
     )
 
 
+def canary_moved(calibrated_s: float | None, now_s: float | None) -> bool:
+    """True if the reference convolution now runs `STALE_RATIO` slower or faster than at calibration.
+
+    >>> canary_moved(1e-4, 1.3e-4), canary_moved(1e-4, 0.9e-4), canary_moved(None, 1e-4)
+    (True, False, False)
+    """
+    if calibrated_s is None or now_s is None:
+        return False
+    ratio = now_s / calibrated_s
+    return ratio > STALE_RATIO or ratio < 1 / STALE_RATIO
+
+
 def _check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
@@ -187,10 +199,7 @@ class HostCorrection:
         >>> c.stale(1.1e-4), c.stale(1.5e-4), c.stale(None)
         (False, True, False)
         """
-        if canary_s is None or self.canary_s is None:
-            return False
-        ratio = canary_s / self.canary_s
-        return ratio > STALE_RATIO or ratio < 1 / STALE_RATIO
+        return canary_moved(self.canary_s, canary_s)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -276,12 +276,9 @@ class FeatureCorrection:
 
     def stale(self, canary_s: float | None) -> bool:
         """As `edgefit.measure.correction.HostCorrection.stale`."""
-        from edgefit.measure.correction import STALE_RATIO
+        from edgefit.measure.correction import canary_moved
 
-        if canary_s is None or self.canary_s is None:
-            return False
-        ratio = canary_s / self.canary_s
-        return ratio > STALE_RATIO or ratio < 1 / STALE_RATIO
+        return canary_moved(self.canary_s, canary_s)
 
     def coefficients(self) -> dict[str, float]:
         """The fitted model's coefficients per feature (in standardised units) and its intercept."""

@@ -889,20 +889,29 @@ def host_correction(
             if fc is not None:
                 return fc.correction_for(features, regime)
     stored = HostCorrection.from_json(text) if text is not None else None
+
+    def calibrated(canary_s):
+        corr = calibrate_correction(table, regime, canary_s=canary_s)
+        notes.append(
+            f"{regime} correction calibrated on {len(corr.networks)} random zoo-block networks "
+            f"({corr.retakes} retakes)"
+        )
+        return corr
+
+    return _reuse_or_calibrate(table, stored, calibrate, notes, f"the {regime} correction", calibrated)
+
+
+def _reuse_or_calibrate(table, stored, calibrate: bool, notes: list[str], what: str, calibrated):
+    """``stored`` while the host's state holds; else ``calibrated(canary_s)`` with ``calibrate``, or a note."""
     if stored is None and not calibrate:
         return None
     canary_s = _canary_reading(table)
     if stored is not None and not stored.stale(canary_s):
         return stored
     if stored is not None and not calibrate:
-        notes.append(f"host state changed since the {regime} correction was calibrated")
+        notes.append(f"host state changed since {what} was calibrated")
         return stored
-    corr = calibrate_correction(table, regime, canary_s=canary_s)
-    notes.append(
-        f"{regime} correction calibrated on {len(corr.networks)} random zoo-block networks "
-        f"({corr.retakes} retakes)"
-    )
-    return corr
+    return calibrated(canary_s)
 
 
 def feature_correction(table, *, calibrate: bool, notes: list[str] | None = None, **calibration):
@@ -921,20 +930,16 @@ def feature_correction(table, *, calibrate: bool, notes: list[str] | None = None
     notes = notes if notes is not None else []
     text = table.get_text(correction_key("features", torch.get_num_threads()))
     stored = FeatureCorrection.from_json(text) if text is not None else None
-    if stored is None and not calibrate:
-        return None
-    canary_s = _canary_reading(table)
-    if stored is not None and not stored.stale(canary_s):
-        return stored
-    if stored is not None and not calibrate:
-        notes.append("host state changed since the feature correction was calibrated")
-        return stored
-    fc = calibrate_features(table, canary_s=canary_s, **calibration)
-    notes.append(
-        f"feature correction calibrated on {len(fc.networks)} random networks in "
-        f"{fc.seconds:.0f} s ({fc.retakes} retakes)"
-    )
-    return fc
+
+    def calibrated(canary_s):
+        fc = calibrate_features(table, canary_s=canary_s, **calibration)
+        notes.append(
+            f"feature correction calibrated on {len(fc.networks)} random networks in "
+            f"{fc.seconds:.0f} s ({fc.retakes} retakes)"
+        )
+        return fc
+
+    return _reuse_or_calibrate(table, stored, calibrate, notes, "the feature correction", calibrated)
 
 
 def _canary_reading(table) -> float:
