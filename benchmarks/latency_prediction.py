@@ -56,8 +56,9 @@ from edgefit.measure import (
     wait_until_quiet,
 )
 from edgefit.measure.correction import random_block_network
+from edgefit.measure.drift import check_drift
 from edgefit.measure.latency import UNCONTENDED_QUANTILE, nearest_rank
-from edgefit.measure.lut import host_correction
+from edgefit.measure.lut import feature_correction, host_correction
 from edgefit.metrics import UncountedOpsWarning
 from edgefit.metrics import profile as run_profile
 from edgefit.zoo import create, get_spec
@@ -177,6 +178,32 @@ def parse_args(argv):
         default=45.0,
         help="seconds the speed gate may wait in all, per round (then it measures at once)",
     )
+    ap.add_argument(
+        "--drift-check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="at each round's start re-measure the table's reference layers and rescale the "
+        "table if the host drifted (edgefit.measure.drift)",
+    )
+    ap.add_argument(
+        "--features",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="correct networks with the feature model (edgefit.measure.features); "
+        "--no-features: the per-regime factor",
+    )
+    ap.add_argument(
+        "--calibration-networks",
+        type=int,
+        default=40,
+        help="random networks the feature correction is fitted on",
+    )
+    ap.add_argument(
+        "--calibration-minutes",
+        type=float,
+        default=5.0,
+        help="start no calibration network after this (at least 8 are measured)",
+    )
     ap.add_argument("--quick", action="store_true", help="3 models, 4 networks, 20 layers, 1 round")
     ap.add_argument("--output", default=str(RESULTS))
     ap.add_argument(
@@ -185,6 +212,7 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if args.quick:
         args.layers, args.networks, args.runs, args.rounds = 20, 4, 6, 1
+        args.calibration_networks = 10
         args.models = "lenet5,alexnet,mobilenet_v2"
     return args
 
@@ -276,6 +304,7 @@ def build_workloads(args, host):
                 "cpu": [],  # per round: list of samples
                 "wall": [],
                 "preds": [],  # per round: Prediction
+                "factor": [],  # per round: (prediction, low, high) with the per-regime factor
                 "reduced": name in reduced,
             }
         )
@@ -307,9 +336,18 @@ def run_round(bench, r, tmp, nets, layers):
     path = Path(tmp) / f"lut-{r if bench.args.table_per_round else 0}.sqlite"
     table = LatencyTable(path, timer=clock, gate=gate)
     state = {"round": r, "load": os.getloadavg()[0], "lookup_s": 0.0}
-    for regime in ("hot", "rotated"):
-        corr = host_correction(table, regime, calibrate=True)
-        state[regime] = corr
+    if bench.args.drift_check:  # the session's start: has the host drifted since the table was built?
+        state["drift"] = check_drift(table)
+    state["drift_s"] = time.time() - t0
+    if bench.args.features:
+        state["features"] = feature_correction(
+            table,
+            calibrate=True,
+            count=bench.args.calibration_networks,
+            max_seconds=bench.args.calibration_minutes * 60,
+        )
+    for regime in ("hot", "rotated"):  # the per-regime factors (fitted beside the feature model)
+        state[regime] = host_correction(table, regime, calibrate=True)
     state["calibration_s"] = time.time() - t0
     for w in nets:
         if bench.out_of_time():
@@ -324,6 +362,8 @@ def run_round(bench, r, tmp, nets, layers):
         w["cpu"].append(c1 + c2)
         w["wall"].extend(w1 + w2)
         w["preds"].append(pred)
+        fac = state[pred.regime]  # the per-regime factor's prediction, for comparison
+        w["factor"].append((pred.table_seconds * fac.factor, *fac.interval(pred.table_seconds * fac.factor)))
         print(
             f"round {r} {w['name'][:30]:30s} lut {pred.seconds * 1e3:8.2f} ms "
             f"[{pred.low_s * 1e3:.2f}, {pred.high_s * 1e3:.2f}]  "
@@ -390,6 +430,7 @@ def summarize(nets, layers, rounds_done):
         high = statistics.median(p.high_s for p in preds)
         raw = statistics.median(p.table_seconds for p in preds)
         meas = statistics.median(meds)
+        fac = w["factor"][:rounds_done]
         rows.append(
             {
                 "group": w["group"],
@@ -399,6 +440,9 @@ def summarize(nets, layers, rounds_done):
                 "raw": raw,
                 "low": low,
                 "high": high,
+                "fpred": statistics.median(f[0] for f in fac),
+                "flow": statistics.median(f[1] for f in fac),
+                "fhigh": statistics.median(f[2] for f in fac),
                 "meas": meas,
                 "typical": statistics.median(typical),
                 "wall": statistics.median(w["wall"]),
@@ -424,12 +468,20 @@ def summarize(nets, layers, rounds_done):
                 "label": lay["label"],
                 "pred": statistics.median(p),
                 "raw": statistics.median(p),
+                "fpred": statistics.median(p),
                 "meas": statistics.median(m),
                 "roof": lay["roof"],
                 "per": list(zip(p, m, strict=True)),
             }
         )
     return rows, lrows
+
+
+def inside_share(rows, lo, hi):
+    """Share of rows whose measurement lies in [row[lo], row[hi]]."""
+    if not rows:
+        return float("nan")
+    return sum(r[lo] <= r["meas"] <= r[hi] for r in rows) / len(rows)
 
 
 def share(pairs):
@@ -489,7 +541,25 @@ def report(args, bench, host, rows, lrows, rounds_done, elapsed):
             "again "
         )
         + "every network (end-to-end blocks right before and after its lookups) and every random "
-        "layer. The headline is the share within +-10% of the prediction's median over rounds "
+        "layer. "
+        + (
+            "Each round starts with the drift check (`edgefit.measure.drift`): ten reference "
+            "layers are measured again and the table's entries rescaled by their median "
+            "fresh / stored ratio when it moved beyond the noise. "
+            if args.drift_check
+            else "No drift check. "
+        )
+        + (
+            f"Networks are corrected by the feature model (`edgefit.measure.features`: ridge "
+            f"regression of log(measured / table sum) on the table's time shares by op kind, calls, "
+            f"weight and activation bytes against the cache, regime; conformal 90% interval from "
+            f"leave-one-out residuals), fitted on up to {args.calibration_networks} random "
+            "calibration networks of seven families; the per-regime factor fitted on the same "
+            "networks is shown beside it. "
+            if args.features
+            else "Networks are corrected by the per-regime factor. "
+        )
+        + "The headline is the share within +-10% of the prediction's median over rounds "
         "against the measurement's median over rounds; the interval is the median of the rounds' "
         "90% intervals. Clock: CPU time of the calling thread (1 torch thread); the wall-clock "
         "median is shown beside it. Layers alone are predicted from the table as is (a layer alone "
@@ -497,22 +567,20 @@ def report(args, bench, host, rows, lrows, rounds_done, elapsed):
         "",
         "## Share of predictions within +-10% of the measurement (median over rounds)",
         "",
-        "| workload | n | lookup table + correction | table sum alone | roofline (host) | median abs. error | measured inside the 90% interval |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| workload | n | lookup table + correction | per-regime factor instead | table sum alone | roofline (host) | median abs. error | measured inside the 90% interval | inside the factor's interval |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for g in [*groups, "random conv/linear layers"]:
         rs = by[g]
         inside = [r for r in rs if "low" in r]
-        ins = (
-            sum(r["low"] <= r["meas"] <= r["high"] for r in inside) / len(inside)
-            if inside
-            else float("nan")
-        )
+        ins = inside_share(inside, "low", "high")
         lines.append(
             f"| {g} | {len(rs)} | {pct(share([(r['pred'], r['meas']) for r in rs]))} | "
+            f"{pct(share([(r['fpred'], r['meas']) for r in rs]))} | "
             f"{pct(share([(r['raw'], r['meas']) for r in rs]))} | "
             f"{pct(share([(r['roof'], r['meas']) for r in rs]))} | "
-            f"{med_abs_err([(r['pred'], r['meas']) for r in rs]):.1%} | {pct(ins)} |"
+            f"{med_abs_err([(r['pred'], r['meas']) for r in rs]):.1%} | {pct(ins)} | "
+            f"{pct(inside_share(inside, 'flow', 'fhigh'))} |"
         )
     nets = [r for r in allrows if "low" in r]
     ins_all = (
@@ -522,9 +590,11 @@ def report(args, bench, host, rows, lrows, rounds_done, elapsed):
     typ = sum(r["low"] <= r["typical"] <= r["high"] for r in nets) / max(1, len(nets))
     lines += [
         f"| **all** | {len(allrows)} | **{pct(share([(r['pred'], r['meas']) for r in allrows]))}** | "
+        f"{pct(share([(r['fpred'], r['meas']) for r in allrows]))} | "
         f"{pct(share([(r['raw'], r['meas']) for r in allrows]))} | "
         f"{pct(share([(r['roof'], r['meas']) for r in allrows]))} | "
-        f"{med_abs_err([(r['pred'], r['meas']) for r in allrows]):.1%} | {pct(ins_all)} (networks) |",
+        f"{med_abs_err([(r['pred'], r['meas']) for r in allrows]):.1%} | {pct(ins_all)} (networks) | "
+        f"{pct(inside_share(nets, 'flow', 'fhigh'))} |",
         "",
         f"Per round (each round's prediction and interval against that round's measured median), "
         f"{pct(rnd)} of the network measurements fell inside their interval; {pct(typ)} of the "
@@ -545,17 +615,19 @@ def report(args, bench, host, rows, lrows, rounds_done, elapsed):
             "host slowed down under them."
         ),
         "",
-        "| round | seconds | load average (1 min) at start | calibration s | canary best (us) | gate waited (s) | hot factor | hot residuals (min..max) | hot load ratio | rotated factor | rotated residuals (min..max) | rotated load ratio |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: |",
+        "| round | seconds | load average (1 min) at start | drift check: hot entries (reference layers now / entry, median and range -> scale) | drift check: rotated entries | drift check s | calibration s | feature model: networks, held-out residuals (min..max), ridge alpha | canary best (us) | gate waited (s) | hot factor | hot residuals (min..max) | hot load ratio | rotated factor | rotated residuals (min..max) | rotated load ratio |",
+        "| ---: | ---: | ---: | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: |",
     ]
     for st in bench.rounds:
         h, ro = st["hot"], st["rotated"]
         cb = st["canary_best_s"]
         lines.append(
-            f"| {st['round']} | {st['seconds']:.0f} | {st['load']:.1f} | {st['calibration_s']:.0f} | "
+            f"| {st['round']} | {st['seconds']:.0f} | {st['load']:.1f} | {drift_cells(st)} | "
+            f"{st['drift_s']:.0f} | {st['calibration_s'] - st['drift_s']:.0f} | {feature_cell(st)} | "
             f"{cb * 1e6:.0f} | {st['gate_waited_s'] or 0:.0f} | "
             if cb is not None
-            else f"| {st['round']} | {st['seconds']:.0f} | {st['load']:.1f} | {st['calibration_s']:.0f} | n/a | n/a | "
+            else f"| {st['round']} | {st['seconds']:.0f} | {st['load']:.1f} | {drift_cells(st)} | "
+            f"{st['drift_s']:.0f} | {st['calibration_s'] - st['drift_s']:.0f} | {feature_cell(st)} | n/a | n/a | "
         )
         lines[-1] += (
             f"{h.factor:.3f} | {min(h.residuals):+.1%}..{max(h.residuals):+.1%} | {h.load_ratio:.2f} | "
@@ -595,18 +667,49 @@ def report(args, bench, host, rows, lrows, rounds_done, elapsed):
     return lines
 
 
+def drift_cells(st) -> str:
+    """The round's drift checks, hot and rotated, as two table cells."""
+    cells = []
+    for method in ("hot", "rotated"):
+        d = next((d for d in st.get("drift", ()) if d.method == method), None)
+        if d is None:
+            cells.append("off")
+        elif not d.ratios:
+            cells.append("baseline stored")
+        else:
+            cells.append(
+                f"{d.median:.2f} ({min(d.ratios):.2f}..{max(d.ratios):.2f}) -> "
+                + ("kept" if d.scale == 1.0 else f"x{d.scale:.3f}")
+            )
+    return " | ".join(cells)
+
+
+def feature_cell(st) -> str:
+    fc = st.get("features")
+    if fc is None:
+        return "off"
+    res = fc.residuals
+    return f"{len(fc.networks)}, {min(res):+.1%}..{max(res):+.1%}, {fc.coefficients()['alpha']:g}"
+
+
 def raw_figures(bench, nets, layers) -> dict:
     """Every round's corrections, predictions and measurements, for analysis."""
     return {
         "rounds": [
             {"round": st["round"], "load": st["load"], "seconds": st["seconds"],
-             "hot": json.loads(st["hot"].to_json()), "rotated": json.loads(st["rotated"].to_json())}
+             "hot": json.loads(st["hot"].to_json()), "rotated": json.loads(st["rotated"].to_json()),
+             "drift": [d.to_dict() for d in st.get("drift", ())],
+             "features": json.loads(st["features"].to_json()) if st.get("features") else None,
+             "coefficients": st["features"].coefficients() if st.get("features") else None}
             for st in bench.rounds
         ],
         "networks": [
             {"group": w["group"], "name": w["name"], "shape": list(w["shape"]),
              "table_s": [p.table_seconds for p in w["preds"]], "pred_s": [p.seconds for p in w["preds"]],
              "regime": [p.regime for p in w["preds"]],
+             "features": [p.features for p in w["preds"]],
+             "interval_s": [[p.low_s, p.high_s] for p in w["preds"]],
+             "factor_pred_s": [f[0] for f in w["factor"]],
              "uncontended_s": [uncontended(c) for c in w["cpu"]],
              "median_s": [statistics.median(c) for c in w["cpu"]]}
             for w in nets

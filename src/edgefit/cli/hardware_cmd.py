@@ -236,7 +236,7 @@ def predict(
             f"{model}: the model has no real weights (built on meta); cannot measure it"
         )
     gate = SpeedGate(quiet=False, max_wait_s=1.0, max_total_wait_s=gate_budget_s)
-    table = LatencyTable(gate=gate if speed_gate else None)
+    table = LatencyTable(gate=gate if speed_gate else None, drift_check=True)
     pred = predict_latency(
         resolved.model,
         prof,

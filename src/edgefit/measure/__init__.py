@@ -5,6 +5,8 @@ from __future__ import annotations
 from edgefit.measure.calibrate import cache_dir, calibrate_host, host_device
 from edgefit.measure.compare import BenchResult, bench_model
 from edgefit.measure.correction import HostCorrection, fit_correction
+from edgefit.measure.drift import DriftCheck, check_drift
+from edgefit.measure.features import FeatureCorrection
 from edgefit.measure.latency import (
     LatencyStats,
     SpeedGate,
@@ -50,6 +52,9 @@ __all__ = [
     "host_correction",
     "host_device",
     "HostCorrection",
+    "FeatureCorrection",
+    "DriftCheck",
+    "check_drift",
     "fit_correction",
     "faster",
     "layer_key",

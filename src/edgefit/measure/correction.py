@@ -46,6 +46,7 @@ CORRECTION_METHOD = "host-correction-v2"
 REGIMES = ("hot", "rotated")
 CALIBRATION_SEED = 1_000_003  # the calibration networks' stream; benchmarks draw from others
 STALE_RATIO = 1.25
+INTERVAL_METHODS = ("t", "conformal")
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -82,6 +83,18 @@ def t_quantile(p: float, df: int) -> float:
     )
 
 
+def canary_moved(calibrated_s: float | None, now_s: float | None) -> bool:
+    """True if the reference convolution now runs `STALE_RATIO` slower or faster than at calibration.
+
+    >>> canary_moved(1e-4, 1.3e-4), canary_moved(1e-4, 0.9e-4), canary_moved(None, 1e-4)
+    (True, False, False)
+    """
+    if calibrated_s is None or now_s is None:
+        return False
+    ratio = now_s / calibrated_s
+    return ratio > STALE_RATIO or ratio < 1 / STALE_RATIO
+
+
 def _check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
@@ -104,6 +117,10 @@ class HostCorrection:
             pass (1.0 on a quiet host). The interval's upper end is raised by it.
         table_s, measured_s: each calibration network's table sum and measured
             uncontended latency (what the factor was fitted on).
+        interval_method: ``"t"`` (Student-t prediction interval of the log residuals)
+            or ``"conformal"`` (their order statistics, `edgefit.measure.features.conformal_bound`).
+        model: what gave ``factor``: ``"factor"`` (one per regime) or ``"features"``
+            (`edgefit.measure.features.FeatureCorrection`, per network).
     """
 
     regime: str
@@ -116,8 +133,14 @@ class HostCorrection:
     load_ratio: float = 1.0
     table_s: tuple[float, ...] = ()
     measured_s: tuple[float, ...] = ()
+    interval_method: str = "t"
+    model: str = "factor"
 
     def __post_init__(self) -> None:
+        if self.interval_method not in INTERVAL_METHODS:
+            raise ConfigError(
+                f"interval method must be one of {INTERVAL_METHODS}, got {self.interval_method!r}"
+            )
         if self.regime not in REGIMES:
             raise ConfigError(f"regime must be one of {REGIMES}, got {self.regime!r}")
         if not (self.factor > 0 and math.isfinite(self.factor)):
@@ -130,6 +153,10 @@ class HostCorrection:
     def _log_bound(self, p: float) -> float:
         """``p``-quantile of a new network's relative residual (Student-t prediction bound)."""
         logs = [math.log1p(r) for r in self.residuals]
+        if self.interval_method == "conformal":
+            from edgefit.measure.features import conformal_bound
+
+            return math.expm1(conformal_bound(logs, p))
         n = len(logs)
         width = statistics.stdev(logs) * math.sqrt(1 + 1 / n)
         return math.expm1(statistics.fmean(logs) + t_quantile(p, n - 1) * width)
@@ -172,10 +199,7 @@ class HostCorrection:
         >>> c.stale(1.1e-4), c.stale(1.5e-4), c.stale(None)
         (False, True, False)
         """
-        if canary_s is None or self.canary_s is None:
-            return False
-        ratio = canary_s / self.canary_s
-        return ratio > STALE_RATIO or ratio < 1 / STALE_RATIO
+        return canary_moved(self.canary_s, canary_s)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -277,8 +301,8 @@ def _block(rng: random.Random, c: int):
     return B.DenseBlock(2, c, g, 2), c + 2 * g, f"dense2x{g}"
 
 
-def random_block_network(rng: random.Random, regime: str = "hot"):
-    """A random CNN of 2-5 zoo blocks (`edgefit.zoo.blocks`) for ``regime``: (model, input shape, label).
+def random_block_network(rng: random.Random, regime: str = "hot", blocks: tuple[int, int] = (2, 5)):
+    """A random CNN of ``blocks`` (2-5) zoo blocks (`edgefit.zoo.blocks`) for ``regime``: (model, input shape, label).
 
     ``hot`` networks take small inputs and channels (the working set stays in cache),
     ``rotated`` ones larger. A stem conv, the blocks, global pooling and a linear head.
@@ -295,7 +319,7 @@ def random_block_network(rng: random.Random, regime: str = "hot"):
     with torch.random.fork_rng():
         torch.manual_seed(rng.randrange(2**31))
         layers, labels = [ConvBNAct(3, c, 3, 2)], [f"stem{c}"]
-        for _ in range(rng.randint(2, 5)):
+        for _ in range(rng.randint(*blocks)):
             block, c, label = _block(rng, c)
             layers.append(block)
             labels.append(label)
@@ -399,3 +423,168 @@ def calibrate_correction(
     )
     table.put_text(correction_key(regime, torch.get_num_threads()), corr.to_json())
     return corr
+
+
+# ------------------------------------------------------------------ the feature model's calibration set
+
+FEATURE_COUNT = 40
+FEATURE_SECONDS = 300.0
+
+
+def _wide_head_network(rng: random.Random):
+    """A few zoo blocks, then fully connected layers of 1k-4k units: tens to hundreds of MiB of weights."""
+    import torch
+    from torch import nn
+
+    from edgefit.zoo.blocks import ConvBNAct
+
+    hw, c = rng.choice((64, 96, 128)), rng.choice((32, 64, 128))
+    s, f1, f2 = rng.choice((2, 4, 7)), rng.choice((1024, 2048, 4096)), rng.choice((1024, 4096))
+    with torch.random.fork_rng():
+        torch.manual_seed(rng.randrange(2**31))
+        layers, labels = [ConvBNAct(3, c, 3, 2)], [f"stem{c}"]
+        for _ in range(rng.randint(1, 2)):
+            block, c, label = _block(rng, c)
+            layers.append(block)
+            labels.append(label)
+        layers += [nn.AdaptiveAvgPool2d(s), nn.Flatten(), nn.Linear(c * s * s, f1), nn.ReLU()]
+        layers += [nn.Linear(f1, f2), nn.ReLU(), nn.Linear(f2, 10)]
+        model = nn.Sequential(*layers).eval()
+    return model, (1, 3, hw, hw), f"{hw}px " + " ".join(labels) + f" pool{s} fc{f1} fc{f2}"
+
+
+def _wide_pointwise_network(rng: random.Random):
+    """1x1 convolutions of 256-1024 channels on a small map: MiBs of weights per layer, few calls."""
+    import torch
+    from torch import nn
+
+    from edgefit.zoo.blocks import ConvBNAct
+
+    hw, c = rng.choice((28, 56)), rng.choice((64, 128))
+    with torch.random.fork_rng():
+        torch.manual_seed(rng.randrange(2**31))
+        layers, labels = [ConvBNAct(3, c, 3, 2)], [f"stem{c}"]
+        for _ in range(rng.randint(2, 5)):
+            o = rng.choice((256, 512, 1024))
+            layers.append(ConvBNAct(c, o, 1, 1))
+            labels.append(f"pw>{o}")
+            c = o
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10)]
+        model = nn.Sequential(*layers).eval()
+    return model, (1, 3, hw, hw), f"{hw}px " + " ".join(labels)
+
+
+def _plain_network(rng: random.Random):
+    """Plain 3x3 convolutions (up to 96 channels) with max pooling on large maps: big activations, no depthwise."""
+    import torch
+    from torch import nn
+
+    from edgefit.zoo.blocks import ConvBNAct
+
+    hw, c = rng.choice((96, 128, 160, 224)), rng.choice((16, 24, 32))
+    with torch.random.fork_rng():
+        torch.manual_seed(rng.randrange(2**31))
+        layers, labels = [ConvBNAct(3, c, 3, 2)], [f"stem{c}"]
+        for _ in range(rng.randint(2, 6)):
+            o = rng.choice((c, min(2 * c, 96)))
+            layers.append(ConvBNAct(c, o, 3, 1))
+            labels.append(f"conv3>{o}")
+            c = o
+            if rng.random() < 0.5:
+                layers.append(nn.MaxPool2d(2))
+                labels.append("maxpool")
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10)]
+        model = nn.Sequential(*layers).eval()
+    return model, (1, 3, hw, hw), f"{hw}px " + " ".join(labels)
+
+
+_FAMILIES = {
+    "hot blocks": lambda rng: random_block_network(rng, "hot"),
+    "rotated blocks": lambda rng: random_block_network(rng, "rotated"),
+    "deep hot blocks": lambda rng: random_block_network(rng, "hot", blocks=(6, 10)),
+    "deep rotated blocks": lambda rng: random_block_network(rng, "rotated", blocks=(5, 8)),
+    "wide head": _wide_head_network,
+    "wide pointwise": _wide_pointwise_network,
+    "plain": _plain_network,
+}
+
+
+def feature_calibration_networks(count: int = FEATURE_COUNT, seed: int = CALIBRATION_SEED):
+    """The synthetic networks the feature correction is fitted on: (model, input shape, label).
+
+    Deliberately varied, in turn (so a set cut short by a time bound stays varied):
+    random zoo-block stacks timed hot and rotated (with and without depthwise blocks,
+    2-5 blocks), deep ones (6-10 blocks: many calls), networks with wide fully
+    connected heads (tens to hundreds of MiB of weights), stacks of wide 1x1
+    convolutions and plain 3x3 stacks on large maps. Drawn from ``seed``'s own
+    streams, never from a zoo or benchmark model.
+    """
+    rngs = {name: random.Random(f"{seed}-features-{name}") for name in _FAMILIES}
+    names = list(_FAMILIES)
+    out = []
+    for i in range(count):
+        name = names[i % len(names)]
+        model, shape, label = _FAMILIES[name](rngs[name])
+        out.append((model, shape, f"{name}: {label}"))
+    return out
+
+
+def calibrate_features(
+    table,
+    *,
+    count: int = FEATURE_COUNT,
+    seed: int = CALIBRATION_SEED,
+    canary_s=None,
+    max_seconds: float = FEATURE_SECONDS,
+):
+    """Fit and store the feature correction (and the per-regime factors) on `feature_calibration_networks`.
+
+    Each network is predicted from ``table`` (uncorrected, its features kept) and timed
+    end to end (`measure_network`) in two blocks, right before and right after its
+    lookups, as the benchmark times its networks; the 10th percentile of both is kept. No network starts after ``max_seconds`` once
+    `edgefit.measure.features.MIN_NETWORKS` are done (the bound a table build may take
+    on a slow host). The per-regime factors (`fit_correction`, the fallback without
+    scikit-learn) are fitted on the same networks and stored beside it.
+    """
+    import torch
+
+    from edgefit.measure.features import MIN_NETWORKS, FeatureCorrection
+    from edgefit.measure.latency import LatencyStats, steady_allocator
+    from edgefit.measure.lut import predict_latency
+
+    steady_allocator()
+    t0, before = time.time(), table.retaken
+    rows = []  # (features, table_s, measured_s, label, load, regime)
+    for model, shape, label in feature_calibration_networks(count, seed):
+        if len(rows) >= MIN_NETWORKS and time.time() - t0 > max_seconds:
+            break
+        x = torch.randn(*shape)
+        first = measure_network(table, model, x)  # blocks right before and after the lookups,
+        pred = predict_latency(  # as a network is measured wherever it is compared with the table
+            model, input_shape=shape, table=table, measure=False, steady=False, correction=False
+        )
+        stats = LatencyStats.from_samples(first.samples + measure_network(table, model, x).samples)
+        rows.append(
+            (pred.features, pred.seconds, stats.p10_s, label, stats.median_s / stats.p10_s, pred.regime)
+        )
+    info = dict(canary_s=canary_s, created=time.time(), retakes=table.retaken - before)
+    info["load_ratio"] = max(1.0, statistics.median(r[4] for r in rows))
+    fc = FeatureCorrection(
+        tuple(r[0] for r in rows),
+        tuple(r[1] for r in rows),
+        tuple(r[2] for r in rows),
+        networks=tuple(r[3] for r in rows),
+        seconds=time.time() - t0,
+        **info,
+    )
+    threads = torch.get_num_threads()
+    table.put_text(correction_key("features", threads), fc.to_json())
+    for regime in REGIMES:
+        mine = [r for r in rows if r[5] == regime]
+        if len(mine) >= 3:
+            corr = fit_correction(
+                regime, [r[1] for r in mine], [r[2] for r in mine], networks=tuple(r[3] for r in mine),
+                **{**info, "load_ratio": max(1.0, statistics.median(r[4] for r in mine))},
+            )
+            table.put_text(correction_key(regime, threads), corr.to_json())
+    return fc

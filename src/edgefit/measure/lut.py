@@ -180,6 +180,10 @@ class LatencyTable:
             method is asked again after each measurement; if the host slowed down
             under it, the configuration is measured again, at most ``retakes`` times
             (``retaken`` counts them).
+        drift_check: before the first prediction from this instance (a session) that
+            reads entries of a method (hot, rotated), re-measure the table's reference
+            entries of that method and rescale its entries if the host's speed drifted
+            since they were stored (`edgefit.measure.drift.check_drift`).
     """
 
     def __init__(
@@ -194,6 +198,7 @@ class LatencyTable:
         hot_bytes: int | None = None,
         gate: Callable[[], object] | None = None,
         retakes: int = 2,
+        drift_check: bool = False,
     ) -> None:
         self.path = Path(path) if path is not None else default_lut_path()
         timer = timer if timer is not None else default_timer()
@@ -209,6 +214,8 @@ class LatencyTable:
             db.execute(TEXT_SCHEMA)
         self.measured = 0  # configurations measured by this instance
         self.hits = 0
+        self.drift_pending = bool(drift_check)
+        self.drift: tuple = ()  # this session's `edgefit.measure.drift.DriftCheck`s
 
     def _connect(self):
         return sqlite_connection(self.path, "latency table")
@@ -273,6 +280,34 @@ class LatencyTable:
         self.retaken += retaken
         return result
 
+    def measure(self, fn: Callable[[], object]) -> LatencyStats:
+        """``fn`` timed as an entry is (a `Rotation` in single calls, else loops), behind the gate."""
+
+        def measure() -> LatencyStats:
+            if isinstance(fn, Rotation):
+                return time_prepared(fn, warmup=self.warmup, runs=self.runs, timer=self.timer)
+            return self.timed(fn)
+
+        return self.behind_gate(measure, pick=faster)
+
+    def rescale(self, methods: Sequence[str], scale: float) -> int:
+        """Multiply every stored entry measured by one of ``methods`` by ``scale``; returns how many.
+
+        Used when the host's speed drifted since the entries were measured
+        (`edgefit.measure.drift.check_drift`).
+        """
+        if not (scale > 0 and math.isfinite(scale)):
+            raise ConfigError(f"a table rescale needs a positive factor, got {scale}")
+        changed = 0
+        with self._connect() as db:
+            for m in methods:
+                pattern = f'%"method": {json.dumps(m)}%'
+                cur = db.execute(
+                    "UPDATE latency SET seconds = seconds * ? WHERE key LIKE ?", (float(scale), pattern)
+                )
+                changed += cur.rowcount
+        return changed
+
     def lookup_or_measure(self, key: str, fn: Callable[[], object]) -> tuple[float, bool]:
         """The stored seconds for ``key``, measuring ``fn`` first if absent; (seconds, was_cached)."""
         cached = self.get(key)
@@ -280,12 +315,7 @@ class LatencyTable:
             self.hits += 1
             return cached, True
 
-        def measure() -> LatencyStats:
-            if isinstance(fn, Rotation):
-                return time_prepared(fn, warmup=self.warmup, runs=self.runs, timer=self.timer)
-            return self.timed(fn)
-
-        stats = self.behind_gate(measure, pick=faster)
+        stats = self.measure(fn)
         self.put(key, stats.p10_s, stats.runs)
         self.measured += 1
         return stats.p10_s, False
@@ -319,6 +349,8 @@ class Prediction:
         correction: the `HostCorrection` applied, if any (its residuals give any
             other confidence: `budget_met`).
         regime: ``"hot"`` (layers timed alone in cache) or ``"rotated"``.
+        features: the network's features for the feature correction
+            (`edgefit.measure.features.network_features`), None if the table sum is 0.
     """
 
     model: str
@@ -334,6 +366,7 @@ class Prediction:
     confidence: float = 0.9
     correction: HostCorrection | None = None
     regime: str = ""
+    features: dict | None = None
 
     @property
     def unpredicted(self) -> tuple[str, ...]:
@@ -380,6 +413,7 @@ class Prediction:
             "interval_s": [self.low_s, self.high_s] if self.low_s is not None else None,
             "confidence": self.confidence,
             "regime": self.regime,
+            "features": self.features,
             "correction": json.loads(self.correction.to_json()) if self.correction else None,
             "measured": self.measured.to_dict() if self.measured else None,
             "error": self.error,
@@ -827,33 +861,85 @@ def _overhead_rows(model, table, leaf_calls: int, rotate: int, call_overhead, le
     return rows
 
 
-def host_correction(table, regime: str, *, calibrate: bool, notes: list[str] | None = None):
-    """``regime``'s stored `HostCorrection` in ``table``, calibrated first with ``calibrate``.
+def host_correction(
+    table, regime: str, *, calibrate: bool, notes: list[str] | None = None, features=None
+):
+    """The `HostCorrection` for a network of ``regime`` (and ``features``), calibrated first with ``calibrate``.
 
-    A stored correction whose host state is stale (the reference convolution now runs
-    more than `edgefit.measure.correction.STALE_RATIO` off) is recalibrated with
-    ``calibrate``, else kept with a note. Without ``calibrate`` and nothing stored: None.
+    With ``features`` and scikit-learn, the feature correction's (`feature_correction`)
+    factor for that network and its conformal interval, when one is stored or no
+    per-regime factor is (then it is calibrated, with ``calibrate``); otherwise
+    ``regime``'s stored per-regime factor. A stored correction whose host state is stale (the reference
+    convolution now runs more than `edgefit.measure.correction.STALE_RATIO` off) is
+    recalibrated with ``calibrate``, else kept with a note. Without ``calibrate`` and
+    nothing stored: None.
     """
     import torch
+
+    from edgefit.measure.features import sklearn_available
 
     notes = notes if notes is not None else []
     key = correction_key(regime, torch.get_num_threads())
     text = table.get_text(key)
+    if features is not None and sklearn_available():
+        # the feature model when one is stored, or when there is nothing to reuse
+        feature_key = correction_key("features", torch.get_num_threads())
+        if text is None or table.get_text(feature_key) is not None:
+            fc = feature_correction(table, calibrate=calibrate, notes=notes)
+            if fc is not None:
+                return fc.correction_for(features, regime)
     stored = HostCorrection.from_json(text) if text is not None else None
+
+    def calibrated(canary_s):
+        corr = calibrate_correction(table, regime, canary_s=canary_s)
+        notes.append(
+            f"{regime} correction calibrated on {len(corr.networks)} random zoo-block networks "
+            f"({corr.retakes} retakes)"
+        )
+        return corr
+
+    return _reuse_or_calibrate(table, stored, calibrate, notes, f"the {regime} correction", calibrated)
+
+
+def _reuse_or_calibrate(table, stored, calibrate: bool, notes: list[str], what: str, calibrated):
+    """``stored`` while the host's state holds; else ``calibrated(canary_s)`` with ``calibrate``, or a note."""
     if stored is None and not calibrate:
         return None
     canary_s = _canary_reading(table)
     if stored is not None and not stored.stale(canary_s):
         return stored
     if stored is not None and not calibrate:
-        notes.append(f"host state changed since the {regime} correction was calibrated")
+        notes.append(f"host state changed since {what} was calibrated")
         return stored
-    corr = calibrate_correction(table, regime, canary_s=canary_s)
-    notes.append(
-        f"{regime} correction calibrated on {len(corr.networks)} random zoo-block networks "
-        f"({corr.retakes} retakes)"
-    )
-    return corr
+    return calibrated(canary_s)
+
+
+def feature_correction(table, *, calibrate: bool, notes: list[str] | None = None, **calibration):
+    """The stored `edgefit.measure.features.FeatureCorrection` in ``table``, calibrated first with ``calibrate``.
+
+    Recalibrated (with ``calibrate``; ``calibration`` goes to
+    `edgefit.measure.correction.calibrate_features`, e.g. ``count``, ``max_seconds``)
+    when missing or when the host's state changed; None without ``calibrate`` and
+    nothing stored.
+    """
+    import torch
+
+    from edgefit.measure.correction import calibrate_features
+    from edgefit.measure.features import FeatureCorrection
+
+    notes = notes if notes is not None else []
+    text = table.get_text(correction_key("features", torch.get_num_threads()))
+    stored = FeatureCorrection.from_json(text) if text is not None else None
+
+    def calibrated(canary_s):
+        fc = calibrate_features(table, canary_s=canary_s, **calibration)
+        notes.append(
+            f"feature correction calibrated on {len(fc.networks)} random networks in "
+            f"{fc.seconds:.0f} s ({fc.retakes} retakes)"
+        )
+        return fc
+
+    return _reuse_or_calibrate(table, stored, calibrate, notes, "the feature correction", calibrated)
 
 
 def _canary_reading(table) -> float:
@@ -862,6 +948,27 @@ def _canary_reading(table) -> float:
         table.gate.read()
         return table.gate.best
     return conv_canary()()
+
+
+def _session_drift_check(table, methods) -> list[str]:
+    """A table with ``drift_check``: the drift check of the ``methods`` this prediction reads, once a session."""
+    if not getattr(table, "drift_pending", False):
+        return []
+    from edgefit.measure.drift import check_drift, drift_note
+
+    todo = tuple(m for m in methods if m not in {d.method for d in table.drift})
+    if not todo:
+        return []
+    done = check_drift(table, methods=todo)
+    table.drift += done
+    return [drift_note(d) for d in done]
+
+
+def _features(model, profile, rows, regime: str) -> dict:
+    from edgefit.measure.calibrate import _largest_cache_bytes
+    from edgefit.measure.features import network_features
+
+    return network_features(model, profile, rows, regime, _largest_cache_bytes()[0])
 
 
 def _measure_end_to_end(model, profile, table, *, input_dtype, warmup, runs, timer):
@@ -911,10 +1018,12 @@ def predict_latency(
             cache) with at least two leaf calls, add one row, ``(leaf calls in a
             network)``: the leaf calls times `leaf_context_overhead`, what running
             right after other kernels instead of after itself adds to each.
-        correction: apply the host correction of the model's regime (`host_correction`):
-            True calibrates it on random zoo-block networks when the table has none or
-            the host's state changed; None (default) applies a stored one only; False
-            never (``seconds`` is then the table's sum and there is no interval).
+        correction: apply the host correction (`host_correction`): with scikit-learn the
+            feature model's factor for this network (`edgefit.measure.features`) and its
+            conformal interval, else the model's regime's factor. True calibrates it on
+            random networks when the table has none or the host's state changed; None
+            (default) applies a stored one only; False never (``seconds`` is then the
+            table's sum and there is no interval).
         confidence: the two-sided confidence of ``low_s``/``high_s``.
     """
     import torch
@@ -941,14 +1050,18 @@ def predict_latency(
         notes.append(
             f"working set {footprint / 2**20:.1f} MiB fits in {hot_bytes / 2**20:.0f} MiB: layers timed hot"
         )
+    notes += _session_drift_check(table, ("hot", "rotated") if rotate else ("hot",))
     with torch.inference_mode():
         rows, leaf_calls = _layer_rows(model, profile, table, rotate, input_dtype)
         rows += _overhead_rows(model, table, leaf_calls, rotate, call_overhead, leaf_context)
     regime = "rotated" if rotate else "hot"
     raw = sum(r.seconds for r in rows if r.seconds is not None)
+    feats = _features(model, profile, rows, regime) if raw > 0 else None
     corr = None
     if correction is not False:
-        corr = host_correction(table, regime, calibrate=bool(correction), notes=notes)
+        corr = host_correction(
+            table, regime, calibrate=bool(correction), notes=notes, features=feats
+        )
     seconds = raw * corr.factor if corr is not None else raw
     low, high = corr.interval(seconds, confidence) if corr is not None else (None, None)
     measured = None
@@ -970,4 +1083,5 @@ def predict_latency(
         confidence=confidence,
         correction=corr,
         regime=regime,
+        features=feats,
     )

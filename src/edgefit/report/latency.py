@@ -99,7 +99,7 @@ def prediction_lines(
         lines.append(
             f"  {pred.confidence:.0%} interval:             {human_seconds(pred.low_s)} .. "
             f"{human_seconds(pred.high_s)}   (table sum {human_seconds(pred.table_seconds)} x "
-            f"{pred.correction.factor:.3f}, {pred.regime}; upper end x "
+            f"{pred.correction.factor:.3f}, {pred.regime}, {_how(pred.correction)}; upper end x "
             f"{pred.correction.load_ratio:.2f} for the load seen at calibration)"
         )
     if m is not None:
@@ -114,6 +114,13 @@ def prediction_lines(
             f"{'yes' if met else 'no'}"
         )
     return lines
+
+
+def _how(corr) -> str:
+    """Which correction gave the factor and how its interval is formed."""
+    if corr.model == "features":
+        return "feature model, conformal interval"
+    return "per-regime factor, t interval"
 
 
 def host_state_lines(pred, table=None, *, now: float | None = None) -> list[str]:

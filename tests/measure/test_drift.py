@@ -1,0 +1,98 @@
+"""The drift check: reference layers measured again, the table rescaled when the host moved."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from edgefit.errors import ConfigError
+from edgefit.measure import LatencyTable, predict_latency
+from edgefit.measure.drift import REFERENCE_LAYERS, DriftCheck, check_drift, drift_note, drift_scale
+
+from .test_lut import FakeTimer
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEFIT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _hot_table(path, step, **kw):
+    """Layers timed hot only (no rotation): every sample one fake step."""
+    return LatencyTable(path, timer=FakeTimer(step), runs=1, warmup=0, min_sample_s=0, rotate_bytes=0, **kw)
+
+
+def _key(method):
+    return json.dumps({"kind": "X", "method": method})
+
+
+def test_drift_scale_is_the_median_beyond_the_noise():
+    assert drift_scale([0.8, 0.8, 0.8]) == pytest.approx(0.8)
+    assert drift_scale([1.2, 1.25, 1.3, 1.25, 1.2]) == pytest.approx(1.25)
+    assert drift_scale([1.02, 1.02, 1.02]) == 1.0  # 2% is noise
+    assert drift_scale([0.8, 0.8]) == 1.0  # too few references
+    # logs of 0.5, 0.9, 2.0: median log(0.9) = -0.105; sd 0.69 -> 2 * 1.2533 * 0.69 / sqrt(3) = 1.0
+    assert drift_scale([0.5, 0.9, 2.0]) == 1.0
+
+
+def test_table_rescales_one_method_only(tmp_path):
+    table = _hot_table(tmp_path / "l.sqlite", 0.001)
+    table.put(_key("hot-v3"), 2.0, 1)
+    table.put(_key("rotated-v4"), 3.0, 1)
+    assert table.rescale(["hot-v3"], 0.5) == 1
+    assert table.get(_key("hot-v3")) == pytest.approx(1.0) and table.get(_key("rotated-v4")) == 3.0
+    with pytest.raises(ConfigError):
+        table.rescale(["hot-v3"], 0.0)
+
+
+def test_first_check_stores_the_baseline_then_a_drift_rescales(tmp_path):
+    path = tmp_path / "l.sqlite"
+    first = check_drift(_hot_table(path, 0.002))
+    assert [c.method for c in first] == ["hot"] and first[0].ratios == ()  # baseline
+    table = _hot_table(path, 0.002)
+    table.put(_key("hot-v3"), 1.0, 1)
+    table.put(_key("rotated-v4"), 1.0, 1)
+    assert len(table) == len(REFERENCE_LAYERS) + 2
+    # the same speed: nothing moves
+    (same,) = check_drift(table)
+    assert same.scale == 1.0 and same.ratios == pytest.approx((1.0,) * len(REFERENCE_LAYERS))
+    # the host now runs every layer in 0.8 of the time: every hot entry is scaled by 0.8
+    faster = _hot_table(path, 0.0016)
+    (moved,) = check_drift(faster)
+    assert moved.scale == pytest.approx(0.8) and moved.rescaled == len(REFERENCE_LAYERS) + 1
+    assert faster.get(_key("hot-v3")) == pytest.approx(0.8)
+    assert faster.get(_key("rotated-v4")) == 1.0  # another method's entries keep their time
+    assert "rescaled by 0.800" in drift_note(moved)
+
+
+def test_a_session_checks_once_before_its_first_prediction(tmp_path):
+    path = tmp_path / "l.sqlite"
+    model = nn.Sequential(nn.Linear(4, 4)).eval()
+    kw = dict(input_shape=(1, 4), measure=False, correction=False, leaf_context=False)
+    pred = predict_latency(model, table=_hot_table(path, 0.001, drift_check=True), **kw)
+    assert "drift check (hot): reference entries stored (baseline)" in pred.notes
+    session = _hot_table(path, 0.0005, drift_check=True)
+    pred = predict_latency(model, table=session, **kw)
+    assert session.drift[0].scale == pytest.approx(0.5)
+    assert pred.seconds == pytest.approx(0.0005 + session.get(next(iter(_container_key(path)))))
+    again = predict_latency(model, table=session, **kw)  # no second check in the same session
+    assert not any("drift" in n for n in again.notes)
+    off = predict_latency(model, table=_hot_table(path, 0.001), **kw)
+    assert not any("drift" in n for n in off.notes)
+
+
+def _container_key(path):
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return [k for (k,) in db.execute("SELECT key FROM latency") if "__module_call__" in k]
+
+
+def test_drift_check_record():
+    d = DriftCheck("hot", (0.9, 1.0, 1.1), 1.0)
+    assert d.median == 1.0 and d.to_dict()["ratios"] == [0.9, 1.0, 1.1]
+    assert drift_note(d).endswith("within the noise, table kept")
+    assert torch.get_num_threads() >= 1
