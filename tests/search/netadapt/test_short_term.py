@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from edgefit.data import TrainConfig, evaluate, load_digits, train
-from edgefit.search.netadapt import ConvnetAdapter, ResourceMeter, calibrate_batchnorm_, parse_budget
+from edgefit.errors import ConfigError
+from edgefit.search.netadapt import (
+    ConvnetAdapter,
+    ResourceMeter,
+    calibrate_batchnorm_,
+    parse_budget,
+)
 from edgefit.search.netadapt.algorithm import short_term
 
 
@@ -44,7 +50,7 @@ def test_calibration_sets_exact_statistics_of_the_bn_input_and_nothing_else():
 def test_zero_epoch_fine_tune_recalibrates_unless_told_not_to():
     data = load_digits()
     net = bn_behind_block()
-    x = torch.from_numpy(adapter(net, data).tune_data.x_train)
+    x = torch.from_numpy(adapter(net, data).tune_data.x_train[:512])  # the first calibration_images
     with torch.no_grad():
         mean = net[:3](x).mean((0, 2, 3))
     stale = net[3].running_mean.clone()
@@ -52,6 +58,8 @@ def test_zero_epoch_fine_tune_recalibrates_unless_told_not_to():
     assert torch.equal(net[3].running_mean, stale)
     adapter(net, data).fine_tune(net, 0, seed=0)
     assert torch.allclose(net[3].running_mean, mean, atol=1e-5)
+    with pytest.raises(ConfigError, match="calibration_images must be >= 2"):
+        adapter(net, data, calibration_images=1)
 
 
 @pytest.mark.slow
@@ -69,3 +77,4 @@ def test_short_fine_tune_does_not_collapse_a_shrunk_proposal():
     assert score >= parent_score - 0.15 and score > 2 * before
     proposal.load_state_dict(state)
     assert evaluate(proposal, ad.tune_data) == score  # the state returned is the network scored
+

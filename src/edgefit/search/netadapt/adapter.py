@@ -90,8 +90,9 @@ class ConvnetAdapter:
         channel_step: proposals remove multiples of this many channels (8).
         recalibrate_bn: after every fine-tune (a zero-epoch one too), set each
             BatchNorm's running statistics to those of the fine-tuned network on the
-            tuning images (`calibrate_batchnorm_`): one forward pass, without which a
-            short fine-tune is scored with statistics of the network before shrinking.
+            first ``calibration_images`` tuning images (`calibrate_batchnorm_`): one
+            forward pass, without which a short fine-tune is scored with statistics of
+            the network before shrinking.
     """
 
     def __init__(
@@ -106,14 +107,17 @@ class ConvnetAdapter:
         channel_step: int = 8,
         val_share: float = 0.2,
         recalibrate_bn: bool = True,
+        calibration_images: int = 512,
     ) -> None:
         if channel_step < 1:
             raise ConfigError(f"channel_step must be >= 1, got {channel_step}")
+        if calibration_images < 2:
+            raise ConfigError(f"calibration_images must be >= 2, got {calibration_images}")
         self.example = example
         self.meter = meter
         self.blocks = list(find_blocks(model, example))
         self.lr, self.batch_size, self.channel_step = lr, batch_size, channel_step
-        self.recalibrate_bn = recalibrate_bn
+        self.recalibrate_bn, self.calibration_images = recalibrate_bn, calibration_images
         self.data = data
         self.tune_data = split_validation(data, val_share) if data is not None else None
 
@@ -153,7 +157,7 @@ class ConvnetAdapter:
         return None if found is None else cache[found]
 
     def fine_tune(self, model: nn.Module, epochs: float, seed: int) -> nn.Module:
-        """Adam on the tuning images, then BatchNorm statistics recalibrated on all of them (``recalibrate_bn``).
+        """Adam on the tuning images, then BatchNorm statistics recalibrated on them (``recalibrate_bn``).
 
         A fractional ``epochs`` below 1 is one epoch over that seeded share of the images.
         """
@@ -167,7 +171,8 @@ class ConvnetAdapter:
         if epochs > 0:
             train(model, data, TrainConfig(epochs=int(epochs), lr=self.lr, batch_size=self.batch_size, seed=seed))
         if self.recalibrate_bn and self.tune_data is not None:
-            calibrate_batchnorm_(model, torch.from_numpy(self.tune_data.x_train), CALIBRATION_BATCH)
+            images = torch.from_numpy(self.tune_data.x_train[: self.calibration_images])
+            calibrate_batchnorm_(model, images, CALIBRATION_BATCH)
         return model.eval()
 
     def evaluate(self, model: nn.Module) -> float:

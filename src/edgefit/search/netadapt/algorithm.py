@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -347,7 +348,8 @@ def measure_final(adapter, model: nn.Module, final_targets: dict[str, float]) ->
     """Under a host-latency budget: the final network's table prediction, interval and measured latency.
 
     Runs after every trial has returned (the executor is idle or closed), so the
-    measurement shares the host with none of this run's training. A percentage budget,
+    measurement shares the host with none of this run's training, and inside the
+    meter's ``timing()`` (e.g. a lock shared with other benchmarks). A percentage budget,
     a share of the table's own sum, is scaled by the host correction's factor before it
     is compared with the corrected prediction and the measurement. None without a
     ``latency@host`` budget or an adapter whose meter has an ``input_shape``.
@@ -359,8 +361,9 @@ def measure_final(adapter, model: nn.Module, final_targets: dict[str, float]) ->
         return None
     relative = any(b.relative for b in getattr(meter, "budgets", ()) if b.label(meter.device) == "latency@host")
     # a % budget is a share of the table's own sum: judged after the same correction as the prediction
-    return host_latency_check(model, meter.input_shape, table=getattr(meter, "table", None),
-                              budget_s=final_targets["latency@host"], budget_on_table=relative)
+    with meter.timing() if hasattr(meter, "timing") else nullcontext():
+        return host_latency_check(model, meter.input_shape, table=getattr(meter, "table", None),
+                                  budget_s=final_targets["latency@host"], budget_on_table=relative)
 
 
 def resource_floor(adapter, model: nn.Module) -> dict[str, float] | None:

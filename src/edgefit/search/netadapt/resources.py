@@ -10,7 +10,8 @@ the exact profile (`edgefit.profile`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -45,6 +46,10 @@ class ResourceMeter:
         interpolate: answer a layer whose channel count is not in the table from the two
             nearest measured counts of the same layer (`InterpolatingTable`) instead of
             measuring it.
+        timing_lock: a context-manager factory held while the host is timed (pricing host
+            latency, where the table measures new layer configurations, and the final
+            network's end-to-end check), e.g. a lock shared with other benchmarks on the
+            host; None: nothing is held.
     """
 
     budgets: Sequence[Budget]
@@ -54,6 +59,7 @@ class ResourceMeter:
     table: object | None = None
     notes: list[str] = field(default_factory=list)
     interpolate: bool = False
+    timing_lock: Callable[[], AbstractContextManager] | None = None
 
     def __post_init__(self) -> None:
         from edgefit.hardware import get_device
@@ -107,6 +113,10 @@ class ResourceMeter:
                 out[label] = float(totals.seconds if resource == "latency" else totals.joules)
         return out
 
+    def timing(self) -> AbstractContextManager:
+        """The context to time the host in: ``timing_lock()``, or nothing held."""
+        return self.timing_lock() if self.timing_lock is not None else nullcontext()
+
     def _host_latency(self, model: nn.Module, profile) -> float:
         from edgefit.measure import LatencyTable, predict_latency
 
@@ -116,7 +126,8 @@ class ResourceMeter:
             self.table = InterpolatingTable(self.table)
         # the table's own sum, never a host correction: a stored correction appears once calibrated, and
         # a run resumed across that moment would mix scaled and unscaled values
-        pred = predict_latency(model, profile, table=self.table, measure=False, correction=False)
+        with self.timing():
+            pred = predict_latency(model, profile, table=self.table, measure=False, correction=False)
         missing = pred.unpredicted
         if missing:
             note = f"latency@host leaves out {len(missing)} unpredicted rows: {', '.join(missing[:3])}"
