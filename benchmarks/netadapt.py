@@ -45,6 +45,7 @@ recalibrated on the tuning images (`ConvnetAdapter`, ``recalibrate_bn``).
     .venv/bin/python benchmarks/netadapt.py prepare      # optional: the untimed parts first
     .venv/bin/python benchmarks/netadapt.py              # takes the lock itself, only while timing
 
+``search latency`` runs only that search (beside ``prepare``, after the base network exists).
 ``prepare`` trains the base network and runs the MAC-guided adaptation and the
 FastDepth search (nothing is timed there); their state lives in
 ``$NETADAPT_BENCH_CACHE`` (default ``/tmp/edgefit-netadapt-bench``), and the full
@@ -161,7 +162,7 @@ def meter_for(shape=SHAPE) -> ResourceMeter:
     return ResourceMeter([parse_budget("latency=50%"), parse_budget("macs=50%")], shape, timing_lock=bench_lock)
 
 
-def part1(lines: list[str], guides=("latency", "macs")) -> None:
+def part1(lines: list[str], guides=("latency", "macs"), searches_only: bool = False) -> None:
     data = resized(load_digits(), SIZE)
     pool = NicePool(2)
     base, seconds = base_network(data, pool)
@@ -185,7 +186,7 @@ def part1(lines: list[str], guides=("latency", "macs")) -> None:
         lines += [f"### Guided by {guide} (budget {GUIDES[guide]} {of})\n",
                   f"{res.message}; {res.final.seconds:.0f} s wall for the search ({_rate(res)} with 2 workers, pricing"
                   " included).\n", _floor_line(res), family_markdown(res.members, long_term_epochs=0), ""]
-    if "latency" not in guides:
+    if searches_only or "latency" not in guides:
         pool.close()
         return
     # equal-epoch fine-tunes over seeds: every adapted network LONG epochs; the unadapted one, for each
@@ -415,6 +416,9 @@ def main() -> None:
         part1(lines, guides=("macs",))
         part2(lines, timed=False)
         atomic_write(OUT, "\n".join(lines) + "\n")
+        return
+    if only == "search":  # one or more searches only (e.g. beside `prepare`); the full run resumes them
+        part1(lines, guides=tuple(sys.argv[2:]), searches_only=True)
         return
     if only in ("", "digits"):
         part1(lines)
