@@ -46,10 +46,11 @@ class ResourceMeter:
         interpolate: answer a layer whose channel count is not in the table from the two
             nearest measured counts of the same layer (`InterpolatingTable`) instead of
             measuring it.
-        timing_lock: a context-manager factory held while the host is timed (pricing host
-            latency, where the table measures new layer configurations, and the final
-            network's end-to-end check), e.g. a lock shared with other benchmarks on the
-            host; None: nothing is held.
+        timing_lock: a context-manager factory held while the host is timed: while the
+            table measures a layer configuration it does not hold yet (or calibrates), and
+            during the final network's end-to-end check; a price made of stored entries
+            takes no lock. E.g. a lock shared with other benchmarks on the host; None:
+            nothing is held.
     """
 
     budgets: Sequence[Budget]
@@ -124,13 +125,48 @@ class ResourceMeter:
             self.table = LatencyTable()
         if self.interpolate and not isinstance(self.table, InterpolatingTable):
             self.table = InterpolatingTable(self.table)
+        table = self.table if self.timing_lock is None else LockedTable(self.table, self.timing)
         # the table's own sum, never a host correction: a stored correction appears once calibrated, and
         # a run resumed across that moment would mix scaled and unscaled values
-        with self.timing():
-            pred = predict_latency(model, profile, table=self.table, measure=False, correction=False)
+        pred = predict_latency(model, profile, table=table, measure=False, correction=False)
         missing = pred.unpredicted
         if missing:
             note = f"latency@host leaves out {len(missing)} unpredicted rows: {', '.join(missing[:3])}"
             if note not in self.notes:
                 self.notes.append(note)
         return float(pred.seconds)
+
+
+class LockedTable:
+    """A lookup table that holds a lock while it times: on a missing entry, and around its timing gate.
+
+    Stored entries are read without the lock, so pricing networks from a warm table never waits
+    for other users of the lock. Everything else is the wrapped table's. The lock is taken once
+    however deep the calls nest.
+    """
+
+    def __init__(self, table, lock: Callable[[], AbstractContextManager]) -> None:
+        self.table, self._lock, self._depth = table, lock, 0
+
+    def __getattr__(self, name):
+        return getattr(self.table, name)
+
+    def _held(self, fn):
+        if self._depth:
+            return fn()
+        with self._lock():
+            self._depth += 1
+            try:
+                return fn()
+            finally:
+                self._depth -= 1
+
+    def lookup_or_measure(self, key: str, fn: Callable[[], object]) -> tuple[float, bool]:
+        """The wrapped table's answer; under the lock unless the entry is stored already."""
+        if self.table.get(key) is not None:
+            return self.table.lookup_or_measure(key, fn)
+        return self._held(lambda: self.table.lookup_or_measure(key, fn))
+
+    def behind_gate(self, *args, **kwargs):
+        """The wrapped table's timing gate (calibrations time through it), under the lock."""
+        return self._held(lambda: self.table.behind_gate(*args, **kwargs))
