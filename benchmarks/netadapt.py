@@ -136,6 +136,43 @@ def train_task(task):
     return model.state_dict(), time.perf_counter() - t
 
 
+def equal_epoch_finetunes(runs: dict, base, pool) -> tuple[dict, dict]:
+    """Test accuracies over seeds at equal epochs: every adapted network LONG epochs; the unadapted one, for
+    each run, that run's short-term epochs (one kept proposal per iteration) + LONG.
+
+    Results are kept in ``DIGITS/finetunes.json`` (by network and seed; an adapted network also by its
+    weights), so a killed or split run (``search``) does not train them again.
+    """
+    import fcntl
+    import json
+
+    from edgefit.search.netadapt.algorithm import state_hash
+
+    tasks, keys, equal = [], [], {}
+    for guide, (res, adapter, _) in runs.items():
+        its = len([m for m in res.members if m.iteration > 0])
+        equal[guide] = f"unadapted, {int(round(its * SHORT)) + LONG} epochs"
+        for name, model, epochs in ((guide, res.model, LONG), (equal[guide], base, int(round(its * SHORT)) + LONG)):
+            for s in SEEDS:
+                key = f"{name}|{state_hash(model)[:16]}|{s}"
+                if key not in keys:
+                    tasks.append((adapter, _copy(model), epochs, s))
+                    keys.append(key)
+    path = DIGITS / "finetunes.json"
+    done = json.loads(path.read_text()) if path.exists() else {}
+    todo = [(k, t) for k, t in zip(keys, tasks, strict=True) if k not in done]
+    new = dict(zip([k for k, _ in todo], pool.map(finetune_task, [t for _, t in todo]), strict=True))
+    with open(DIGITS / "finetunes.lock", "a") as fh:  # two split runs may finish at once
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        done = {**(json.loads(path.read_text()) if path.exists() else {}), **new}
+        atomic_write(path, json.dumps(done, indent=1, sort_keys=True))
+    accs = {}
+    for key in keys:
+        name, _, s = key.split("|")
+        accs[(name, int(s))] = done[key]
+    return accs, equal
+
+
 def base_network(data, pool):
     from edgefit.data import load_weights_, read_weights_metadata, save_weights
 
@@ -183,28 +220,15 @@ def part1(lines: list[str], guides=("latency", "macs"), searches_only: bool = Fa
         res = netadapt(base, adapter, cfg, out, executor=pool)
         runs[guide] = (res, adapter, out)
         of = "of what shrinking can remove" if guide in RELATIVE_TO else "of the unadapted network"
+        if searches_only:
+            equal_epoch_finetunes({guide: runs[guide]}, base, pool)  # cached for the full run
         lines += [f"### Guided by {guide} (budget {GUIDES[guide]} {of})\n",
                   f"{res.message}; {res.final.seconds:.0f} s wall for the search ({_rate(res)} with 2 workers, pricing"
                   " included).\n", _floor_line(res), family_markdown(res.members, long_term_epochs=0), ""]
     if searches_only or "latency" not in guides:
         pool.close()
         return
-    # equal-epoch fine-tunes over seeds: every adapted network LONG epochs; the unadapted one, for each
-    # run, that run's short-term epochs (one kept proposal per iteration) + LONG
-    tasks, keys, equal = [], [], {}
-    for guide, (res, adapter, _) in runs.items():
-        its = len([m for m in res.members if m.iteration > 0])
-        for s in SEEDS:
-            tasks.append((adapter, _copy(res.model), LONG, s))
-            keys.append((guide, s))
-        epochs = int(round(its * SHORT)) + LONG
-        equal[guide] = f"unadapted, {epochs} epochs"
-        if (equal[guide], SEEDS[0]) in keys:
-            continue
-        for s in SEEDS:
-            tasks.append((adapter, _copy(base), epochs, s))
-            keys.append((equal[guide], s))
-    accs = dict(zip(keys, pool.map(finetune_task, tasks), strict=False))
+    accs, equal = equal_epoch_finetunes(runs, base, pool)
     models = {"unadapted": base, **{g: runs[g][0].model for g in guides}}
     full_meter = meter_for()
     lat = latency_rounds(models, SHAPE)
