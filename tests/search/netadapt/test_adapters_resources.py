@@ -162,3 +162,12 @@ def test_locked_table_locks_only_to_time():
     assert locked.behind_gate(lambda: locked.lookup_or_measure("c", lambda: 3.0)) == (3.0, False)
     assert log == ["lock", "timed", "timed", "unlock"]  # nested: taken once
     assert locked.hits == 0 and locked.rows["c"] == 3.0  # everything else is the wrapped table's
+    sticky = LockedTable(Table(), lock, sticky=lambda: True)  # a pricing phase: kept once taken
+    log.clear()
+    sticky.lookup_or_measure("b", lambda: 2.0)
+    sticky.lookup_or_measure("c", lambda: 3.0)
+    assert sticky.lookup_or_measure("a", lambda: 9.0) == (1.0, True)
+    assert log == ["lock", "timed", "timed"]
+    sticky.release()
+    sticky.release()
+    assert log == ["lock", "timed", "timed", "unlock"]

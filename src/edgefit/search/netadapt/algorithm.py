@@ -296,10 +296,11 @@ def netadapt(
                            initial=config.initial_reduction, decay=config.decay)
                 for k in labels
             }
-            proposals = [
-                p for b in range(adapter.get_num_simplifiable_blocks())
-                if (p := adapter.simplify_network_def_based_on_constraint(current_model, b, step)) is not None
-            ]
+            with _pricing(adapter):  # a timing lock, once taken, is kept until every proposal is priced
+                proposals = [
+                    p for b in range(adapter.get_num_simplifiable_blocks())
+                    if (p := adapter.simplify_network_def_based_on_constraint(current_model, b, step)) is not None
+                ]
             if not proposals:
                 message = ("budget cannot be met: no block can shrink enough to reach "
                            + ", ".join(f"{k} <= {v:.4g}" for k, v in step.items()) + "; kept the best network so far")
@@ -416,6 +417,12 @@ def _unreachable(floor: dict[str, float] | None, final_targets: dict[str, float]
     if not below:
         return ""
     return "unreachable by shrinking: " + ", ".join(below) + " (every block at its narrowest width)"
+
+
+def _pricing(adapter):
+    """The meter's pricing phase (`ResourceMeter.pricing`), or nothing."""
+    pricing = getattr(getattr(adapter, "meter", None), "pricing", None)
+    return pricing() if pricing is not None else nullcontext()
 
 
 def _test(adapter, model) -> float | None:
