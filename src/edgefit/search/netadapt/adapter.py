@@ -305,8 +305,11 @@ def calibrate_batchnorm_(model: nn.Module, inputs: torch.Tensor, batch_size: int
         s[2] = s[2] + (x * x).sum(1)
 
     hooks = [bn.register_forward_pre_hook(record) for bn in bns]
+    momenta = {bn: bn.momentum for bn in bns}
     model.eval()
     for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # BatchNorm's own cumulative average: exact for one batch
         bn.train()
     step = len(inputs) if batch_size is None else batch_size
     starts = list(range(0, len(inputs), step))
@@ -319,7 +322,11 @@ def calibrate_batchnorm_(model: nn.Module, inputs: torch.Tensor, batch_size: int
     finally:
         for h in hooks:
             h.remove()
-    with torch.no_grad():
+        for bn, momentum in momenta.items():
+            bn.momentum = momentum
+    if len(starts) == 1:
+        return model.eval()
+    with torch.no_grad():  # several batches: the statistics of all of them together
         for bn, (n, total, squares) in sums.items():
             mean = total / n
             var = (squares - n * mean * mean) / max(n - 1, 1)
