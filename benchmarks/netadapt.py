@@ -54,6 +54,7 @@ run resumes them from their journals instead of redoing them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -110,11 +111,14 @@ class NicePool(ProcessExecutor):
         return list(self._pool.map(fn, items))
 
 
-def latency_rounds(models: dict, shape, rounds: int = 5, runs: int = 20) -> dict:
-    """Interleaved end-to-end measurement: per model the median of round medians and (min, max)."""
+def latency_rounds(models: dict, shape, rounds: int = 5, runs: int = 20, lock: bool = True) -> dict:
+    """Interleaved end-to-end measurement: per model the median of round medians and (min, max).
+
+    Under the timing lock (``lock=False``: the caller holds it).
+    """
     x = (torch.zeros(shape),)
     per = {k: [] for k in models}
-    with torch.inference_mode(), bench_lock():
+    with torch.inference_mode(), bench_lock() if lock else contextlib.nullcontext():
         for _ in range(rounds):
             for k, m in models.items():
                 per[k].append(measure_latency(m.eval(), x, warmup=3, runs=runs, timer=cpu_timer).median_s)
@@ -278,11 +282,36 @@ def part1(lines: list[str], guides=("latency", "macs"), searches_only: bool = Fa
     lines.append("")
 
 
+def _members(guide: str) -> list:
+    from edgefit.search.netadapt import Journal
+
+    return Journal(DIGITS / guide).members() if (DIGITS / guide / "netadapt.sqlite").exists() else []
+
+
+def _timed_finals(lines: list[str], models: dict) -> None:
+    """The finished networks priced from the table and measured end to end, all under one hold of the lock."""
+    meter = ResourceMeter([parse_budget("latency=50%"), parse_budget("macs=50%")], SHAPE)  # no lock of its own
+    with bench_lock():
+        priced = {k: meter(m) for k, m in models.items()}
+        lat = latency_rounds(models, SHAPE, lock=False)
+    base = lat["unadapted"][0]
+    lines += ["### Finished networks, measured side by side (one thread, CPU time, 5 interleaved rounds x 20 runs,"
+              " median of round medians [min-max], under the timing lock)\n",
+              "| network | MACs | lookup-table latency | measured latency | speed-up |", "|---|---:|---:|---:|---:|"]
+    for k, (med, lo, hi) in lat.items():
+        lines.append(f"| {k} | {priced[k]['macs'] / 1e6:.2f}M | {1e3 * priced[k]['latency@host']:.3f} ms |"
+                     f" {1e3 * med:.3f} ms [{1e3 * lo:.3f}-{1e3 * hi:.3f}] | {base / med:.2f}x |")
+    lines.append("")
+
+
 def partial(lines: list[str]) -> None:
-    """What the searches and fine-tunes finished so far, read from their journals; nothing is run or timed."""
+    """What the searches and fine-tunes finished so far, read from their journals; with ``--time``, the
+    finished networks measured too (under the lock); nothing is trained."""
     import json
 
-    from edgefit.search.netadapt import FINAL, Journal
+    from edgefit.search.netadapt import FINAL, Journal, load_member
+
+    base = base_network(None, None)[0]
 
     for guide in ("latency", "macs"):
         out = DIGITS / guide
@@ -297,6 +326,10 @@ def partial(lines: list[str]) -> None:
         lines += [f"### Guided by {guide} (budget {GUIDES[guide]} of the unadapted network): {state}\n",
                   f"Last network at {share:.0%} of the start on {k}.\n",
                   family_markdown(members, long_term_epochs=0), ""]
+    if "--time" in sys.argv:
+        finals = {g: load_member(DIGITS / g, base, ConvnetAdapter(base, torch.zeros(SHAPE), None))
+                  for g in ("latency", "macs") if any(m.iteration == FINAL for m in _members(g))}
+        _timed_finals(lines, {"unadapted": base, **finals})
     path = DIGITS / "finetunes.json"
     accs: dict[str, list[float]] = {}
     for key, acc in (json.loads(path.read_text()) if path.exists() else {}).items():
