@@ -28,7 +28,9 @@ nice 19, and the script holds ``/tmp/edgefit-bench.lock`` itself (``fcntl.flock`
 only while it times: the lookup table's pricing (new layer configurations are
 measured there; `ResourceMeter` ``timing_lock``), the end-to-end measurements,
 the final network's host check and the proposals-per-minute timing. Run it
-without ``flock`` and at normal priority.
+without ``flock`` and at normal priority. A search whose proposals need new
+layer configurations waits for the lock once per iteration: on a host where
+other benchmarks hold it, that wait, not training, sets the pace.
 
 Part 2, FastDepth (reference/003), randomly initialised with BatchNorm statistics
 calibrated on the inputs: adapted to 0.37G MACs (2x fewer) from
@@ -472,8 +474,9 @@ CHANGES = (
     " recalibrated and no training at all). `ConvnetAdapter.fine_tune` now recalibrates every BatchNorm on the"
     " tuning images after training (one forward pass). (2) **48x48 input**: at 32x32 the table's floor (every block"
     " at 8 channels) is above the 50% budget; at 48x48 it is below (see the first table), and an epoch still takes"
-    " about 20 s. (3) **The timing lock is held only while timing** (table pricing, end-to-end measurements, the host"
-    " check, proposals per minute); training runs at nice 19 outside it, instead of the whole run under `flock`."
+    " about 20 s. (3) **The timing lock is held only while timing**: from the first layer configuration the table"
+    " must measure to the end of that iteration's pricing, the end-to-end measurements, the host check, proposals"
+    " per minute; training runs at nice 19 outside it, instead of the whole run under `flock`."
     " (4) Only the latency- and MAC-guided searches are run (the `relative_to=\"reducible\"` and Raspberry Pi 4"
     " searches of the previous run are not repeated, for time); the unadapted network is fine-tuned at equal epochs"
     " for both. FastDepth's search is run again (its calibrated start weights no longer hash as the previous"
