@@ -290,20 +290,21 @@ def _members(guide: str) -> list:
     return Journal(DIGITS / guide).members() if (DIGITS / guide / "netadapt.sqlite").exists() else []
 
 
-def _timed_finals(lines: list[str], models: dict) -> None:
+def _timed_finals(models: dict) -> None:
     """The finished networks priced from the table and measured end to end, all under one hold of the lock."""
     meter = ResourceMeter([parse_budget("latency=50%"), parse_budget("macs=50%")], SHAPE)  # no lock of its own
     with bench_lock():
         priced = {k: meter(m) for k, m in models.items()}
         lat = latency_rounds(models, SHAPE, lock=False)
     base = lat["unadapted"][0]
-    lines += ["### Finished networks, measured side by side (one thread, CPU time, 5 interleaved rounds x 20 runs,"
-              " median of round medians [min-max], under the timing lock)\n",
-              "| network | MACs | lookup-table latency | measured latency | speed-up |", "|---|---:|---:|---:|---:|"]
+    out = [f"### Finished networks, measured side by side ({time.strftime('%H:%M UTC', time.gmtime())}, {_load()};"
+           " one thread, CPU time, 5 interleaved rounds x 20 runs, median of round medians [min-max], under the"
+           " timing lock)\n",
+           "| network | MACs | lookup-table latency | measured latency | speed-up |", "|---|---:|---:|---:|---:|"]
     for k, (med, lo, hi) in lat.items():
-        lines.append(f"| {k} | {priced[k]['macs'] / 1e6:.2f}M | {1e3 * priced[k]['latency@host']:.3f} ms |"
-                     f" {1e3 * med:.3f} ms [{1e3 * lo:.3f}-{1e3 * hi:.3f}] | {base / med:.2f}x |")
-    lines.append("")
+        out.append(f"| {k} | {priced[k]['macs'] / 1e6:.2f}M | {1e3 * priced[k]['latency@host']:.3f} ms |"
+                   f" {1e3 * med:.3f} ms [{1e3 * lo:.3f}-{1e3 * hi:.3f}] | {base / med:.2f}x |")
+    atomic_write(DIGITS / "timed_finals.md", "\n".join(out) + "\n")  # a later `partial` shows it again
 
 
 def partial(lines: list[str]) -> None:
@@ -331,7 +332,9 @@ def partial(lines: list[str]) -> None:
     if "--time" in sys.argv:
         finals = {g: load_member(DIGITS / g, base, ConvnetAdapter(base, torch.zeros(SHAPE), None))
                   for g in ("latency", "macs") if any(m.iteration == FINAL for m in _members(g))}
-        _timed_finals(lines, {"unadapted": base, **finals})
+        _timed_finals({"unadapted": base, **finals})
+    if (DIGITS / "timed_finals.md").exists():
+        lines.append((DIGITS / "timed_finals.md").read_text())
     path = DIGITS / "finetunes.json"
     accs: dict[str, list[float]] = {}
     for key, acc in (json.loads(path.read_text()) if path.exists() else {}).items():
