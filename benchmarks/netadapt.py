@@ -342,7 +342,10 @@ def partial(lines: list[str]) -> None:
     lines += ["### Equal-epoch fine-tunes finished (test accuracy over seeds 0, 1, 2)\n",
               "| network | seeds | test accuracy |", "|---|---:|---:|"]
     lines += [f"| {name} | {len(a)} | {_acc(a) if len(a) > 1 else f'{100 * a[0]:.2f}%'} |" for name, a in accs.items()]
-    lines.append("")
+    lines += ["", "Not in this file until the full run (`.venv/bin/python benchmarks/netadapt.py`, which resumes every"
+              " part above) finishes: the stall table, the side-by-side table with the latency-guided network,"
+              " predicted vs measured, proposals per minute, and FastDepth (its search is run again; the previous"
+              " run's FastDepth figures are in docs/netadapt.md).", ""]
 
 
 def _acc(a) -> str:
