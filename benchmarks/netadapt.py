@@ -98,6 +98,7 @@ INITIAL = 0.05
 SIZE = 48
 SHAPE = (1, 1, SIZE, SIZE)
 DIGITS = CACHE / f"{SIZE}x{SIZE}"  # the base network and the searches at this input size
+FASTDEPTH = "fastdepth-run2"  # the first run's journal records other start weights
 
 
 class NicePool(ProcessExecutor):
@@ -342,10 +343,16 @@ def partial(lines: list[str]) -> None:
     lines += ["### Equal-epoch fine-tunes finished (test accuracy over seeds 0, 1, 2)\n",
               "| network | seeds | test accuracy |", "|---|---:|---:|"]
     lines += [f"| {name} | {len(a)} | {_acc(a) if len(a) > 1 else f'{100 * a[0]:.2f}%'} |" for name, a in accs.items()]
+    fd = CACHE / FASTDEPTH
+    if (fd / "netadapt.sqlite").exists():
+        members = Journal(fd).members()
+        state = "finished" if any(m.iteration == FINAL for m in members) else "**unfinished**"
+        lines += [f"## FastDepth adapted to 0.37G MACs: search {state}, host latency not measured yet\n",
+                  family_markdown(members, "fidelity", long_term_epochs=20), ""]
     lines += ["", "Not in this file until the full run (`.venv/bin/python benchmarks/netadapt.py`, which resumes every"
               " part above) finishes: the stall table, the side-by-side table with the latency-guided network,"
-              " predicted vs measured, proposals per minute, and FastDepth (its search is run again; the previous"
-              " run's FastDepth figures are in docs/netadapt.md).", ""]
+              " predicted vs measured, proposals per minute, and FastDepth's latency (the previous run's FastDepth"
+              " figures are in docs/netadapt.md).", ""]
 
 
 def _acc(a) -> str:
@@ -441,7 +448,7 @@ def part2(lines: list[str], timed: bool = True) -> None:
     adapter = FidelityAdapter(model, torch.zeros(1, 3, 64, 64), meter, inputs, lr=1e-4, batch_size=8)
     cfg = NetAdaptConfig(budgets=("macs=0.37G",), initial_reduction=INITIAL, short_term_epochs=0,
                          long_term_epochs=20, executor=ExecutorConfig("serial"))
-    res = netadapt(model, adapter, cfg, CACHE / "fastdepth-run2")  # the first run's start weights differ
+    res = netadapt(model, adapter, cfg, CACHE / FASTDEPTH)
     if timed:
         lat = latency_rounds({"before": model, "after": res.model}, shape, rounds=3, runs=5)
         lat_row = (f"| host latency (median [min-max]) | {1e3 * lat['before'][0]:.1f} ms"
