@@ -59,7 +59,10 @@ def test_check_has_consistent_fields(table):
 
 
 @pytest.mark.slow
-def test_netadapt_records_the_final_networks_measured_latency(table, tmp_path):
+def test_netadapt_records_the_final_networks_measured_latency(table, tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    import edgefit.search.host_check as host_check
     from edgefit.search.netadapt import (
         ConvnetAdapter,
         NetAdaptConfig,
@@ -70,9 +73,25 @@ def test_netadapt_records_the_final_networks_measured_latency(table, tmp_path):
 
     from .netadapt._tiny import tiny_net
 
+    lock = {"held": False, "entered": 0}
+
+    @contextmanager
+    def timing_lock():  # e.g. /tmp/edgefit-bench.lock: held while the host is timed, never nested
+        assert not lock["held"]
+        lock["held"], lock["entered"] = True, lock["entered"] + 1
+        yield
+        lock["held"] = False
+
+    check = host_check.host_latency_check
+
+    def checked(*args, **kw):
+        assert lock["held"]  # the end-to-end measurement runs inside the lock
+        return check(*args, **kw)
+
+    monkeypatch.setattr(host_check, "host_latency_check", checked)
     net = tiny_net()
     cfg = NetAdaptConfig(budgets=("latency=50%",), long_term_epochs=0, executor=ExecutorConfig("serial"))
-    meter = ResourceMeter(cfg.budgets, (1, 1, 8, 8), table=table)
+    meter = ResourceMeter(cfg.budgets, (1, 1, 8, 8), table=table, timing_lock=timing_lock)
     adapter = ConvnetAdapter(net, torch.zeros(1, 1, 8, 8), meter)
     adapter.evaluate = lambda model: 0.5  # no data needed: on the fake clock no proposal is cheaper
     result = netadapt(net, adapter, cfg, tmp_path / "fam")
@@ -84,6 +103,7 @@ def test_netadapt_records_the_final_networks_measured_latency(table, tmp_path):
     assert result.measured["budget_table_s"] == result.targets["latency@host"]
     assert_consistent(result.measured, 1.5 * result.targets["latency@host"])
     assert result.measured["table_s"] == pytest.approx(result.final.resources["latency@host"])  # uncorrected
+    assert lock["entered"] >= 3 and not lock["held"]  # start, floor and proposals priced inside it, then the check
     write_family(tmp_path / "fam", plot=False)
     final = json.loads((tmp_path / "fam" / "family.json").read_text())[-1]
     assert final["iteration"] == -1 and final["host_latency"] == result.measured

@@ -120,3 +120,54 @@ def test_reducible_budgets_are_shares_above_the_floor():
     with pytest.raises(ConfigError, match="relative_to"):
         NetAdaptConfig(budgets=("macs=50%",), relative_to="floor")
     assert "relative_to" not in total.fingerprint() and reducible.fingerprint()["relative_to"] == "reducible"
+
+
+def test_locked_table_locks_only_to_time():
+    from contextlib import contextmanager
+
+    from edgefit.search.netadapt.resources import LockedTable
+
+    log = []
+
+    @contextmanager
+    def lock():
+        log.append("lock")
+        yield
+        log.append("unlock")
+
+    class Table:  # stores what it measures; its gate runs the measurement
+        hits = 0
+
+        def __init__(self):
+            self.rows = {"a": 1.0}
+
+        def get(self, key):
+            return self.rows.get(key)
+
+        def lookup_or_measure(self, key, fn):
+            if key in self.rows:
+                return self.rows[key], True
+            self.rows[key] = self.behind_gate(fn)
+            return self.rows[key], False
+
+        def behind_gate(self, measure):
+            log.append("timed")
+            return measure()
+
+    locked = LockedTable(Table(), lock)
+    assert locked.lookup_or_measure("a", lambda: 9.0) == (1.0, True) and log == []  # stored: no lock
+    assert locked.lookup_or_measure("b", lambda: 2.0) == (2.0, False)
+    assert log == ["lock", "timed", "unlock"]
+    log.clear()
+    assert locked.behind_gate(lambda: locked.lookup_or_measure("c", lambda: 3.0)) == (3.0, False)
+    assert log == ["lock", "timed", "timed", "unlock"]  # nested: taken once
+    assert locked.hits == 0 and locked.rows["c"] == 3.0  # everything else is the wrapped table's
+    sticky = LockedTable(Table(), lock, sticky=lambda: True)  # a pricing phase: kept once taken
+    log.clear()
+    sticky.lookup_or_measure("b", lambda: 2.0)
+    sticky.lookup_or_measure("c", lambda: 3.0)
+    assert sticky.lookup_or_measure("a", lambda: 9.0) == (1.0, True)
+    assert log == ["lock", "timed", "timed"]
+    sticky.release()
+    sticky.release()
+    assert log == ["lock", "timed", "timed", "unlock"]

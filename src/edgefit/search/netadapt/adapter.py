@@ -59,6 +59,9 @@ class NetworkAdapter(Protocol):
         """The score NetAdapt maximizes (higher is better), on data not used to fine-tune."""
 
 
+CALIBRATION_BATCH = 256  # images per forward pass when BatchNorm statistics are recalibrated
+
+
 def candidate_widths(width: int, step: int) -> list[int]:
     """Widths below ``width`` on multiples of ``step`` (largest first), down to ``step``.
 
@@ -85,6 +88,11 @@ class ConvnetAdapter:
             and ``test`` is only reported.
         lr, batch_size: Adam fine-tuning settings.
         channel_step: proposals remove multiples of this many channels (8).
+        recalibrate_bn: after every fine-tune (a zero-epoch one too), set each
+            BatchNorm's running statistics to those of the fine-tuned network on the
+            first ``calibration_images`` tuning images (`calibrate_batchnorm_`): one
+            forward pass, without which a short fine-tune is scored with statistics of
+            the network before shrinking.
     """
 
     def __init__(
@@ -98,13 +106,18 @@ class ConvnetAdapter:
         batch_size: int = 64,
         channel_step: int = 8,
         val_share: float = 0.2,
+        recalibrate_bn: bool = True,
+        calibration_images: int = 512,
     ) -> None:
         if channel_step < 1:
             raise ConfigError(f"channel_step must be >= 1, got {channel_step}")
+        if calibration_images < 2:
+            raise ConfigError(f"calibration_images must be >= 2, got {calibration_images}")
         self.example = example
         self.meter = meter
         self.blocks = list(find_blocks(model, example))
         self.lr, self.batch_size, self.channel_step = lr, batch_size, channel_step
+        self.recalibrate_bn, self.calibration_images = recalibrate_bn, calibration_images
         self.data = data
         self.tune_data = split_validation(data, val_share) if data is not None else None
 
@@ -144,7 +157,10 @@ class ConvnetAdapter:
         return None if found is None else cache[found]
 
     def fine_tune(self, model: nn.Module, epochs: float, seed: int) -> nn.Module:
-        """Adam on the tuning images; a fractional ``epochs`` below 1 is one epoch over that share of them."""
+        """Adam on the tuning images, then BatchNorm statistics recalibrated on them (``recalibrate_bn``).
+
+        A fractional ``epochs`` below 1 is one epoch over that seeded share of the images.
+        """
         from edgefit.data import TrainConfig, train
 
         data = self.tune_data
@@ -154,6 +170,9 @@ class ConvnetAdapter:
             raise ConfigError(f"fine-tuning epochs must be a whole number or below 1, got {epochs}")
         if epochs > 0:
             train(model, data, TrainConfig(epochs=int(epochs), lr=self.lr, batch_size=self.batch_size, seed=seed))
+        if self.recalibrate_bn and self.tune_data is not None:
+            images = torch.from_numpy(self.tune_data.x_train[: self.calibration_images])
+            calibrate_batchnorm_(model, images, CALIBRATION_BATCH)
         return model.eval()
 
     def evaluate(self, model: nn.Module) -> float:
@@ -249,20 +268,68 @@ class FidelityAdapter(ConvnetAdapter):
         return None
 
 
-def calibrate_batchnorm_(model: nn.Module, inputs: torch.Tensor) -> nn.Module:
-    """Set every BatchNorm's running statistics to their exact average over ``inputs``, in place.
+def calibrate_batchnorm_(model: nn.Module, inputs: torch.Tensor, batch_size: int | None = None) -> nn.Module:
+    """Set every BatchNorm's running statistics to the exact mean and variance of its input over ``inputs``, in place.
 
-    A randomly initialised deep network with default statistics (mean 0, variance 1)
-    lets activations fade layer by layer until the output ignores the deep layers;
-    calibrated, every layer's output is normalized and every channel matters.
+    The network runs on ``inputs`` (in batches of ``batch_size``; default: one
+    batch; a last batch of one image joins the one before) with only its
+    BatchNorms in training mode (each normalizes with its batch's statistics, as
+    in training; dropout stays off); every BatchNorm's
+    input is summed per channel in float64, and its running mean and (unbiased)
+    variance become those of all the inputs together. Nothing else changes.
+
+    Why: a BatchNorm's running statistics describe the network they were
+    gathered on. A randomly initialised deep network with default statistics
+    (mean 0, variance 1) lets activations fade layer by layer until the output
+    ignores the deep layers. After channels are removed, every BatchNorm behind
+    a shrunk layer sees a different input, and a short fine-tune in training
+    mode (a few steps at momentum 0.1) leaves its statistics a blend of the old
+    network and a few noisy batches: evaluated with them, a good proposal scores
+    as badly as a broken one.
+
+    >>> bn = nn.BatchNorm1d(1)
+    >>> m = calibrate_batchnorm_(nn.Sequential(bn), torch.tensor([[1.0], [2.0], [6.0]]), batch_size=2)
+    >>> bn.running_mean.item(), bn.running_var.item()
+    (3.0, 7.0)
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return model.eval()
+    sums: dict[nn.Module, list] = {bn: [0, 0.0, 0.0] for bn in bns}
+
+    def record(bn, args):
+        x = args[0].detach().to(torch.float64).transpose(0, 1).reshape(args[0].shape[1], -1)
+        s = sums[bn]
+        s[0] += x.shape[1]
+        s[1] = s[1] + x.sum(1)
+        s[2] = s[2] + (x * x).sum(1)
+
+    hooks = [bn.register_forward_pre_hook(record) for bn in bns]
+    momenta = {bn: bn.momentum for bn in bns}
+    model.eval()
     for bn in bns:
         bn.reset_running_stats()
-        bn.momentum = None  # cumulative average
-    model.train()
-    with torch.no_grad():
-        model(inputs)
-    for bn in bns:
-        bn.momentum = 0.1
+        bn.momentum = None  # BatchNorm's own cumulative average: exact for one batch
+        bn.train()
+    step = len(inputs) if batch_size is None else batch_size
+    starts = list(range(0, len(inputs), step))
+    if len(starts) > 1 and len(inputs) - starts[-1] == 1:
+        starts.pop()  # a batch of one image has no batch statistics: the last batch takes it
+    try:
+        with torch.no_grad():
+            for a, b in zip(starts, [*starts[1:], len(inputs)], strict=True):
+                model(inputs[a:b])
+    finally:
+        for h in hooks:
+            h.remove()
+        for bn, momentum in momenta.items():
+            bn.momentum = momentum
+    if len(starts) == 1:
+        return model.eval()
+    with torch.no_grad():  # several batches: the statistics of all of them together
+        for bn, (n, total, squares) in sums.items():
+            mean = total / n
+            var = (squares - n * mean * mean) / max(n - 1, 1)
+            bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
+            bn.running_var.copy_(var.clamp_min(0).to(bn.running_var.dtype))
     return model.eval()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -295,10 +296,11 @@ def netadapt(
                            initial=config.initial_reduction, decay=config.decay)
                 for k in labels
             }
-            proposals = [
-                p for b in range(adapter.get_num_simplifiable_blocks())
-                if (p := adapter.simplify_network_def_based_on_constraint(current_model, b, step)) is not None
-            ]
+            with _pricing(adapter):  # a timing lock, once taken, is kept until every proposal is priced
+                proposals = [
+                    p for b in range(adapter.get_num_simplifiable_blocks())
+                    if (p := adapter.simplify_network_def_based_on_constraint(current_model, b, step)) is not None
+                ]
             if not proposals:
                 message = ("budget cannot be met: no block can shrink enough to reach "
                            + ", ".join(f"{k} <= {v:.4g}" for k, v in step.items()) + "; kept the best network so far")
@@ -347,7 +349,8 @@ def measure_final(adapter, model: nn.Module, final_targets: dict[str, float]) ->
     """Under a host-latency budget: the final network's table prediction, interval and measured latency.
 
     Runs after every trial has returned (the executor is idle or closed), so the
-    measurement shares the host with none of this run's training. A percentage budget,
+    measurement shares the host with none of this run's training, and inside the
+    meter's ``timing()`` (e.g. a lock shared with other benchmarks). A percentage budget,
     a share of the table's own sum, is scaled by the host correction's factor before it
     is compared with the corrected prediction and the measurement. None without a
     ``latency@host`` budget or an adapter whose meter has an ``input_shape``.
@@ -359,8 +362,9 @@ def measure_final(adapter, model: nn.Module, final_targets: dict[str, float]) ->
         return None
     relative = any(b.relative for b in getattr(meter, "budgets", ()) if b.label(meter.device) == "latency@host")
     # a % budget is a share of the table's own sum: judged after the same correction as the prediction
-    return host_latency_check(model, meter.input_shape, table=getattr(meter, "table", None),
-                              budget_s=final_targets["latency@host"], budget_on_table=relative)
+    with meter.timing() if hasattr(meter, "timing") else nullcontext():
+        return host_latency_check(model, meter.input_shape, table=getattr(meter, "table", None),
+                                  budget_s=final_targets["latency@host"], budget_on_table=relative)
 
 
 def resource_floor(adapter, model: nn.Module) -> dict[str, float] | None:
@@ -413,6 +417,12 @@ def _unreachable(floor: dict[str, float] | None, final_targets: dict[str, float]
     if not below:
         return ""
     return "unreachable by shrinking: " + ", ".join(below) + " (every block at its narrowest width)"
+
+
+def _pricing(adapter):
+    """The meter's pricing phase (`ResourceMeter.pricing`), or nothing."""
+    pricing = getattr(getattr(adapter, "meter", None), "pricing", None)
+    return pricing() if pricing is not None else nullcontext()
 
 
 def _test(adapter, model) -> float | None:

@@ -10,7 +10,8 @@ the exact profile (`edgefit.profile`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -45,6 +46,12 @@ class ResourceMeter:
         interpolate: answer a layer whose channel count is not in the table from the two
             nearest measured counts of the same layer (`InterpolatingTable`) instead of
             measuring it.
+        timing_lock: a context-manager factory held while the host is timed: from the
+            first layer configuration the table does not hold yet (or a calibration) to
+            the end of the price, or of the `pricing` phase around it, and during the
+            final network's end-to-end check; a price made of stored entries takes no
+            lock. E.g. a lock shared with other benchmarks on the host; None: nothing
+            is held.
     """
 
     budgets: Sequence[Budget]
@@ -54,6 +61,9 @@ class ResourceMeter:
     table: object | None = None
     notes: list[str] = field(default_factory=list)
     interpolate: bool = False
+    timing_lock: Callable[[], AbstractContextManager] | None = None
+    _locked: LockedTable | None = field(default=None, init=False, repr=False, compare=False)
+    _sticky: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         from edgefit.hardware import get_device
@@ -107,6 +117,25 @@ class ResourceMeter:
                 out[label] = float(totals.seconds if resource == "latency" else totals.joules)
         return out
 
+    def timing(self) -> AbstractContextManager:
+        """The context to time the host in: ``timing_lock()``, or nothing held."""
+        return self.timing_lock() if self.timing_lock is not None else nullcontext()
+
+    @contextmanager
+    def pricing(self):
+        """A phase of many prices (one iteration's proposals): once the lock is taken, it is kept to the end.
+
+        Taking it for each new layer and releasing it in between would let every other user of the
+        lock run its whole job between two layers.
+        """
+        self._sticky = True
+        try:
+            yield
+        finally:
+            self._sticky = False
+            if self._locked is not None:
+                self._locked.release()
+
     def _host_latency(self, model: nn.Module, profile) -> float:
         from edgefit.measure import LatencyTable, predict_latency
 
@@ -114,12 +143,61 @@ class ResourceMeter:
             self.table = LatencyTable()
         if self.interpolate and not isinstance(self.table, InterpolatingTable):
             self.table = InterpolatingTable(self.table)
+        if self.timing_lock is None:
+            table = self.table
+        elif self._locked is not None and self._locked.table is self.table:
+            table = self._locked
+        else:
+            table = self._locked = LockedTable(self.table, self.timing, lambda: self._sticky)
         # the table's own sum, never a host correction: a stored correction appears once calibrated, and
         # a run resumed across that moment would mix scaled and unscaled values
-        pred = predict_latency(model, profile, table=self.table, measure=False, correction=False)
+        pred = predict_latency(model, profile, table=table, measure=False, correction=False)
         missing = pred.unpredicted
         if missing:
             note = f"latency@host leaves out {len(missing)} unpredicted rows: {', '.join(missing[:3])}"
             if note not in self.notes:
                 self.notes.append(note)
         return float(pred.seconds)
+
+
+class LockedTable:
+    """A lookup table that holds a lock while it times: on a missing entry, and around its timing gate.
+
+    Stored entries are read without the lock, so pricing networks from a warm table never waits
+    for other users of the lock. Everything else is the wrapped table's. The lock is taken once
+    however deep the calls nest; with ``sticky()`` true it is kept after the call until `release`.
+    """
+
+    def __init__(self, table, lock: Callable[[], AbstractContextManager], sticky: Callable[[], bool] = bool) -> None:
+        self.table, self._lock, self._sticky = table, lock, sticky
+        self._held_by: ExitStack | None = None
+
+    def __getattr__(self, name):
+        return getattr(self.table, name)
+
+    def _held(self, fn):
+        if self._held_by is not None:
+            return fn()
+        self._held_by = ExitStack()
+        self._held_by.enter_context(self._lock())
+        try:
+            return fn()
+        finally:
+            if not self._sticky():
+                self.release()
+
+    def release(self) -> None:
+        """Let the lock go (if held)."""
+        held, self._held_by = self._held_by, None
+        if held is not None:
+            held.close()
+
+    def lookup_or_measure(self, key: str, fn: Callable[[], object]) -> tuple[float, bool]:
+        """The wrapped table's answer; under the lock unless the entry is stored already."""
+        if self._held_by is None and self.table.get(key) is not None:
+            return self.table.lookup_or_measure(key, fn)
+        return self._held(lambda: self.table.lookup_or_measure(key, fn))
+
+    def behind_gate(self, *args, **kwargs):
+        """The wrapped table's timing gate (calibrations time through it), under the lock."""
+        return self._held(lambda: self.table.behind_gate(*args, **kwargs))
