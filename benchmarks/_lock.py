@@ -1,16 +1,18 @@
-"""The benchmarks' timing lock, held only around the parts that time (training runs outside it)."""
+"""The benchmarks' timing lock, held only around the parts that time (training runs outside it), and
+any other file lock they take (``path``)."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import signal
 
 LOCK = "/tmp/edgefit-bench.lock"
 
 
 @contextlib.contextmanager
-def bench_lock(wait_seconds: float | None = None, path: str = LOCK):
+def bench_lock(wait_seconds: float | None = None, path: str | os.PathLike = LOCK):
     """Hold ``path`` (the lock ``flock /tmp/edgefit-bench.lock <command>`` takes) for the ``with`` block.
 
     Waits in the kernel's queue like ``flock`` does; with ``wait_seconds`` an alarm ends the wait.
