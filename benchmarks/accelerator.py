@@ -26,16 +26,14 @@ that long; ``--only SECTIONS`` reruns those sections and replaces them in the re
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import os
 import platform
-import signal
 import statistics
 import time
 import warnings
 
 import torch
+from _lock import bench_lock  # benchmarks/_lock.py: the script's directory is on sys.path
 
 from edgefit._io import atomic_write
 from edgefit.accel.arch import reference_data
@@ -245,33 +243,6 @@ def sparsity_section(epochs: int) -> list[str]:
             f"max {100 * max(pruned_accs):.2f}). Gating skips a MAC whose activation is zero (saving the ALU and "
             "the weight RF read); skipping skips it when either operand is zero (the ALU and the MAC's RF accesses).\n",
             render_table(phead, plines, True), ""]
-
-
-@contextlib.contextmanager
-def bench_lock(wait_seconds: float | None = None, path: str = "/tmp/edgefit-bench.lock"):
-    """Hold the benchmarks' timing lock (the one ``flock PATH <command>`` takes).
-
-    Waits in the kernel's queue like ``flock`` does; an alarm ends the wait.
-
-    Raises:
-        TimeoutError: another benchmark held it for all of ``wait_seconds``.
-    """
-    def expired(signum, frame):
-        raise TimeoutError(f"{path} stayed held for {wait_seconds:.0f} s")
-
-    with open(path, "a") as fh:
-        previous = signal.signal(signal.SIGALRM, expired)
-        if wait_seconds:
-            signal.setitimer(signal.ITIMER_REAL, wait_seconds)
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def write(path: str, head: list[str], sections: list[str]) -> None:

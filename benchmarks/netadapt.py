@@ -150,7 +150,6 @@ def equal_epoch_finetunes(runs: dict, base, pool) -> tuple[dict, dict]:
     Results are kept in ``DIGITS/finetunes.json`` (by network and seed; an adapted network also by its
     weights), so a killed or split run (``search``) does not train them again.
     """
-    import fcntl
     import json
 
     from edgefit.search.netadapt.algorithm import state_hash
@@ -169,8 +168,7 @@ def equal_epoch_finetunes(runs: dict, base, pool) -> tuple[dict, dict]:
     done = json.loads(path.read_text()) if path.exists() else {}
     todo = [(k, t) for k, t in zip(keys, tasks, strict=True) if k not in done]
     new = dict(zip([k for k, _ in todo], pool.map(finetune_task, [t for _, t in todo]), strict=True))
-    with open(DIGITS / "finetunes.lock", "a") as fh:  # two split runs may finish at once
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with bench_lock(path=DIGITS / "finetunes.lock"):  # two split runs may finish at once
         done = {**(json.loads(path.read_text()) if path.exists() else {}), **new}
         atomic_write(path, json.dumps(done, indent=1, sort_keys=True))
     accs = {}

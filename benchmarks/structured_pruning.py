@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import torch
+from _lock import bench_lock  # benchmarks/_lock.py: the script's directory is on sys.path
 from torch import nn
 
 from edgefit._io import atomic_write
@@ -229,23 +230,6 @@ def heads(log) -> dict:
 
 # --- speed ----------------------------------------------------------------------------------------
 
-def _bench_lock():
-    """Hold /tmp/edgefit-bench.lock while timing (pruning and bisection run outside it)."""
-    import contextlib
-    import fcntl
-
-    @contextlib.contextmanager
-    def held():
-        with open("/tmp/edgefit-bench.lock", "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
-
-    return held()
-
-
 def speed(log) -> dict:
     prepared = []
     shape = (1, 3, 224, 224)
@@ -265,7 +249,7 @@ def speed(log) -> dict:
         log(f"speed: {name} pruned (edgefit {t_ef:.0f} s, Torch-Pruning {t_tp:.0f} s)")
     rows = []
     t_wait = time.perf_counter()
-    with _bench_lock():
+    with bench_lock():
         log(f"speed: bench lock held after {time.perf_counter() - t_wait:.0f} s")
         for name, dense, ef, tpm, macs0, macs, tp_ratio, t_ef, t_tp in prepared:
             for batch in (1, 8):

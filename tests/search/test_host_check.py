@@ -58,6 +58,16 @@ def test_check_has_consistent_fields(table):
     assert "inside" in check_markdown(check) or "outside" in check_markdown(check)
 
 
+def test_check_markdown_states_the_budget_both_ways():
+    check = {"predicted_s": 0.002, "low_s": 0.0018, "high_s": 0.0023, "confidence": 0.9, "measured_s": 0.0024,
+             "measured_in_interval": False, "budget_s": 0.0022, "budget_met": False, "measured_within_budget": False}
+    assert check_markdown(check) == (
+        "host latency: predicted 2.000 ms [1.800-2.300] (90% interval), measured 2.400 ms: outside the interval;"
+        " budget 2.200 ms: not met by the prediction at 90%, not met by the measurement")
+    check.update(budget_s=0.0025, budget_met=True, measured_within_budget=True)
+    assert check_markdown(check).endswith("budget 2.500 ms: met by the prediction at 90%, met by the measurement")
+
+
 @pytest.mark.slow
 def test_netadapt_records_the_final_networks_measured_latency(table, tmp_path, monkeypatch):
     from contextlib import contextmanager

@@ -64,11 +64,7 @@ def adapt(
         typer.echo(f"(resumed after iteration {result.resumed_from})")
     for label, how in result.how.items():
         typer.echo(f"{label}: {how}")
-    if result.measured is not None:
-        from edgefit.search.host_check import check_markdown
-
-        typer.echo(f"final network, {check_markdown(result.measured)}")
-    typer.echo((output_dir / "family.md").read_text())
+    typer.echo((output_dir / "family.md").read_text())  # ends with the final network's host check, if any
     typer.echo(f"{result.message}. Family in {output_dir}/ (family.md, family.png, model.py:final)")
     if not result.met:
         typer.echo(f"warning: budget not met: {result.message}", err=True)

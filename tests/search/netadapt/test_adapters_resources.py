@@ -102,6 +102,8 @@ def test_floor_is_every_block_at_its_narrowest_width():
     assert totals.params == (8 * 9 + 8) + 2 * 8 + (8 * 8 * 9 + 8) + (8 * 10 + 10)
     text = _unreachable(floor, {"macs": floor["macs"] - 1, "params": floor["params"]})
     assert text.startswith("unreachable by shrinking: macs <=") and "params" not in text
+    assert floor["macs"] == 41552 and _unreachable(floor, {"macs": 40000.0}) == (
+        "unreachable by shrinking: macs <= 4e+04 is below 4.155e+04 (every block at its narrowest width)")
     assert _unreachable(floor, {"macs": floor["macs"]}) == "" and _unreachable(None, {"macs": 1.0}) == ""
 
 

@@ -428,8 +428,8 @@ def layer_widths(model: nn.Module) -> dict[str, dict[str, int]]:
             out[name] = {"in": mod.in_features, "out": mod.out_features}
         elif isinstance(mod, _BNS):
             out[name] = {"out": mod.num_features}
-        elif head_counts(mod) is not None:
-            out[name] = head_counts(mod)
+        elif (heads := head_counts(mod)) is not None:
+            out[name] = heads
     return out
 
 

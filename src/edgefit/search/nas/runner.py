@@ -154,7 +154,7 @@ def search(
         storage: an Optuna storage URL (``sqlite:///study.db``); None keeps it in memory.
         study_name: default ``<space>-<algorithm>-<objectives>``.
         data: the dataset for accuracy, or its name (``digits``, a ``.npz``: loaded only when
-            the search trains, `needs_data`); default: digits.
+            the search trains, `needs_data`; otherwise the digits stand in); default: digits.
         eval_config: how accuracy is approximated (`EvalConfig`).
         evaluate: replaces the training: ``evaluate(arch) -> {metric key: value}``.
         workers: trials in flight. None: 1 in this process, or every CPU of the Ray
@@ -231,7 +231,10 @@ def needs_data(objectives: Sequence[str | Objective], algorithm: str | Optimizer
 
 
 def _dataset(data, evaluate, objectives, config):
-    """The dataset: ``data`` itself, loaded by name (``digits``, a ``.npz``) only when the search trains."""
+    """The dataset: ``data`` itself, loaded by name (``digits``, a ``.npz``) only when the search trains.
+
+    A name is dropped when nothing trains: the default digits are loaded instead (nothing with ``evaluate``).
+    """
     if isinstance(data, str):
         if evaluate is None and needs_data(objectives, config):
             from edgefit.data import load_dataset
