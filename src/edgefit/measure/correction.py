@@ -151,7 +151,7 @@ class HostCorrection:
             raise ConfigError("a correction needs residuals of at least 3 networks")
 
     def _log_bound(self, p: float) -> float:
-        """``p``-quantile of a new network's relative residual (Student-t prediction bound)."""
+        """``p``-quantile of a new network's relative residual: Student-t prediction bound, or conformal order statistic."""
         logs = [math.log1p(r) for r in self.residuals]
         if self.interval_method == "conformal":
             from edgefit.measure.features import conformal_bound
