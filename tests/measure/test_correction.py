@@ -30,11 +30,6 @@ from edgefit.measure.correction import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGEFIT_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def _table(tmp_path, **kw):
     """A table on a fake clock: every reading 1 ms after the last."""
     clock = functools.partial(next, itertools.count(0.0, 0.001))

@@ -15,11 +15,6 @@ from edgefit.measure.drift import REFERENCE_LAYERS, DriftCheck, check_drift, dri
 from .test_lut import FakeTimer
 
 
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGEFIT_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def _hot_table(path, step, **kw):
     """Layers timed hot only (no rotation): every sample one fake step."""
     return LatencyTable(path, timer=FakeTimer(step), runs=1, warmup=0, min_sample_s=0, rotate_bytes=0, **kw)

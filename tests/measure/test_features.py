@@ -31,11 +31,6 @@ from .test_correction import _fingerprint, _table
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGEFIT_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def _small():
     return nn.Sequential(
         nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=8), nn.ReLU(), nn.MaxPool2d(2),

@@ -48,11 +48,6 @@ class Net(nn.Module):
         return self.fc(torch.flatten(y, 1))
 
 
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGEFIT_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def test_latency_stats_nearest_rank():
     s = LatencyStats.from_samples([5, 1, 4, 2, 3, 6, 7, 8, 9, 10])
     assert s.median_s == 5.5 and s.p90_s == 9 and s.min_s == 1 and s.runs == 10

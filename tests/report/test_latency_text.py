@@ -46,8 +46,13 @@ def test_prediction_lines_with_interval_measurement_and_budget():
     # the measurement's 10th percentile (nearest rank of 5) is its fastest pass, 2.4 ms
     assert lines[2] == "  predicted (lookup table): 2 ms   error -16.7%"
     assert lines[3] == "  roofline estimate:        1 ms   error -58.3%"
-    assert lines[4].startswith("  90% interval:             ") and "x 2.000, hot" in lines[4]
-    assert "upper end x 1.25" in lines[4]
+    # log residuals of (-0.1, 0, 0.2): mean m, sd s; bounds 2 ms * exp(m -+ t(0.95; 2) * s * sqrt(4/3)),
+    # t(0.95; 2) = 2.8847 (Cornish-Fisher), the upper one x 1.25: 1.2636 ms and 4.1651 ms
+    assert (round(low * 1e7), round(high * 1e7)) == (12636, 41651)
+    assert lines[4] == (
+        "  90% interval:             1.26 ms .. 4.17 ms   (table sum 1 ms x 2.000, hot, "
+        "per-regime factor, t interval; upper end x 1.25 for the load seen at calibration)"
+    )
     assert lines[5] == (
         "  measured (5 runs):      2.4 ms uncontended (10th percentile), "
         "median 3 ms under the current load"

@@ -151,7 +151,7 @@ class HostCorrection:
             raise ConfigError("a correction needs residuals of at least 3 networks")
 
     def _log_bound(self, p: float) -> float:
-        """``p``-quantile of a new network's relative residual (Student-t prediction bound)."""
+        """``p``-quantile of a new network's relative residual: Student-t prediction bound, or conformal order statistic."""
         logs = [math.log1p(r) for r in self.residuals]
         if self.interval_method == "conformal":
             from edgefit.measure.features import conformal_bound
@@ -411,15 +411,23 @@ def calibrate_correction(
         raise ConfigError(
             f"only {len(labels)} calibration networks fall in the {regime!r} regime on this table"
         )
+    return _store_factor(
+        table, regime, table_s, measured_s, loads, labels,
+        canary_s=canary_s, created=time.time(), retakes=table.retaken - before,
+    )
+
+
+def _load_ratio(loads) -> float:
+    """The calibration's load ratio: the median of its networks' median / 10th percentile, at least 1."""
+    return max(1.0, statistics.median(loads))
+
+
+def _store_factor(table, regime: str, table_s, measured_s, loads, networks, **info) -> HostCorrection:
+    """`fit_correction` of ``regime`` with its networks' load ratio, stored in ``table`` for this thread count."""
+    import torch
+
     corr = fit_correction(
-        regime,
-        table_s,
-        measured_s,
-        networks=tuple(labels),
-        canary_s=canary_s,
-        created=time.time(),
-        retakes=table.retaken - before,
-        load_ratio=max(1.0, statistics.median(loads)),
+        regime, table_s, measured_s, networks=tuple(networks), load_ratio=_load_ratio(loads), **info
     )
     table.put_text(correction_key(regime, torch.get_num_threads()), corr.to_json())
     return corr
@@ -568,23 +576,19 @@ def calibrate_features(
             (pred.features, pred.seconds, stats.p10_s, label, stats.median_s / stats.p10_s, pred.regime)
         )
     info = dict(canary_s=canary_s, created=time.time(), retakes=table.retaken - before)
-    info["load_ratio"] = max(1.0, statistics.median(r[4] for r in rows))
     fc = FeatureCorrection(
         tuple(r[0] for r in rows),
         tuple(r[1] for r in rows),
         tuple(r[2] for r in rows),
         networks=tuple(r[3] for r in rows),
         seconds=time.time() - t0,
+        load_ratio=_load_ratio([r[4] for r in rows]),
         **info,
     )
-    threads = torch.get_num_threads()
-    table.put_text(correction_key("features", threads), fc.to_json())
+    table.put_text(correction_key("features", torch.get_num_threads()), fc.to_json())
     for regime in REGIMES:
         mine = [r for r in rows if r[5] == regime]
         if len(mine) >= 3:
-            corr = fit_correction(
-                regime, [r[1] for r in mine], [r[2] for r in mine], networks=tuple(r[3] for r in mine),
-                **{**info, "load_ratio": max(1.0, statistics.median(r[4] for r in mine))},
-            )
-            table.put_text(correction_key(regime, threads), corr.to_json())
+            table_s, measured_s, labels, loads = ([r[i] for r in mine] for i in (1, 2, 3, 4))
+            _store_factor(table, regime, table_s, measured_s, loads, labels, **info)
     return fc

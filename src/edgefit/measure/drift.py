@@ -139,9 +139,6 @@ def _reference_parts(table, rotate: int):
     return parts
 
 
-_METHODS = {"hot": ("hot-v3", "module-call-v2", "leaf-in-network-v2"), "rotated": ("rotated-v4",)}
-
-
 def check_drift(table, *, noise: float = NOISE, methods=None) -> tuple[DriftCheck, ...]:
     """Measure the reference layers again and rescale ``table``'s entries where the host drifted.
 
@@ -157,7 +154,10 @@ def check_drift(table, *, noise: float = NOISE, methods=None) -> tuple[DriftChec
     import torch
 
     from edgefit.measure.latency import steady_allocator
+    from edgefit.measure.lut import CALL_METHOD, HOT_METHOD, LEAF_METHOD, METHOD
 
+    # the table methods each check rescales: the per-host calibration rows go with the hot entries
+    rescaled_methods = {"hot": (HOT_METHOD, CALL_METHOD, LEAF_METHOD), "rotated": (METHOD,)}
     steady_allocator()
     checks = []
     rotations = {"hot": 0, "rotated": table.rotate_bytes} if table.rotate_bytes > 0 else {"hot": 0}
@@ -179,7 +179,7 @@ def check_drift(table, *, noise: float = NOISE, methods=None) -> tuple[DriftChec
                 for take, out in zip(takes, per_take, strict=True):
                     out.append(take[i] / stored)
         scale = confirmed_scale(ratios, per_take, noise)
-        changed = table.rescale(_METHODS[method], scale) if scale != 1.0 else 0
+        changed = table.rescale(rescaled_methods[method], scale) if scale != 1.0 else 0
         checks.append(DriftCheck(method, tuple(ratios), scale, changed, time.time() - t0))
     return tuple(checks)
 
