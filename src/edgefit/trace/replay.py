@@ -201,12 +201,11 @@ class BlockMemo:
                 cache["twin_candidates"] = candidates
         sigs: dict = {}
         groups: dict = {}
-        for bucket in candidates:
-            if len(bucket) >= _MIN_TWINS:
-                for path, m in (named[i] for i in bucket):
-                    sig = _signature(m, sigs)
-                    if sig is not None:
-                        groups.setdefault(sig, []).append((path, m))
+        for bucket in candidates:  # each holds at least _MIN_TWINS modules
+            for path, m in (named[i] for i in bucket):
+                sig = _signature(m, sigs)
+                if sig is not None:
+                    groups.setdefault(sig, []).append((path, m))
         self.groups = [(sig, g) for sig, g in groups.items() if len(g) >= _MIN_TWINS]
 
     def __enter__(self):
@@ -489,8 +488,3 @@ def _owns_weights(names: dict, path: str, m: nn.Module) -> bool:
         if names.get(t.untyped_storage()._cdata) != f"{path}.{rel}":
             return False
     return True
-
-
-def _state_ids(m: nn.Module) -> list:
-    """Identity of every attribute of the subtree, to see whether a forward changed one."""
-    return [(id(sub), [(k, id(v)) for k, v in vars(sub).items()]) for sub in m.modules()]
