@@ -39,6 +39,15 @@ _HOOKS = (
     "_backward_hooks",
     "_backward_pre_hooks",
 )
+# Module-wide hooks (``register_module_forward_hook``...), which a replayed block or a
+# leaf shortcut would not run: replay checks the forward ones, leaves all of them.
+_GLOBAL_HOOKS = (
+    "_global_forward_hooks",
+    "_global_forward_pre_hooks",
+    "_global_backward_hooks",
+    "_global_backward_pre_hooks",
+    "_global_forward_hooks_always_called",
+)
 _INTERNAL = frozenset(
     {
         "_parameters", "_buffers", "_modules", "training", "_non_persistent_buffers_set",
@@ -71,6 +80,11 @@ class _ReplayForward:
 
     def __call__(self, *args, **kwargs):
         return self.call(*args, **kwargs)
+
+
+def _any_global_hook(names: tuple = _GLOBAL_HOOKS) -> bool:
+    """Whether any of these module-wide hooks is registered."""
+    return any(getattr(_module_mod, h, None) for h in names)
 
 
 def _value_sig(v):
@@ -192,7 +206,7 @@ class BlockMemo:
         self.installed: list[nn.Module] = []
         self.replayed = 0
         self.groups: list = []
-        if any(getattr(_module_mod, h, None) for h in ("_global_forward_hooks", "_global_forward_pre_hooks")):
+        if _any_global_hook(_GLOBAL_HOOKS[:2]):
             return
         candidates = None if cache is None else cache.get("twin_candidates")
         if candidates is None:
