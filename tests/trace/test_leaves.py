@@ -272,3 +272,10 @@ def test_autocast_and_an_outer_dispatch_mode_turn_shortcuts_off():
     with Passing():
         tr = check(_cbr())
     assert tr.leaf_ops == 0
+
+
+def test_a_compiled_module_is_refused():
+    model = _cbr()
+    model[0]._compiled_call_impl = model[0]._call_impl  # what ``m.compile()`` installs, without compiling
+    tr = check(model)
+    assert tr.leaf_ops == 2 and tr.ops[0].name == "convolution"  # batch norm and ReLU6 by shortcut
