@@ -277,7 +277,7 @@ def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args):
         if op is None:
             return type(m).forward(m, *args, **kwargs)
         rec.where = path
-        rec.enter(path, m)
+        rec.enter(path, type(m).__name__)
         rec.leaf_ops += 1
         with guard():
             out = rec.record_meta(*op, path)

@@ -395,7 +395,7 @@ def _replay_values(rec, entry: _Entry, bases: list, vid_map: dict, shift: int) -
 
 def _replay_ops(rec, entry: _Entry, path: str, vid_map: dict, shift: int, base: int) -> None:
     """The recorded ops with module names, weight names and value ids remapped."""
-    from edgefit.trace.tracer import ModuleInfo, OpRecord, TensorSpec
+    from edgefit.trace.tracer import OpRecord, TensorSpec
 
     old, first_vid = entry.prefix, entry.first_vid
 
@@ -415,12 +415,7 @@ def _replay_ops(rec, entry: _Entry, path: str, vid_map: dict, shift: int, base: 
             )
         )
     for name, kind, calls in entry.modules:
-        name = _rename(name, old, path)
-        info = rec.modules.get(name)
-        if info is None:
-            info = rec.modules[name] = ModuleInfo(kind, 0, len(rec.modules))
-        info.calls += calls
-        rec.call_log.extend([name] * calls)
+        rec.enter(_rename(name, old, path), kind, calls)
 
 
 class _OutputLayout:

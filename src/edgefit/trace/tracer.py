@@ -203,18 +203,22 @@ class _Recorder(TorchDispatchMode):
                 name = self.names.get(id(module))
                 if name is not None:  # else a module built during forward: its caller owns the op
                     frames[frame] = name
-                    self.enter(name, module)
+                    self.enter(name, type(module).__name__)
                     return name
             frame = frame.f_back
         return ""
 
-    def enter(self, name: str, module: nn.Module) -> None:
-        """Count one call of module ``name`` that runs ops."""
+    def enter(self, name: str, kind: str, calls: int = 1) -> None:
+        """Count ``calls`` calls that run ops of module ``name``, of class ``kind``
+        (one as its forward starts; a replayed block's all at once)."""
         info = self.modules.get(name)
         if info is None:
-            info = self.modules[name] = ModuleInfo(type(module).__name__, 0, len(self.modules))
-        info.calls += 1
-        self.call_log.append(name)
+            info = self.modules[name] = ModuleInfo(kind, 0, len(self.modules))
+        info.calls += calls
+        if calls == 1:
+            self.call_log.append(name)
+        else:
+            self.call_log.extend([name] * calls)
 
     # values ---------------------------------------------------------------
     def new_value(self, t: torch.Tensor, producer: int) -> int:
