@@ -302,19 +302,19 @@ class _Recorder(TorchDispatchMode):
         self.where = where = self.owner(sys._getframe(1))
         return self.record(func, args, kwargs, where, info)
 
-    def record(self, func, args, kwargs, where: str, info=None):
+    def record(self, func, args, kwargs, where: str, info: tuple):
         """Run one op as module ``where``'s and record it; returns its result.
 
-        Called with dispatch modes off: from ``__torch_dispatch__``, or by a leaf
-        module's shortcut (`edgefit.trace.leaves`) with the arguments torch would
-        have dispatched.
+        Called from ``__torch_dispatch__`` (dispatch modes off) with the op's
+        `func_info`; a leaf module's shortcut (`edgefit.trace.leaves`) calls
+        `record_meta` instead.
         """
         index = len(self.ops)
         inputs: list[TensorSpec] = []
         arg = self._arg
         run_args = [arg(a, index, inputs) for a in args]
         run_kwargs = {k: arg(v, index, inputs) for k, v in kwargs.items()} if kwargs else {}
-        return self._run(func, info or _FUNC_INFO.get(func) or _func_info(func), where, run_args, run_kwargs, inputs, None)
+        return self._run(func, info, where, run_args, run_kwargs, inputs, None)
 
     def record_meta(self, func, info: tuple, args: list, tensors: list, where: str):
         """`record` for arguments already on meta whose tensors, in order, are ``tensors``;
