@@ -279,3 +279,12 @@ def test_a_compiled_module_is_refused():
     model[0]._compiled_call_impl = model[0]._call_impl  # what ``m.compile()`` installs, without compiling
     tr = check(model)
     assert tr.leaf_ops == 2 and tr.ops[0].name == "convolution"  # batch norm and ReLU6 by shortcut
+
+
+def test_dropout_with_an_invalid_probability_fails_as_its_own_forward_does():
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Dropout(0.1)).eval()
+    model[1].p = 1.5  # the shortcut is refused, so F.dropout's own check reports it
+    for shortcuts in (True, False):
+        with pytest.raises(edgefit.errors.TraceError, match="module '1' raised.*dropout probability"):
+            trace(model, input_shape=(1, 3, 4, 4), leaf_shortcuts=shortcuts)
+    assert not any("forward" in vars(m) for m in model.modules())
