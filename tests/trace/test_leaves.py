@@ -225,3 +225,66 @@ def test_what_is_kept_per_model_does_not_keep_the_model_alive():
     del model, blocks, block, tr
     gc.collect()
     assert ref() is None
+
+
+class _ByKeyword(nn.Module):
+    """Calls its stock layers with keyword arguments, which the shortcuts refuse per call."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.act, self.drop = _cbr()
+
+    def forward(self, x):
+        return self.drop(input=self.act(input=self.bn(input=self.conv(input=x))))
+
+
+def test_keyword_arguments_dispatch():
+    tr = check(_ByKeyword().eval())
+    assert tr.leaf_ops == 0
+    assert [op.name for op in tr.ops] == ["convolution", "native_batch_norm", "hardtanh_"]
+
+
+def test_batch_norm_without_running_statistics_dispatches():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False)).eval()
+    tr = check(model)
+    assert tr.leaf_ops == 1  # the conv; batch norm uses batch statistics
+    assert tr.ops[1].name == "native_batch_norm" and tr.ops[1].args[5] is True
+
+
+def test_hardtanh_bounds_that_are_not_plain_numbers_dispatch():
+    act = nn.Hardtanh()
+    act.max_val = True  # a bool: an int subclass, not the plain number the shortcut passes on
+    tr = check(nn.Sequential(act), (2, 4))
+    assert tr.leaf_ops == 0 and tr.ops[0].name == "hardtanh"
+
+
+def test_autocast_and_an_outer_dispatch_mode_turn_shortcuts_off():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tr = check(_cbr())
+    assert tr.leaf_ops == 0
+
+    class Passing(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    with Passing():
+        tr = check(_cbr())
+    assert tr.leaf_ops == 0
+
+
+def test_a_compiled_module_is_refused():
+    model = _cbr()
+    model[0]._compiled_call_impl = model[0]._call_impl  # what ``m.compile()`` installs, without compiling
+    tr = check(model)
+    assert tr.leaf_ops == 2 and tr.ops[0].name == "convolution"  # batch norm and ReLU6 by shortcut
+
+
+def test_dropout_with_an_invalid_probability_fails_as_its_own_forward_does():
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Dropout(0.1)).eval()
+    model[1].p = 1.5  # the shortcut is refused, so F.dropout's own check reports it
+    for shortcuts in (True, False):
+        with pytest.raises(edgefit.errors.TraceError, match="module '1' raised.*dropout probability"):
+            trace(model, input_shape=(1, 3, 4, 4), leaf_shortcuts=shortcuts)
+    assert not any("forward" in vars(m) for m in model.modules())

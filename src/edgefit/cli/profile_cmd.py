@@ -119,7 +119,7 @@ def profile(
     input_shape: str = typer.Option(None, "--input-shape", "-i", help="e.g. 1,3,224,224; several inputs separated by ';'"),
     input_dtype: str = typer.Option(None, "--input-dtype", help="float32 (default) or int64 for token ids"),
     bits: str = typer.Option(None, "--bits", "-b", help="weight bit width, or per-layer 'pattern=bits,...,default=32' (default: a quantized .efz's real widths, else 32)"),
-    activation_bits: int = typer.Option(None, "--activation-bits", help="activation bit width (default: --bits)"),
+    activation_bits: int = typer.Option(None, "--activation-bits", help="activation bit width (default: --bits; without --bits, a quantized .efz's real widths)"),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, json, csv or markdown"),
     output: str = typer.Option(None, "--output", "-o", help="write to FILE (atomically) instead of stdout"),
     device: str = typer.Option(None, "--device", "-d", help="add roofline, time and energy on a device (name or YAML file)"),

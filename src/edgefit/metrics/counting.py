@@ -416,7 +416,8 @@ def profile(
             ``"default"`` (32 if absent).
         activation_bits: activation bit width, or a mapping of layer-name
             patterns to widths like ``bits`` (its ``"default"``: the weight
-            default). A row's inputs and outputs are counted at its width.
+            default). Each activation tensor is counted at the widest width
+            of the rows that read it (a model output also at the default).
             A quantized model's real widths:
             `edgefit.compress.quantize.precision.model_widths`.
         mode: ``"eval"`` (default), ``"train"``, or ``None`` for the model's own flags.

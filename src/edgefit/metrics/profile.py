@@ -20,9 +20,10 @@ Conventions (the lectures', reference/000 and 001):
   (``profile_table(p)``, ``render_profile(p, "csv")``): this module only holds data.
 * Sizes in bytes use ``bits`` for weights and ``activation_bits`` for
   activations, both per row (a quantized model has one width per layer, see
-  `edgefit.compress.quantize.precision`); ``bytes_moved`` = weights + inputs +
-  outputs of the layer at the row's widths, with inputs and outputs being the
-  tensors that cross the layer's boundary.
+  `edgefit.compress.quantize.precision`); ``bytes_moved`` = weights at the row's
+  width + inputs + outputs of the layer, with inputs and outputs being the
+  tensors that cross the layer's boundary, each at the widest activation width
+  of the rows that read it (a model output also at the default).
 * ``bit_ops`` counts the work of binary rows (1-bit weights and 1-bit
   activations, XNOR-Net / BNN): each of their MACs is one XNOR and one popcount
   step, so ``bit_ops = 2 * macs`` of those rows (the same 2 ops per MAC as
@@ -57,10 +58,11 @@ class LayerStats:
         output_elements: elements of activation tensors leaving the row.
         peak_activations: largest input + output of one computing op in the row.
         weight_bytes: ``params`` at the row's weight bit width.
-        bytes_moved: weight bytes + input and output bytes at the activation bit width.
+        bytes_moved: weight bytes + input and output bytes, each tensor at the
+            widest activation width of the rows that read it.
         bits: weight bit width used for this row.
-        activation_bits: activation bit width of this row's inputs and outputs
-            (``None`` in rows built by hand: the profile's ``activation_bits``).
+        activation_bits: activation bit width of this row (``None`` in rows
+            built by hand: the profile's ``activation_bits``).
         bit_ops: XNOR + popcount operations, ``2 * macs`` when the row's weights
             and activations are both 1 bit, else 0.
         attributes: the op attributes that determine cost (stride, padding,

@@ -35,20 +35,12 @@ import weakref
 
 import torch
 from torch import nn
-from torch.nn.modules import module as _module_mod
 
-from edgefit.trace.replay import _HOOKS, _ReplayForward
+from edgefit.trace.replay import _HOOKS, _any_global_hook, _ReplayForward
 
 _F32 = torch.float32
 _META = torch.device("meta")
 _Tensor = torch.Tensor
-_GLOBAL_HOOKS = (
-    "_global_forward_hooks",
-    "_global_forward_pre_hooks",
-    "_global_backward_hooks",
-    "_global_backward_pre_hooks",
-    "_global_forward_hooks_always_called",
-)
 
 
 def _float32_weights(m: nn.Module) -> bool:
@@ -192,7 +184,7 @@ def _context_is_plain() -> bool:
         return False
     if any(torch.is_autocast_enabled(d) for d in ("cpu", "cuda")):
         return False
-    return not any(getattr(_module_mod, h, None) for h in _GLOBAL_HOOKS)
+    return not _any_global_hook()
 
 
 class _Cell:
@@ -285,7 +277,7 @@ def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args):
         if op is None:
             return type(m).forward(m, *args, **kwargs)
         rec.where = path
-        rec.enter(path, m)
+        rec.enter(path, type(m).__name__)
         rec.leaf_ops += 1
         with guard():
             out = rec.record_meta(*op, path)

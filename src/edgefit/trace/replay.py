@@ -39,6 +39,15 @@ _HOOKS = (
     "_backward_hooks",
     "_backward_pre_hooks",
 )
+# Module-wide hooks (``register_module_forward_hook``...), which a replayed block or a
+# leaf shortcut would not run: replay checks the forward ones, leaves all of them.
+_GLOBAL_HOOKS = (
+    "_global_forward_hooks",
+    "_global_forward_pre_hooks",
+    "_global_backward_hooks",
+    "_global_backward_pre_hooks",
+    "_global_forward_hooks_always_called",
+)
 _INTERNAL = frozenset(
     {
         "_parameters", "_buffers", "_modules", "training", "_non_persistent_buffers_set",
@@ -71,6 +80,11 @@ class _ReplayForward:
 
     def __call__(self, *args, **kwargs):
         return self.call(*args, **kwargs)
+
+
+def _any_global_hook(names: tuple = _GLOBAL_HOOKS) -> bool:
+    """Whether any of these module-wide hooks is registered."""
+    return any(getattr(_module_mod, h, None) for h in names)
 
 
 def _value_sig(v):
@@ -192,7 +206,7 @@ class BlockMemo:
         self.installed: list[nn.Module] = []
         self.replayed = 0
         self.groups: list = []
-        if any(getattr(_module_mod, h, None) for h in ("_global_forward_hooks", "_global_forward_pre_hooks")):
+        if _any_global_hook(_GLOBAL_HOOKS[:2]):
             return
         candidates = None if cache is None else cache.get("twin_candidates")
         if candidates is None:
@@ -201,12 +215,11 @@ class BlockMemo:
                 cache["twin_candidates"] = candidates
         sigs: dict = {}
         groups: dict = {}
-        for bucket in candidates:
-            if len(bucket) >= _MIN_TWINS:
-                for path, m in (named[i] for i in bucket):
-                    sig = _signature(m, sigs)
-                    if sig is not None:
-                        groups.setdefault(sig, []).append((path, m))
+        for bucket in candidates:  # each holds at least _MIN_TWINS modules
+            for path, m in (named[i] for i in bucket):
+                sig = _signature(m, sigs)
+                if sig is not None:
+                    groups.setdefault(sig, []).append((path, m))
         self.groups = [(sig, g) for sig, g in groups.items() if len(g) >= _MIN_TWINS]
 
     def __enter__(self):
@@ -382,7 +395,7 @@ def _replay_values(rec, entry: _Entry, bases: list, vid_map: dict, shift: int) -
 
 def _replay_ops(rec, entry: _Entry, path: str, vid_map: dict, shift: int, base: int) -> None:
     """The recorded ops with module names, weight names and value ids remapped."""
-    from edgefit.trace.tracer import ModuleInfo, OpRecord, TensorSpec
+    from edgefit.trace.tracer import OpRecord, TensorSpec
 
     old, first_vid = entry.prefix, entry.first_vid
 
@@ -402,12 +415,7 @@ def _replay_ops(rec, entry: _Entry, path: str, vid_map: dict, shift: int, base: 
             )
         )
     for name, kind, calls in entry.modules:
-        name = _rename(name, old, path)
-        info = rec.modules.get(name)
-        if info is None:
-            info = rec.modules[name] = ModuleInfo(kind, 0, len(rec.modules))
-        info.calls += calls
-        rec.call_log.extend([name] * calls)
+        rec.enter(_rename(name, old, path), kind, calls)
 
 
 class _OutputLayout:
@@ -489,8 +497,3 @@ def _owns_weights(names: dict, path: str, m: nn.Module) -> bool:
         if names.get(t.untyped_storage()._cdata) != f"{path}.{rel}":
             return False
     return True
-
-
-def _state_ids(m: nn.Module) -> list:
-    """Identity of every attribute of the subtree, to see whether a forward changed one."""
-    return [(id(sub), [(k, id(v)) for k, v in vars(sub).items()]) for sub in m.modules()]

@@ -203,18 +203,22 @@ class _Recorder(TorchDispatchMode):
                 name = self.names.get(id(module))
                 if name is not None:  # else a module built during forward: its caller owns the op
                     frames[frame] = name
-                    self.enter(name, module)
+                    self.enter(name, type(module).__name__)
                     return name
             frame = frame.f_back
         return ""
 
-    def enter(self, name: str, module: nn.Module) -> None:
-        """Count one call of module ``name`` that runs ops."""
+    def enter(self, name: str, kind: str, calls: int = 1) -> None:
+        """Count ``calls`` calls that run ops of module ``name``, of class ``kind``
+        (one as its forward starts; a replayed block's all at once)."""
         info = self.modules.get(name)
         if info is None:
-            info = self.modules[name] = ModuleInfo(type(module).__name__, 0, len(self.modules))
-        info.calls += 1
-        self.call_log.append(name)
+            info = self.modules[name] = ModuleInfo(kind, 0, len(self.modules))
+        info.calls += calls
+        if calls == 1:
+            self.call_log.append(name)
+        else:
+            self.call_log.extend([name] * calls)
 
     # values ---------------------------------------------------------------
     def new_value(self, t: torch.Tensor, producer: int) -> int:
@@ -298,19 +302,19 @@ class _Recorder(TorchDispatchMode):
         self.where = where = self.owner(sys._getframe(1))
         return self.record(func, args, kwargs, where, info)
 
-    def record(self, func, args, kwargs, where: str, info=None):
+    def record(self, func, args, kwargs, where: str, info: tuple):
         """Run one op as module ``where``'s and record it; returns its result.
 
-        Called with dispatch modes off: from ``__torch_dispatch__``, or by a leaf
-        module's shortcut (`edgefit.trace.leaves`) with the arguments torch would
-        have dispatched.
+        Called from ``__torch_dispatch__`` (dispatch modes off) with the op's
+        `func_info`; a leaf module's shortcut (`edgefit.trace.leaves`) calls
+        `record_meta` instead.
         """
         index = len(self.ops)
         inputs: list[TensorSpec] = []
         arg = self._arg
         run_args = [arg(a, index, inputs) for a in args]
         run_kwargs = {k: arg(v, index, inputs) for k, v in kwargs.items()} if kwargs else {}
-        return self._run(func, info or _FUNC_INFO.get(func) or _func_info(func), where, run_args, run_kwargs, inputs, None)
+        return self._run(func, info, where, run_args, run_kwargs, inputs, None)
 
     def record_meta(self, func, info: tuple, args: list, tensors: list, where: str):
         """`record` for arguments already on meta whose tensors, in order, are ``tensors``;
