@@ -526,7 +526,7 @@ def main(argv=None) -> int:
         new[BREAKDOWN_TITLE] = "\n".join(int8_breakdown(100, log))[3:]
     old = OUT.read_text().split("\n## ") if OUT.exists() else []  # keep the other part's last results
     sections = {s.split("\n", 1)[0].lstrip("# "): s for s in old[1:]}
-    if args.part != "accuracy" and args.speed == "int8" and BINARY_TITLE in sections.get("Speed on this host", ""):
+    if args.part in ("all", "speed") and args.speed == "int8" and BINARY_TITLE in sections.get("Speed on this host", ""):
         kept = sections["Speed on this host"].split(BINARY_TITLE, 1)[1].split("\n\n(Binary table: kept")[0]
         new["Speed on this host"] += "\n\n" + BINARY_TITLE + kept.rstrip() + "\n\n(Binary table: kept from the last run of the full speed part.)"
     sections.update(new)
