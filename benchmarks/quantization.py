@@ -427,6 +427,7 @@ def speed_markdown(int8: list, binary: list | None, agreement: str = "", compile
 
 
 BREAKDOWN_TITLE = "Where MobileNetV2's batch-1 time goes on ONNX Runtime"
+OTHER_OPS = "other ops (GEMM, adds, pooling, quantize/dequantize, layout)"
 
 
 def _ort_node_ms(path: Path, x: np.ndarray, runs: int) -> tuple[dict, dict]:
@@ -452,9 +453,10 @@ def _ort_node_ms(path: Path, x: np.ndarray, runs: int) -> tuple[dict, dict]:
     for n in onnx.load(so.optimized_model_filepath).graph.node:
         a = {at.name: onnx.helper.get_attribute_value(at) for at in n.attribute}
         k = a.get("kernel_shape", [0])[0]
-        kinds[n.name] = ("first conv (3x3, 3 input channels)" if k == 3 and a.get("group", 1) == 1
+        kinds[n.name] = (OTHER_OPS if "Conv" not in n.op_type
+                         else "first conv (3x3, 3 input channels)" if k == 3 and a.get("group", 1) == 1
                          else "depthwise 3x3" if a.get("group", 1) > 1 else "pointwise 1x1" if k == 1
-                         else "other ops (GEMM, adds, pooling, quantize/dequantize, layout)")
+                         else OTHER_OPS)
     return {n: statistics.median(v) for n, v in times.items()}, kinds
 
 
@@ -474,7 +476,7 @@ def int8_breakdown(runs: int, log) -> list[str]:
         for name, f in files.items():
             ms, kinds = _ort_node_ms(f, cal[:1], runs)
             for node, t in ms.items():
-                kind = kinds.get(node, "other ops (GEMM, adds, pooling, quantize/dequantize, layout)")
+                kind = kinds.get(node, OTHER_OPS)
                 cols.setdefault(kind, {}).setdefault(name, 0.0)
                 cols[kind][name] += t
             log(f"breakdown {name}: {sum(ms.values()):.2f} ms of kernels")
@@ -526,7 +528,7 @@ def main(argv=None) -> int:
         new[BREAKDOWN_TITLE] = "\n".join(int8_breakdown(100, log))[3:]
     old = OUT.read_text().split("\n## ") if OUT.exists() else []  # keep the other part's last results
     sections = {s.split("\n", 1)[0].lstrip("# "): s for s in old[1:]}
-    if args.part != "accuracy" and args.speed == "int8" and BINARY_TITLE in sections.get("Speed on this host", ""):
+    if args.part in ("all", "speed") and args.speed == "int8" and BINARY_TITLE in sections.get("Speed on this host", ""):
         kept = sections["Speed on this host"].split(BINARY_TITLE, 1)[1].split("\n\n(Binary table: kept")[0]
         new["Speed on this host"] += "\n\n" + BINARY_TITLE + kept.rstrip() + "\n\n(Binary table: kept from the last run of the full speed part.)"
     sections.update(new)

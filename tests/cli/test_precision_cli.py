@@ -50,3 +50,8 @@ def test_precision_command_on_the_a100(efz, capsys):
     out = capsys.readouterr().out
     assert "classifier.2     linear             4      4       30,000  int4 MAC" in out
     assert "xnor+popcount" in out and "binary" in out
+    # 1,000 MACs -> ceil(1000 / 64) = 16 words; saving 1000 / (16 + 10 per-output ops) = 38.5x;
+    # (2,000 bit ops + 10) / 4,992 TOPS = 4.03e-13 s
+    assert "classifier.4     xnor               1      1        1,000  xnor+popcount             16   38.5x  binary" \
+           "   4.03e-07 us" in out
+    assert "50,200 MACs (binary layers: 2,000 XNOR + popcount bit operations) -> 49,216 machine ops" in out

@@ -127,3 +127,8 @@ def test_xnor_alexnet_conv_against_the_lectures_58x():
     assert f.compute_seconds / b.compute_seconds == pytest.approx(4992 / 19.5)  # 256x in compute
     # 1-bit weights and activations make the layer memory-bound on the A100: 251.9x in time
     assert b.bound == "memory" and f.seconds / b.seconds == pytest.approx(251.898, rel=1e-5)
+    # no binary rate: the Orin Nano runs it at int4 (40 T / 1.28 T = 31.25x), the Raspberry Pi 5 at int8 (4x)
+    for device, precision, ratio in (("jetson_orin_nano", "int4", 40 / 1.28), ("raspberry_pi_5", "int8", 4.0)):
+        b, f = edgefit.estimate(binary, device).layers[0], edgefit.estimate(float_, device).layers[0]
+        assert (b.precision, f.precision) == (precision, "fp32")
+        assert f.compute_seconds / b.compute_seconds == pytest.approx(ratio)

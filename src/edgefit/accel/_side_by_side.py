@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from edgefit.errors import ConfigError
 
 
@@ -36,3 +38,24 @@ def time_side_by_side(fns: dict[str, Callable[[], object]], *, runs: int, warmup
             step()
     stats = {k: LatencyStats.from_samples(v) for k, v in samples.items()}
     return {k: {"median_s": s.median_s, "p90_s": s.p90_s} for k, s in stats.items()}
+
+
+def timing_calibration(input_shape: tuple[int, ...]) -> np.ndarray:
+    """16 seeded standard-normal inputs of ``input_shape``: calibration fine for timing, not for accuracy."""
+    return np.random.default_rng(0).standard_normal((16, *tuple(input_shape)[1:])).astype(np.float32)
+
+
+def time_batches(fns_for: Callable[[np.ndarray], dict[str, Callable[[], object]]], input_shape: tuple[int, ...],
+                 batches, *, runs: int, warmup: int, on_step: Callable[[], None] | None = None) -> list[dict]:
+    """One row per batch size: the functions ``fns_for(x)`` timed side by side
+    (:func:`time_side_by_side`) on one seeded standard-normal batch ``x``, with
+    ``speedup`` = fp32 / int8 median seconds where both were timed.
+    """
+    out = []
+    for b in batches:
+        x = np.random.default_rng(1).standard_normal((b, *tuple(input_shape)[1:])).astype(np.float32)
+        row = {"batch": b, **time_side_by_side(fns_for(x), runs=runs, warmup=warmup, on_step=on_step)}
+        if "fp32" in row and "int8" in row:
+            row["speedup"] = row["fp32"]["median_s"] / row["int8"]["median_s"]
+        out.append(row)
+    return out

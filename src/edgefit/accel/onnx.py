@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from edgefit._io import atomic_write_with
-from edgefit.accel._side_by_side import time_side_by_side
+from edgefit.accel._side_by_side import time_batches, timing_calibration
 from edgefit.errors import ConfigError
 
 
@@ -233,19 +233,11 @@ def bench_onnxruntime(model: nn.Module, input_shape: tuple[int, ...], *, batches
     p90 seconds for each runtime and the speed-up.
     """
     shape = tuple(input_shape)
-    cal = np.random.default_rng(0).standard_normal((16, *shape[1:])).astype(np.float32) if calibration is None \
-        else np.asarray(calibration, np.float32)
+    cal = timing_calibration(shape) if calibration is None else np.asarray(calibration, np.float32)
     with tempfile.TemporaryDirectory(prefix="edgefit-ort-") as tmp:
         files = {"fp32": export_onnx(model, Path(tmp) / "fp32.onnx", shape)}
         if int8:
             files["int8"] = export_int8(model, Path(tmp) / "int8.onnx", shape, cal)
         sessions = {k: OrtModel(p, threads=threads) for k, p in files.items()}
-        out = []
-        for b in batches:
-            x = np.random.default_rng(1).standard_normal((b, *shape[1:])).astype(np.float32)
-            fns = {k: (lambda s=s, x=x: s(x)) for k, s in sessions.items()}
-            row = {"batch": b, **time_side_by_side(fns, runs=runs, warmup=warmup, on_step=on_step)}
-            if int8:
-                row["speedup"] = row["fp32"]["median_s"] / row["int8"]["median_s"]
-            out.append(row)
-    return out
+        return time_batches(lambda x: {k: (lambda s=s: s(x)) for k, s in sessions.items()}, shape, batches,
+                            runs=runs, warmup=warmup, on_step=on_step)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgefit.accel._side_by_side import time_side_by_side
+from edgefit.accel._side_by_side import time_batches, timing_calibration
 from edgefit.accel.onnx import _first_line, _strip_act_quantizers
 from edgefit.errors import ConfigError
 
@@ -245,21 +245,18 @@ def bench_torch_int8(model: nn.Module, input_shape: tuple[int, ...], *, batches=
         ConfigError: as :func:`convert_torch_int8`.
     """
     shape = tuple(input_shape)
-    cal = np.random.default_rng(0).standard_normal((16, *shape[1:])).astype(np.float32) if calibration is None \
-        else calibration
+    cal = timing_calibration(shape) if calibration is None else calibration
     int8 = convert_torch_int8(model, cal, config)
     models = {"fp32": fold_bn_fp32(model), "fp32_eager": _strip_act_quantizers(model), "int8": int8}
+
+    def fns_for(x: np.ndarray) -> dict:
+        xt = torch.from_numpy(x)
+        return {k: (lambda m=m: m(xt)) for k, m in models.items()}
+
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        out = []
-        for b in batches:
-            x = torch.from_numpy(np.random.default_rng(1).standard_normal((b, *shape[1:])).astype(np.float32))
-            fns = {k: (lambda m=m, x=x: m(x)) for k, m in models.items()}
-            with torch.inference_mode(), _quiet_ao():
-                row = {"batch": b, **time_side_by_side(fns, runs=runs, warmup=warmup, on_step=on_step)}
-            row["speedup"] = row["fp32"]["median_s"] / row["int8"]["median_s"]
-            out.append(row)
+        with torch.inference_mode(), _quiet_ao():
+            return time_batches(fns_for, shape, batches, runs=runs, warmup=warmup, on_step=on_step)
     finally:
         torch.set_num_threads(saved)
-    return out

@@ -464,13 +464,15 @@ def _row_widths(row, profile) -> tuple[int, int]:
     return row.bits, act
 
 
-def _layer_estimate(row, r: _Rates, w_bits: int, a_bits: int) -> LayerEstimate:
+def _layer_estimate(row, r: _Rates, w_bits: int, a_bits: int, *, forced: bool = False) -> LayerEstimate:
     """Roofline time, T_compute + T_data and energy of one profile row at rate ``r``.
 
     Bytes are the row's, at its real widths; a width wider than ``r`` is rescaled to it.
+    ``forced`` (one precision for every layer): activations move at ``r``'s width,
+    narrower ones widened too.
     """
     weight_bytes = row.weight_bytes * (min(r.bits, w_bits) / w_bits if w_bits else 1.0)
-    act_scale = min(r.bits, a_bits) / a_bits if a_bits else 1.0
+    act_scale = (r.bits if forced else min(r.bits, a_bits)) / a_bits if a_bits else 1.0
     activation_bytes = max(row.bytes_moved - row.weight_bytes, 0.0) * act_scale
     return _layer_at(row, r, weight_bytes, activation_bytes)
 
@@ -553,10 +555,7 @@ def _run_layers(profile, device: Device, forced: str | None) -> _Run:
     for row in profile.layers:
         w_bits, a_bits = _row_widths(row, profile)
         if forced is not None:
-            r = rate(forced)
-            weight_bytes = row.weight_bytes * (min(r.bits, w_bits) / w_bits if w_bits else 1.0)
-            act_bytes = max(row.bytes_moved - row.weight_bytes, 0.0) * (r.bits / a_bits if a_bits else 1.0)
-            run.rows.append(_layer_at(row, r, weight_bytes, act_bytes))
+            run.rows.append(_layer_estimate(row, rate(forced), w_bits, a_bits, forced=True))
             continue
         wanted = precision_for_widths(w_bits, a_bits, has_weights=row.params > 0 or row.weight_bytes > 0)
         chosen = runs_at(device, wanted)
