@@ -101,9 +101,48 @@ def test_the_float_model_is_left_as_it_was(digits_pair):
 def test_bench_returns_both_runtimes_per_batch_and_restores_threads():
     saved = torch.get_num_threads()
     rows = bench_torch_int8(nn.Sequential(nn.Linear(4, 3)), (1, 4), batches=(1, 2), runs=1, warmup=0, threads=1)
-    assert [r["batch"] for r in rows] == [1, 2] and set(rows[0]) == {"batch", "fp32", "fp32_eager", "int8", "speedup"}
-    assert all(r["speedup"] == r["fp32"]["median_s"] / r["int8"]["median_s"] for r in rows)
+    assert [r["batch"] for r in rows] == [1, 2]
+    sides = {"fp32", "fp32_eager", "int8", "fp32_torchscript", "int8_torchscript"}  # 2-D input: no channels-last
+    assert set(rows[0]) == {"batch", "baseline", "int8_side", "speedup", *sides}
+    for r in rows:
+        base = min(("fp32", "fp32_torchscript"), key=lambda k: r[k]["median_s"])
+        fast8 = min(("int8", "int8_torchscript"), key=lambda k: r[k]["median_s"])
+        assert (r["baseline"], r["int8_side"]) == (base, fast8)
+        assert r["speedup"] == r[base]["median_s"] / r[fast8]["median_s"]
     assert torch.get_num_threads() == saved
+
+
+def test_bench_times_a_convnet_in_every_fp32_layout_and_leaves_it_as_given():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+    r = bench_torch_int8(net, (1, 3, 8, 8), batches=(1,), runs=1, warmup=0, threads=1)[0]
+    assert {"fp32", "fp32_channels_last", "fp32_torchscript", "fp32_eager", "int8", "int8_torchscript"} <= set(r)
+    assert r["baseline"] == min(("fp32", "fp32_channels_last", "fp32_torchscript"), key=lambda k: r[k]["median_s"])
+    assert not next(net.parameters()).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_model_torchscript_cannot_trace_is_timed_without_it_and_says_why():
+    class DictOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return {"y": self.fc(x)}
+
+    r = bench_torch_int8(DictOut(), (1, 4), batches=(1,), runs=1, warmup=0)[0]
+    assert "fp32_torchscript" not in r and "int8_torchscript" not in r
+    assert set(r["not_timed"]) == {"fp32_torchscript", "int8_torchscript"}
+    assert r["not_timed"]["fp32_torchscript"].startswith("TorchScript cannot trace the model: ")
+    assert (r["baseline"], r["int8_side"]) == ("fp32", "int8")
+
+
+def test_torchscript_computes_what_the_model_computes(digits_pair):
+    from edgefit.accel.torch_int8 import torchscript
+
+    _, q, data = digits_pair
+    x = torch.from_numpy(data.x_test[:8]).float()
+    with torch.inference_mode():
+        assert torch.equal(torchscript(q, x)(x), q(x))  # same int8 kernels, same integers
 
 
 def test_the_fp32_baseline_folds_batch_norm_and_computes_the_same():

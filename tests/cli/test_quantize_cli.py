@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from edgefit.cli.main import main
@@ -79,7 +81,19 @@ def test_bench_on_torch_int8_prints_both_sides(capsys):
     assert main(["bench", "lenet5_digits", "--runtime", "torch-int8", "-n", "1", "--warmup", "0",
                  "--batch-sizes", "1,2", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["batch"] for r in rows] == [1, 2] and {"fp32", "int8", "speedup"} <= set(rows[0])
+    assert [r["batch"] for r in rows] == [1, 2] and {"fp32", "int8", "baseline", "speedup"} <= set(rows[0])
+
+
+def test_bench_on_torch_int8_names_every_fp32_side_in_text(capsys):
+    assert main(["bench", "lenet5_digits", "--runtime", "torch-int8", "-n", "1", "--warmup", "0",
+                 "--batch-sizes", "1"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("  batch   1: "))
+    sides = ("fp32 BN folded", "fp32 BN folded channels-last", "fp32 BN folded TorchScript", "fp32 eager", "int8",
+             "int8 TorchScript")
+    beside = [part.rsplit(" ", 2)[0] for part in line.split("; ")[1:]]  # "NAME 1.23 ms" -> NAME
+    judged = re.findall(r"(?:: |, )([a-zA-Z0-9 -]+?) [\d.]+ ms \(p90", line)
+    assert len(judged) == 2 and sorted(judged + beside) == sorted(sides)  # every side named once
 
 
 @pytest.mark.parametrize("source, runtime, message", [

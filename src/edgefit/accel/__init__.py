@@ -46,6 +46,7 @@ _LAZY = {
     "TorchInt8Config": ("edgefit.accel.torch_int8", "TorchInt8Config"),
     "convert_torch_int8": ("edgefit.accel.torch_int8", "convert_torch_int8"),
     "bench_torch_int8": ("edgefit.accel.torch_int8", "bench_torch_int8"),
+    "torchscript": ("edgefit.accel.torch_int8", "torchscript"),
 }
 
 __all__ = sorted(_LAZY)

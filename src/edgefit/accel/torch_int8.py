@@ -227,19 +227,49 @@ def fold_bn_fp32(model: nn.Module) -> nn.Module:
     return m
 
 
+def torchscript(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """``model`` traced with TorchScript and optimized for inference (frozen), fp32 or int8 alike.
+
+    ``torch.jit.optimize_for_inference(torch.jit.trace(model, example))``: one
+    C++ graph with the weights inlined as constants and torch's inference passes
+    applied (conv + batch-norm folding, oneDNN layouts for fp32 convolutions), so
+    no Python runs per layer. At batch 1 that per-layer Python is most of an int8
+    model's time in eager mode (each quantized op is a few microseconds of work).
+    torch 2.13 warns that TorchScript is deprecated; the warnings are silenced here.
+
+    Raises:
+        ConfigError: the model does not trace (one line from torch).
+    """
+    try:
+        with torch.no_grad(), _quiet_ao():
+            return torch.jit.optimize_for_inference(torch.jit.trace(model.eval(), example))
+    except Exception as e:  # noqa: BLE001  torch raises many kinds for an untraceable model
+        raise ConfigError(f"TorchScript cannot trace the model: {_first_line(e)}") from e
+
+
 def bench_torch_int8(model: nn.Module, input_shape: tuple[int, ...], *, batches=(1, 8), runs: int = 10,
                      warmup: int = 2, calibration=None, config: TorchInt8Config | None = None, threads: int = 1,
                      on_step=None) -> list[dict]:
     """Latency of ``model`` in torch fp32 and on torch's int8 kernels, per batch size.
 
-    Three callables in interleaved rounds, with ``threads`` intra-op threads
-    (restored afterwards) under ``torch.inference_mode``: ``fp32`` (batch norms
-    folded, :func:`fold_bn_fp32`: the baseline of ``speedup``), ``fp32_eager``
-    (the model as given) and ``int8`` (:func:`convert_torch_int8`).
-    ``calibration`` defaults to 16 standard-normal inputs (fine for timing; pass
-    real inputs for accuracy). Returns one dict per batch size, as
-    :func:`edgefit.accel.onnx.bench_onnxruntime` does: median and p90 seconds of
-    each and the ``speedup`` (fp32 / int8).
+    Callables timed in interleaved rounds, with ``threads`` intra-op threads
+    (restored afterwards) under ``torch.inference_mode``:
+
+    - ``fp32_eager``: the model as given;
+    - ``fp32``: batch norms folded (:func:`fold_bn_fp32`), in Python;
+    - ``fp32_channels_last``: the same with model and input in channels-last
+      memory format, the layout oneDNN's convolutions run natively (4-D inputs);
+    - ``fp32_torchscript``: the folded model through :func:`torchscript`;
+    - ``int8``: :func:`convert_torch_int8`'s GraphModule, in Python;
+    - ``int8_torchscript``: that model through :func:`torchscript`.
+
+    A model TorchScript cannot trace is timed without the two TorchScript sides,
+    and ``not_timed`` says why. ``calibration`` defaults to 16 standard-normal
+    inputs (fine for timing; pass real inputs for accuracy). Returns one dict per
+    batch size, as :func:`edgefit.accel.onnx.bench_onnxruntime` does: median and
+    p90 seconds of each side, ``baseline`` (the fastest BN-folded fp32 side),
+    ``int8_side`` (the faster int8 side) and ``speedup`` (baseline / int8 side):
+    the best of each precision, on the same runtime.
 
     Raises:
         ConfigError: as :func:`convert_torch_int8`.
@@ -248,15 +278,54 @@ def bench_torch_int8(model: nn.Module, input_shape: tuple[int, ...], *, batches=
     cal = timing_calibration(shape) if calibration is None else calibration
     int8 = convert_torch_int8(model, cal, config)
     models = {"fp32": fold_bn_fp32(model), "fp32_eager": _strip_act_quantizers(model), "int8": int8}
+    last = torch.channels_last
+    m_cl = fold_bn_fp32(model).to(memory_format=last) if len(shape) == 4 else None
+    not_timed: dict = {}
 
     def fns_for(x: np.ndarray) -> dict:
         xt = torch.from_numpy(x)
-        return {k: (lambda m=m: m(xt)) for k, m in models.items()}
+        traced, why = _with_torchscript(models, xt)  # traced on this batch's shape
+        not_timed.update(why)
+        fns = {k: (lambda m=m: m(xt)) for k, m in traced.items()}
+        if m_cl is not None:
+            x_cl = xt.contiguous(memory_format=last)
+            fns["fp32_channels_last"] = lambda: m_cl(x_cl)
+        return fns
 
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode(), _quiet_ao():
-            return time_batches(fns_for, shape, batches, runs=runs, warmup=warmup, on_step=on_step)
+            rows = time_batches(fns_for, shape, batches, runs=runs, warmup=warmup, on_step=on_step)
     finally:
         torch.set_num_threads(saved)
+    return [{**best_of_each_precision(r), **({"not_timed": not_timed} if not_timed else {})} for r in rows]
+
+
+def _with_torchscript(models: dict, example: torch.Tensor) -> tuple[dict, dict]:
+    """``models`` plus TorchScript twins of its fp32 (BN folded) and int8 models, or why there are none."""
+    try:
+        return {**models, "fp32_torchscript": torchscript(models["fp32"], example),
+                "int8_torchscript": torchscript(models["int8"], example)}, {}
+    except ConfigError as e:
+        return models, {"fp32_torchscript": str(e), "int8_torchscript": str(e)}
+
+
+FP32_SIDES = ("fp32", "fp32_channels_last", "fp32_torchscript")
+INT8_SIDES = ("int8", "int8_torchscript")
+
+
+def best_of_each_precision(row: dict) -> dict:
+    """``row`` with ``baseline`` (its fastest BN-folded fp32 side), ``int8_side`` (its
+    fastest int8 side) and ``speedup`` = baseline / int8 side median seconds.
+
+    >>> r = best_of_each_precision({"fp32": {"median_s": 0.03}, "fp32_channels_last": {"median_s": 0.024},
+    ...                             "int8": {"median_s": 0.012}, "int8_torchscript": {"median_s": 0.01}})
+    >>> r["baseline"], r["int8_side"], round(r["speedup"], 2)
+    ('fp32_channels_last', 'int8_torchscript', 2.4)
+    """
+    def fastest(sides):
+        return min((k for k in sides if k in row), key=lambda k: row[k]["median_s"])
+
+    base, fast8 = fastest(FP32_SIDES), fastest(INT8_SIDES)
+    return {**row, "baseline": base, "int8_side": fast8, "speedup": row[base]["median_s"] / row[fast8]["median_s"]}

@@ -77,9 +77,13 @@ def precision(
 
 RUNTIME_TITLES = {
     "onnxruntime": "ONNX Runtime (CPU provider, {t} thread(s)); int8 = QDQ, per-channel int8 weights",
-    "torch-int8": "torch (CPU, {t} thread(s)): fp32 with batch norms folded (and as given: eager) vs int8"
-                  " torch.ao kernels (FX graph mode, x86 engine, per-channel int8 weights)",
+    "torch-int8": "torch (CPU, {t} thread(s)): the fastest fp32 with batch norms folded (NCHW, channels-last or"
+                  " TorchScript) vs the faster int8 on torch.ao kernels (FX graph mode, x86 engine, per-channel int8"
+                  " weights; Python or TorchScript)",
 }
+TORCH_SIDES = {"fp32": "fp32 BN folded", "fp32_channels_last": "fp32 BN folded channels-last",
+               "fp32_torchscript": "fp32 BN folded TorchScript", "fp32_eager": "fp32 eager",
+               "int8": "int8", "int8_torchscript": "int8 TorchScript"}
 
 
 def bench_runtime(model: str, runtime: str, runs: int, warmup: int, batches, input_shape, threads: int,
@@ -101,7 +105,7 @@ def bench_runtime(model: str, runtime: str, runs: int, warmup: int, batches, inp
     if len(shapes) != 1:
         raise ConfigError(f"--runtime {runtime} takes a model with one input")
     with Progress(transient=True, disable=as_json) as progress:
-        sides = 3 if runtime == "torch-int8" else 2
+        sides = 6 if runtime == "torch-int8" else 2
         task = progress.add_task(f"{runtime} fp32 + int8", total=sides * len(batches) * (runs + warmup))
         rows = bench(resolved.model, shapes[0], batches=batches, runs=runs, warmup=warmup,
                      threads=threads or 1, on_step=lambda: progress.advance(task))
@@ -110,9 +114,15 @@ def bench_runtime(model: str, runtime: str, runs: int, warmup: int, batches, inp
         return
     typer.echo(f"{model} on " + RUNTIME_TITLES[runtime].format(t=threads or 1))
     for r in rows:
-        typer.echo(f"  batch {r['batch']:>3}: fp32 {1e3 * r['fp32']['median_s']:.2f} ms (p90 {1e3 * r['fp32']['p90_s']:.2f}),"
-                   f" int8 {1e3 * r['int8']['median_s']:.2f} ms (p90 {1e3 * r['int8']['p90_s']:.2f}) -> {r['speedup']:.2f}x"
-                   + (f"; fp32 eager {1e3 * r['fp32_eager']['median_s']:.2f} ms" if "fp32_eager" in r else ""))
+        base, fast8 = r.get("baseline", "fp32"), r.get("int8_side", "int8")
+        name = TORCH_SIDES.get if "baseline" in r else str  # ONNX Runtime rows: plain fp32 / int8
+        typer.echo(f"  batch {r['batch']:>3}: {name(base)} {1e3 * r[base]['median_s']:.2f} ms"
+                   f" (p90 {1e3 * r[base]['p90_s']:.2f}), {name(fast8)} {1e3 * r[fast8]['median_s']:.2f} ms"
+                   f" (p90 {1e3 * r[fast8]['p90_s']:.2f}) -> {r['speedup']:.2f}x"
+                   + "".join(f"; {TORCH_SIDES[k]} {1e3 * r[k]['median_s']:.2f} ms"
+                             for k in TORCH_SIDES if k in r and k not in (base, fast8)))
+        for side, why in r.get("not_timed", {}).items():
+            typer.echo(f"  batch {r['batch']:>3}: {TORCH_SIDES[side]} not timed: {why}")
 
 
 @app.command()
