@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from edgefit.cli.compress_cmd import _Progress, _resolve
-from edgefit.cli.main import app
+from edgefit.cli.main import app, parse_per_layer
 
 
 @app.command()
@@ -17,7 +17,8 @@ def quantize(
     model: str = typer.Argument(..., help="zoo:NAME (or NAME), file.py:fn or pkg.mod:fn"),
     weights: Path | None = typer.Option(None, help="trained fp32 weights (.safetensors); default: train first"),
     method: str = typer.Option("linear", help="linear, fixed, binaryconnect, bwn, twn, ttq, bnn, xnor, lognet, kmeans"),
-    bits: int | None = typer.Option(None, help="weight bits (where the family has a choice)"),
+    bits: str | None = typer.Option(None, help="weight bits (where the family has a choice): 5, or per layer"
+                                    " (lognet, linear, kmeans): conv=5,fc=4 (every conv / fc layer) or layer=bits,..."),
     act_bits: int | None = typer.Option(None, help="activation bits (linear, fixed, lognet: calibrated on the data)"),
     calibration: str | None = typer.Option(None, help="linear activation range: minmax, percentile or mse"),
     keep_first_last: bool = typer.Option(False, help="keep the first and last layers in float"),
@@ -32,17 +33,19 @@ def quantize(
     import torch
 
     from edgefit.compress.file import save_compressed
+    from edgefit.compress.quantize import expand_kinds
     from edgefit.compress.quantize.recipe import make_config, quantize_model
     from edgefit.data import TrainConfig, load_dataset, load_weights_
     from edgefit.data import train as train_fn
     from edgefit.data.train import check_model_fits
 
     opts = {"calibration": calibration, "keep_first_last": keep_first_last or None}
-    config = make_config(method, bits=bits, act_bits=act_bits, **opts)
     tc = TrainConfig(epochs=epochs, lr=lr, seed=seed)
     data = load_dataset(dataset)
     torch.manual_seed(seed)
     net, name = _resolve(model)
+    widths = expand_kinds(parse_per_layer(bits, int, "bits", "conv=5,fc=4"), net)
+    config = make_config(method, bits=widths, act_bits=act_bits, **opts)
     if weights is not None:
         load_weights_(net, weights)
         check_model_fits(net, data)
