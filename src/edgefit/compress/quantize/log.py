@@ -20,7 +20,13 @@ from dataclasses import dataclass
 
 import torch
 
-from edgefit.compress.quantize._family import FamilyConfig, QuantState, WeightQuantizer, bits_for, ste
+from edgefit.compress.quantize._family import (
+    FamilyConfig,
+    QuantState,
+    WeightQuantizer,
+    bits_for,
+    ste,
+)
 from edgefit.compress.quantize.activation import LogAct, log_quantize
 from edgefit.compress.quantize.registry import Family, register_quantizer
 
