@@ -5,11 +5,15 @@ import pytest
 from edgefit.cli.main import main
 
 
+def _trained(tmp_path_factory, model: str, epochs: int):
+    p = tmp_path_factory.mktemp("w") / f"{model}.safetensors"
+    assert main(["train", model, "--epochs", str(epochs), "--output", str(p), "--quiet"]) == 0
+    return p
+
+
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    p = tmp_path_factory.mktemp("w") / "dense.safetensors"
-    assert main(["train", "lenet_300_100_digits", "--epochs", "3", "--output", str(p), "--quiet"]) == 0
-    return p
+    return _trained(tmp_path_factory, "lenet_300_100_digits", 3)
 
 
 @pytest.mark.slow
@@ -114,9 +118,7 @@ def test_bench_runtime_bad_input_is_one_line(tmp_path, capsys, source, runtime, 
 
 @pytest.fixture(scope="module")
 def lenet5_weights(tmp_path_factory):
-    p = tmp_path_factory.mktemp("w5") / "lenet5.safetensors"
-    assert main(["train", "lenet5_digits", "--epochs", "1", "--output", str(p), "--quiet"]) == 0
-    return p
+    return _trained(tmp_path_factory, "lenet5_digits", 1)
 
 
 def test_lognet_5_bit_conv_4_bit_fc_as_the_lectures(tmp_path, lenet5_weights, capsys):
