@@ -269,12 +269,8 @@ def _record_codebook_widths(model: nn.Module, meta: dict, fname: str) -> None:
     (every layer's recorded width checked against its stored codes)."""
     from edgefit.compress.quantize.precision import file_precisions
 
-    try:
-        precisions = file_precisions(meta)
-    except CompressedFileError as exc:
-        raise CompressedFileError(f"{fname}: {exc}") from None
     mods = dict(model.named_modules())
-    for layer, p in precisions.items():
+    for layer, p in file_precisions(meta, fname).items():
         if p.family == "kmeans" and layer in mods:
             mods[layer].edgefit_precision = {"family": "kmeans", "weight_bits": p.weight_bits, "act_bits": 32}
 

@@ -175,8 +175,11 @@ def test_a_recorded_width_that_disagrees_with_the_codes_is_rejected(tmp_path):
     msg = "log.efz: the quantization entry of 'classifier.0' records 5-bit weights; its codes are stored at 4 bits"
     with pytest.raises(CompressedFileError, match=msg):
         load_compressed(p)
-    with pytest.raises(CompressedFileError, match="records 5-bit weights"):
+    with pytest.raises(CompressedFileError, match=msg):
         efz_precisions(p)
+    _rewrite(p, lambda meta: meta["q"]["classifier.0"].update(b="four"))
+    with pytest.raises(CompressedFileError, match="log.efz: malformed quantization entry"):
+        load_compressed(p)
 
 
 def test_a_stream_width_changed_in_the_entry_table_is_rejected(tmp_path):
