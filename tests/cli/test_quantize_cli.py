@@ -5,11 +5,15 @@ import pytest
 from edgefit.cli.main import main
 
 
+def _trained(tmp_path_factory, model: str, epochs: int):
+    p = tmp_path_factory.mktemp("w") / f"{model}.safetensors"
+    assert main(["train", model, "--epochs", str(epochs), "--output", str(p), "--quiet"]) == 0
+    return p
+
+
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    p = tmp_path_factory.mktemp("w") / "dense.safetensors"
-    assert main(["train", "lenet_300_100_digits", "--epochs", "3", "--output", str(p), "--quiet"]) == 0
-    return p
+    return _trained(tmp_path_factory, "lenet_300_100_digits", 3)
 
 
 @pytest.mark.slow
@@ -108,5 +112,38 @@ def test_bench_runtime_bad_input_is_one_line(tmp_path, capsys, source, runtime, 
     mod = tmp_path / "loop_model.py"
     mod.write_text(source)
     assert main(["bench", f"{mod}:build", "-i", "1,4", "--runtime", runtime, "-n", "1", "--warmup", "0"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def lenet5_weights(tmp_path_factory):
+    return _trained(tmp_path_factory, "lenet5_digits", 1)
+
+
+def test_lognet_5_bit_conv_4_bit_fc_as_the_lectures(tmp_path, lenet5_weights, capsys):
+    out = tmp_path / "log.efz"
+    assert main(["quantize", "lenet5_digits", "--weights", str(lenet5_weights), "--method", "lognet",
+                 "--bits", "conv=5,fc=4", "--act-bits", "4", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["precision", str(out), "--device", "a100"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [" ".join(ln.split()[:5]) for ln in lines[1:5]] == [
+        "features.0 lognet 5 4 32,000", "features.3 lognet 5 4 400,000",
+        "classifier.0 lognet 4 4 100,000", "classifier.2 lognet 4 4 5,000"]
+    assert [ln.split()[-3] for ln in lines[1:5]] == ["int8", "int8", "int4", "int4"]  # the A100 rate each runs at
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "5-bit codes, 1 group(s) x 32 levels" in text and "4-bit codes, 1 group(s) x 16 levels" in text
+
+
+@pytest.mark.parametrize("bits, message", [
+    ("conv=6", "lognet supports 3..5-bit weights, got 6 for bits['features.0']"),
+    ("conv=5,fc9=4", "bits names layer 'fc9', which is not in the model."),
+    ("conv:5", "--bits 'conv:5': give one value or layer=value pairs separated by commas, e.g. conv=5,fc=4"),
+])
+def test_bad_per_layer_bits_are_one_line(tmp_path, lenet5_weights, capsys, bits, message):
+    assert main(["quantize", "lenet5_digits", "--weights", str(lenet5_weights), "--method", "lognet", "--bits", bits,
+                 "-o", str(tmp_path / "b.efz")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from edgefit.cli.compress_cmd import _Progress, _resolve
-from edgefit.cli.main import app
+from edgefit.cli.main import app, parse_per_layer
 
 
 @app.command()
@@ -17,7 +17,8 @@ def quantize(
     model: str = typer.Argument(..., help="zoo:NAME (or NAME), file.py:fn or pkg.mod:fn"),
     weights: Path | None = typer.Option(None, help="trained fp32 weights (.safetensors); default: train first"),
     method: str = typer.Option("linear", help="linear, fixed, binaryconnect, bwn, twn, ttq, bnn, xnor, lognet, kmeans"),
-    bits: int | None = typer.Option(None, help="weight bits (where the family has a choice)"),
+    bits: str | None = typer.Option(None, help="weight bits (where the family has a choice): 5, or per layer"
+                                    " (lognet, linear, kmeans): conv=5,fc=4 (every conv / fc layer) or layer=bits,..."),
     act_bits: int | None = typer.Option(None, help="activation bits (linear, fixed, lognet: calibrated on the data)"),
     calibration: str | None = typer.Option(None, help="linear activation range: minmax, percentile or mse"),
     keep_first_last: bool = typer.Option(False, help="keep the first and last layers in float"),
@@ -32,17 +33,19 @@ def quantize(
     import torch
 
     from edgefit.compress.file import save_compressed
+    from edgefit.compress.quantize import expand_kinds
     from edgefit.compress.quantize.recipe import make_config, quantize_model
     from edgefit.data import TrainConfig, load_dataset, load_weights_
     from edgefit.data import train as train_fn
     from edgefit.data.train import check_model_fits
 
     opts = {"calibration": calibration, "keep_first_last": keep_first_last or None}
-    config = make_config(method, bits=bits, act_bits=act_bits, **opts)
     tc = TrainConfig(epochs=epochs, lr=lr, seed=seed)
     data = load_dataset(dataset)
     torch.manual_seed(seed)
     net, name = _resolve(model)
+    widths = expand_kinds(parse_per_layer(bits, int, "bits", "conv=5,fc=4"), net)
+    config = make_config(method, bits=widths, act_bits=act_bits, **opts)
     if weights is not None:
         load_weights_(net, weights)
         check_model_fits(net, data)
@@ -180,10 +183,10 @@ def _export_source(model: str, weights: Path | None, input_shape: str | None):
     return net.eval(), tuple(known)
 
 
-DEMO_SWEEP = (  # (method, options, QAT epochs, lr)
+DEMO_SWEEP = (  # (method, options, QAT epochs, lr); LogNet at the lectures' widths: 4-bit fc layers here
     ("linear", {"bits": 8, "act_bits": 8}, 0, 0),
     ("fixed", {"bits": 8, "act_bits": 10}, 0, 0),
-    ("lognet", {"bits": 5, "act_bits": 4}, 0, 0),
+    ("lognet", {"bits": {"conv": 5, "fc": 4}, "act_bits": 4}, 2, 1e-4),
     ("kmeans", {"bits": 4}, 0, 0),
     ("ttq", {}, 2, 1e-3),
     ("bwn", {}, 2, 1e-3),
@@ -202,6 +205,13 @@ def _demo_rates(model, echo) -> None:
         echo(f"xnor layers on {est.device.display_name}: {at}" + (f" (fell back: {fell})" if fell else ""))
 
 
+def _bits_label(cfg) -> str:
+    """A config's weight width(s): ``5`` or, with one per layer, ``4-5``."""
+    bits = getattr(cfg, "bits", 1)
+    widths = sorted(set(bits.values())) if isinstance(bits, dict) else [bits]
+    return str(widths[0]) if len(widths) == 1 else f"{widths[0]}-{widths[-1]}"
+
+
 def demo_section(echo) -> None:
     """A precision sweep on the digits LeNet-300-100: accuracy and bytes on disk side by side."""
     import copy
@@ -211,6 +221,7 @@ def demo_section(echo) -> None:
     import torch
 
     from edgefit.compress.file import save_compressed
+    from edgefit.compress.quantize import expand_kinds
     from edgefit.compress.quantize.recipe import make_config, quantize_model
     from edgefit.data import TrainConfig, load_digits, save_weights
     from edgefit.data import train as train_fn
@@ -226,10 +237,10 @@ def demo_section(echo) -> None:
         echo(f"{'method':<8} {'W/A bits':<9} {'QAT':>3}  {'accuracy':>16}  {'bytes':>7}  ratio")
         for name, opts, epochs, lr in DEMO_SWEEP:
             q = copy.deepcopy(net)
-            cfg = make_config(name, **opts)
+            cfg = make_config(name, **{k: expand_kinds(v, q) if k == "bits" else v for k, v in opts.items()})
             res = quantize_model(q, data, cfg, train_config=TrainConfig(epochs=epochs, lr=lr) if epochs else None)
             size = save_compressed(q, f"{tmp}/q.efz").file_bytes
-            wa = f"{getattr(cfg, 'bits', 1) if name != 'ttq' else 2}/{opts.get('act_bits', 1 if name == 'xnor' else 32)}"
+            wa = f"{_bits_label(cfg) if name != 'ttq' else 2}/{opts.get('act_bits', 1 if name == 'xnor' else 32)}"
             echo(f"{name:<8} {wa:<9} {epochs:>3}  {100 * res.accuracy['float']:6.2f}% -> {100 * res.accuracy['quantized']:6.2f}%"
                  f"  {size:>7,}  {fp32 / size:5.1f}x")
         _demo_rates(q, echo)

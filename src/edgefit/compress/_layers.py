@@ -9,6 +9,8 @@ from torch import nn
 from edgefit.errors import ConfigError, close_names
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# The layer kinds a per-layer mapping may name instead of layers (the lectures' "5 (conv), 4 (fc)").
+LAYER_KINDS = {"conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d), "fc": (nn.Linear,)}
 
 
 def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -54,6 +56,39 @@ def per_layer(value, layers: dict[str, nn.Module], what: str) -> dict[str, objec
                 )
         return {n: value[n] for n in layers if n in value}
     return {n: value for n in layers}
+
+
+def expand_kinds(value, model: nn.Module, what: str = "bits"):
+    """A ``{"conv": 5, "fc": 4}`` mapping as ``{layer: value}`` over ``model``'s weight layers.
+
+    ``conv`` stands for every convolution and ``fc`` for every fully connected
+    (Linear) layer; a key that names a layer sets that layer and wins over its
+    kind. A scalar is returned as it is.
+
+    >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 2), nn.Linear(2, 2))
+    >>> expand_kinds({"conv": 5, "fc": 4, "3": 3}, net)
+    {'0': 5, '2': 4, '3': 3}
+
+    Raises:
+        ConfigError: a key that is neither a layer nor a kind, or ``conv``/``fc``
+            naming a layer that is not the model's only layer of that kind (ambiguous).
+    """
+    if not isinstance(value, Mapping):
+        return value
+    check_each(value, lambda v, where: None, what)  # a non-empty mapping keyed by names
+    layers = weight_layers(model)
+    of_kind = {k: [n for n, m in layers.items() if isinstance(m, types)] for k, types in LAYER_KINDS.items()}
+    for k in set(value) & set(LAYER_KINDS) & set(layers):
+        if of_kind[k] != [k]:
+            raise ConfigError(f"{what}: {k!r} is both a layer of the model and the kind of {len(of_kind[k])} layers;"
+                              " name the layers one by one")
+    named = per_layer({k: v for k, v in value.items() if k in layers or k not in LAYER_KINDS}, layers, what)
+    out = {}
+    for n, m in layers.items():
+        kind = next((k for k, types in LAYER_KINDS.items() if isinstance(m, types) and k in value), None)
+        if n in named or kind is not None:
+            out[n] = named[n] if n in named else value[kind]
+    return out
 
 
 def check_each(value, check, what: str) -> None:

@@ -243,7 +243,7 @@ def _load_into(f, model: nn.Module | None, fname: str) -> nn.Module:
         for k, a in f.tensors.items():
             own[k].copy_(torch.from_numpy(np.ascontiguousarray(a)).to(own[k].dtype))
     _restore_activations(model, f.meta.get("q") or {}, fname)
-    _record_codebook_widths(model, f.meta)
+    _record_codebook_widths(model, f.meta, fname)
     model.eval()
     return model
 
@@ -264,12 +264,13 @@ def _restore_activations(model: nn.Module, quant: dict, fname: str) -> None:
         mods[layer].edgefit_precision = {"family": q.get("f"), "weight_bits": q.get("b"), "act_bits": q.get("ab", 32)}
 
 
-def _record_codebook_widths(model: nn.Module, meta: dict) -> None:
-    """k-means layers: record the code width of their codebook stream as their precision."""
+def _record_codebook_widths(model: nn.Module, meta: dict, fname: str) -> None:
+    """k-means layers: record the code width of their codebook stream as their precision
+    (every layer's recorded width checked against its stored codes)."""
     from edgefit.compress.quantize.precision import file_precisions
 
     mods = dict(model.named_modules())
-    for layer, p in file_precisions(meta).items():
+    for layer, p in file_precisions(meta, fname).items():
         if p.family == "kmeans" and layer in mods:
             mods[layer].edgefit_precision = {"family": "kmeans", "weight_bits": p.weight_bits, "act_bits": 32}
 

@@ -25,6 +25,7 @@ KMeansConfig        kmeans                  shared codebook / float
 
 from __future__ import annotations
 
+from edgefit.compress._layers import expand_kinds
 from edgefit.compress.quantize._family import (
     FamilyConfig,
     QuantState,
@@ -90,6 +91,7 @@ __all__ = [
     "TWNConfig",
     "XNORConfig",
     "act_from_spec",
+    "expand_kinds",
     "finetune_centroids_",
     "fold_batchnorm_",
     "kmeans_1d",

@@ -24,18 +24,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgefit.compress._layers import select_layers
+from edgefit.compress._layers import check_each, per_layer, select_layers
 from edgefit.errors import ConfigError
 
 # Layers the binary/ternary/log families handle; other weight layers are reported and kept in float.
 SUPPORTED_LAYERS = (nn.Linear, nn.Conv2d)
 
 
-def check_bits(value, lo: int, hi: int, what: str, family: str) -> None:
-    """One line when ``value`` is not an integer bit width the family supports."""
+def check_bits(value, lo: int, hi: int, what: str, family: str, where: str | None = None) -> None:
+    """One line when ``value`` is not an integer bit width the family supports
+    (``where``: the mapping entry it came from, e.g. ``bits['fc']``)."""
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         span = f"{lo}" if lo == hi else f"{lo}..{hi}"
-        raise ConfigError(f"{family} supports {span}-bit {what}, got {value!r}")
+        raise ConfigError(f"{family} supports {span}-bit {what}, got {value!r}" + (f" for {where}" if where else ""))
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class FamilyConfig:
     layer_types = SUPPORTED_LAYERS
     weight_bits = (1, 1)
     act_bits_range = (0, 0)
+    per_layer_bits = False  # ``bits`` may be ``{layer: bits}``
 
     def __post_init__(self) -> None:
         if not isinstance(self.keep_first_last, bool):
@@ -62,15 +64,20 @@ class FamilyConfig:
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(self.layers))
         bits = getattr(self, "bits", None)
+        if isinstance(bits, Mapping) and not self.per_layer_bits:
+            raise ConfigError(f"{self.family} takes one bits value for every layer, got {dict(bits)!r}")
         if bits is not None:
-            check_bits(bits, *self.weight_bits, "weights", self.family)
+            check_each(bits, lambda v, where: check_bits(v, *self.weight_bits, "weights", self.family,
+                                                         None if where == "bits" else where), "bits")
         act = getattr(self, "act_bits", None)
         if act is not None:
             check_bits(act, *self.act_bits_range, "activations", self.family)
 
-    @property
-    def weight_bits_value(self) -> int:
-        return int(getattr(self, "bits", self.weight_bits[0]))
+
+def bits_for(config, layer: str) -> int:
+    """The weight width ``config`` gives ``layer`` (one ``bits`` for all, or its ``{layer: bits}`` entry)."""
+    bits = config.bits
+    return int(bits[layer] if isinstance(bits, Mapping) else bits)
 
 
 @dataclass
@@ -290,6 +297,10 @@ def target_layers(model: nn.Module, config: FamilyConfig) -> tuple[dict[str, nn.
             skipped[n] = f"{type(m).__name__} is not supported by {config.family}; kept in float"
         elif isinstance(m, nn.Conv2d) and m.groups != 1 and config.family in ("xnor", "bnn"):
             skipped[n] = f"grouped Conv2d (groups={m.groups}) is not supported by {config.family}; kept in float"
+    bits = getattr(config, "bits", None)
+    if isinstance(bits, Mapping):  # {layer: bits}: every key a layer; layers it does not name stay float
+        named = per_layer(bits, select_layers(model, None), "bits")
+        skipped.update({n: "bits gives it no width; kept in float" for n in layers if n not in named and n not in skipped})
     return {n: m for n, m in layers.items() if n not in skipped}, skipped
 
 
@@ -326,12 +337,6 @@ def finalize_layer(name: str, m: nn.Module, wq: WeightQuantizer, act: ActQuantiz
 def quant_states(model: nn.Module) -> dict[str, QuantState]:
     """The family states attached to a model's layers."""
     return {n: m.edgefit_quant for n, m in model.named_modules() if hasattr(m, "edgefit_quant")}
-
-
-def check_mapping_free(config) -> None:
-    for k in ("bits", "act_bits"):
-        if isinstance(getattr(config, k, None), Mapping):
-            raise ConfigError(f"{config.family} takes one {k} value for every layer")
 
 
 def xnor_scale_map(x: torch.Tensor, m: nn.Module) -> torch.Tensor:

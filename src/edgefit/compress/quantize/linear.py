@@ -32,7 +32,13 @@ import torch
 from torch import nn
 
 from edgefit.compress._layers import WEIGHT_LAYERS, check_each, check_int_range
-from edgefit.compress.quantize._family import FamilyConfig, QuantState, WeightQuantizer, ste
+from edgefit.compress.quantize._family import (
+    FamilyConfig,
+    QuantState,
+    WeightQuantizer,
+    bits_for,
+    ste,
+)
 from edgefit.compress.quantize.activation import CALIBRATION_METHODS, UniformAct
 from edgefit.compress.quantize.bn_fold import fold_batchnorm_
 from edgefit.compress.quantize.registry import Family, quantize_, register_quantizer
@@ -167,8 +173,7 @@ class LinearWeight(WeightQuantizer):
 
 
 def _linear_weight(config: LinearQuantConfig, m: nn.Module, act, name: str) -> LinearWeight:
-    bits = config.bits[name] if isinstance(config.bits, Mapping) else config.bits
-    return LinearWeight(int(bits), config, act, m)
+    return LinearWeight(bits_for(config, name), config, act, m)
 
 
 def _prepare(model: nn.Module, config: LinearQuantConfig) -> None:

@@ -6,29 +6,47 @@ Weights: ``w_hat = sign(w) 2**e``, ``e = round(log2 |w|)`` clipped to the
 magnitudes become 0. A code is one sign bit and ``bits - 1`` exponent bits
 (exponent code 0 is zero). Activations (``act_bits``) the same, calibrated,
 unsigned when every calibration input is >= 0 (after a ReLU).
+
+``bits`` is one width or ``{layer: bits}``; the lectures' summary table gives
+LogNet 5-bit conv and 4-bit fc weights with 4-bit activations (3.2 % loss):
+``LogConfig(bits=expand_kinds({"conv": 5, "fc": 4}, model), act_bits=4)``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
-from edgefit.compress.quantize._family import FamilyConfig, QuantState, WeightQuantizer, ste
+from edgefit.compress.quantize._family import (
+    FamilyConfig,
+    QuantState,
+    WeightQuantizer,
+    bits_for,
+    ste,
+)
 from edgefit.compress.quantize.activation import LogAct, log_quantize
 from edgefit.compress.quantize.registry import Family, register_quantizer
 
 
 @dataclass(frozen=True)
 class LogConfig(FamilyConfig):
-    """LogNet: ``bits`` (3..5) per weight, ``act_bits`` (3..5, None: float activations)."""
+    """LogNet options.
 
-    bits: int = 5
+    Attributes:
+        bits: bits per weight code (3..5), one value or ``{layer: bits}`` (layers
+            the mapping does not name stay float and are reported).
+        act_bits: activation bits (3..5), None for float activations.
+    """
+
+    bits: int | Mapping[str, int] = 5
     act_bits: int | None = None
     family = "lognet"
     weight_bits = (3, 5)
     act_bits_range = (3, 5)
+    per_layer_bits = True
 
 
 def log_fsr(w: torch.Tensor) -> int:
@@ -68,5 +86,5 @@ class LogWeight(WeightQuantizer):
         return QuantState(self.family, self.bits, codes, levels=log_levels(self.bits, fsr).reshape(1, -1))
 
 
-register_quantizer(Family("lognet", LogConfig, weight=lambda c, m, a, **_: LogWeight(c.bits),
+register_quantizer(Family("lognet", LogConfig, weight=lambda c, m, a, name: LogWeight(bits_for(c, name)),
                           act=lambda c, m, s: LogAct.calibrated(s, c.act_bits), act_needs_data=True))

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from edgefit.errors import CompressedFileError
+
 WORD_BITS = 64  # lanes of one XNOR + popcount instruction pair on a 64-bit CPU
 
 
@@ -51,14 +53,30 @@ def efz_precisions(path: str | os.PathLike) -> dict[str, LayerPrecision]:
     """Read the per-layer precisions from an ``.efz`` file (checked; nothing built)."""
     from edgefit.compress.encode.container import read_efz
 
-    return file_precisions(read_efz(path, decode=False).meta)
+    f = read_efz(path, decode=False)
+    return file_precisions(f.meta, f.path.name)
 
 
-def file_precisions(meta: dict) -> dict[str, LayerPrecision]:
+def file_precisions(meta: dict, fname: str = "efz file") -> dict[str, LayerPrecision]:
     """The per-layer precisions an ``.efz`` file's metadata records: the ``q`` entry of
-    the quantized families, and the code width of k-means codebook streams."""
-    out = {layer: LayerPrecision(q.get("f", "?"), int(q.get("b", 32)), int(q.get("ab", 32)))
-           for layer, q in (meta.get("q") or {}).items()}
+    the quantized families, and the code width of k-means codebook streams.
+
+    Raises:
+        CompressedFileError: a ``q`` entry's weight width is not the width its
+            layer's bit-packed codes are stored at (each layer has its own).
+    """
+    from edgefit.compress.encode.container import QUANT_ENCODINGS
+
+    try:
+        out = {layer: LayerPrecision(q.get("f", "?"), int(q.get("b", 32)), int(q.get("ab", 32)))
+               for layer, q in (meta.get("q") or {}).items()}
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise CompressedFileError(f"{fname}: malformed quantization entry ({exc})") from exc
+    packed = {e[0][: -len(".weight")]: int(e[4]) for e in meta["t"] if e[2] in QUANT_ENCODINGS and e[0].endswith(".weight")}
+    for layer, p in out.items():
+        if layer in packed and packed[layer] != p.weight_bits:
+            raise CompressedFileError(f"{fname}: the quantization entry of {layer!r} records {p.weight_bits}-bit weights;"
+                                      f" its codes are stored at {packed[layer]} bits")
     for e in meta["t"]:  # k-means layers record only the code width
         layer, _, leaf = e[0].rpartition(".")
         if leaf == "weight" and layer not in out and e[2] in ("fixed", "huff"):

@@ -13,6 +13,7 @@ edgefit.errors.ConfigError: bwn supports 1-bit weights, got 3
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -21,8 +22,9 @@ from edgefit.compress.quantize.registry import method
 from edgefit.errors import ConfigError
 
 
-def make_config(name: str, *, bits: int | None = None, act_bits: int | None = None, **options):
-    """The config of method ``name``; ``bits``/``act_bits`` checked against what the family supports."""
+def make_config(name: str, *, bits: int | Mapping[str, int] | None = None, act_bits: int | None = None, **options):
+    """The config of method ``name``; ``bits`` (one width or ``{layer: bits}``, for the
+    families that take one) and ``act_bits`` checked against what the family supports."""
     fam = method(name)
     names = {f.name for f in dataclasses.fields(fam.config_type)}
     kw = {k: v for k, v in options.items() if v is not None}
