@@ -32,6 +32,16 @@ def test_quantize_ttq_with_qat_then_precision_inspect_and_export(tmp_path, weigh
     assert "max |difference|" in capsys.readouterr().out
 
 
+def test_quantize_kmeans_with_16_bit_activations(tmp_path, weights, capsys):
+    out = tmp_path / "k.efz"
+    assert main(["quantize", "lenet_300_100_digits", "--weights", str(weights), "--method", "kmeans", "--bits", "4",
+                 "--act-bits", "16", "-o", str(out)]) == 0
+    assert "kmeans: test accuracy" in capsys.readouterr().out
+    assert main(["precision", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"classifier\.2 +kmeans +4 +16 +30,000  fp32 MAC", text), text
+
+
 def test_quantize_xnor_counts_bit_operations(tmp_path, weights, capsys):
     out = tmp_path / "x.efz"
     assert main(["quantize", "lenet_300_100_digits", "--weights", str(weights), "--method", "xnor", "-o", str(out)]) == 0
@@ -49,6 +59,7 @@ def test_quantize_xnor_counts_bit_operations(tmp_path, weights, capsys):
     (["--method", "bnn", "--act-bits", "4"], "bnn supports 1-bit activations, got 4"),
     (["--method", "nope"], "unknown quantization method 'nope'"),
     (["--method", "twn", "--calibration", "mse"], "twn takes no option calibration"),
+    (["--method", "kmeans", "--act-bits", "17"], "kmeans supports 2..16-bit activations, got 17"),
 ])
 def test_bad_options_are_one_line(tmp_path, weights, capsys, args, message):
     assert main(["quantize", "lenet_300_100_digits", "--weights", str(weights), *args, "-o", str(tmp_path / "b.efz")]) == 2

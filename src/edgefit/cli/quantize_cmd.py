@@ -19,8 +19,8 @@ def quantize(
     method: str = typer.Option("linear", help="linear, fixed, binaryconnect, bwn, twn, ttq, bnn, xnor, lognet, kmeans"),
     bits: str | None = typer.Option(None, help="weight bits (where the family has a choice): 5, or per layer"
                                     " (lognet, linear, kmeans): conv=5,fc=4 (every conv / fc layer) or layer=bits,..."),
-    act_bits: int | None = typer.Option(None, help="activation bits (linear, fixed, lognet: calibrated on the data)"),
-    calibration: str | None = typer.Option(None, help="linear activation range: minmax, percentile or mse"),
+    act_bits: int | None = typer.Option(None, help="activation bits (linear, fixed, lognet, kmeans: calibrated on the data)"),
+    calibration: str | None = typer.Option(None, help="linear/kmeans activation range: minmax, percentile or mse"),
     keep_first_last: bool = typer.Option(False, help="keep the first and last layers in float"),
     dataset: str = typer.Option("digits", help="'digits' or a .npz dataset"),
     epochs: int = typer.Option(0, help="quantization-aware training epochs (0: post-training quantization)"),

@@ -94,11 +94,16 @@ def _bias_entry(key: str, st, a: np.ndarray) -> EncodedTensor | None:
 
 
 def quant_meta(model: nn.Module) -> dict:
-    """``{layer: {"f", "b", "ab", "a"}}`` of the quantized layers (stored as the file's ``q`` entry)."""
+    """``{layer: {"f", "b", "ab", "a"}}`` of the quantized layers (stored as the file's ``q`` entry);
+    k-means layers have an entry only when their activations are quantized (their
+    weight width is the code width of their codebook stream)."""
     out = {}
     for n, m in model.named_modules():
         st = getattr(m, "edgefit_quant", None)
-        if st is not None:
+        if st is None and getattr(getattr(m, "edgefit_kmeans", None), "act", None):
+            st = m.edgefit_kmeans
+            out[n] = {"f": "kmeans", "b": st.bits, "ab": st.act_bits, "a": st.act}
+        elif st is not None:
             out[n] = {"f": st.family, "b": st.bits, "ab": st.act_bits, "a": st.act}
     return out
 
@@ -272,7 +277,7 @@ def _record_codebook_widths(model: nn.Module, meta: dict, fname: str) -> None:
     mods = dict(model.named_modules())
     for layer, p in file_precisions(meta, fname).items():
         if p.family == "kmeans" and layer in mods:
-            mods[layer].edgefit_precision = {"family": "kmeans", "weight_bits": p.weight_bits, "act_bits": 32}
+            mods[layer].edgefit_precision = {"family": "kmeans", "weight_bits": p.weight_bits, "act_bits": p.act_bits}
 
 
 def inspect_compressed(path: str | os.PathLike) -> dict:

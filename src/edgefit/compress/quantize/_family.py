@@ -280,6 +280,15 @@ def observe_inputs(model: nn.Module, names, calibration: torch.Tensor, sample_si
     return stats
 
 
+def calibrate_inputs(model: nn.Module, names, calibration, what: str) -> dict[str, ActStats]:
+    """Each named layer's input statistics on ``calibration``; one line when there is none
+    (``what``: the quantization that needs it, for the message)."""
+    inputs = as_inputs(calibration)
+    if inputs is None:
+        raise ConfigError(f"{what} needs calibration data: pass calibration= (a batch of inputs or a dataset)")
+    return observe_inputs(model, names, inputs)
+
+
 # ---- the apply loop ----------------------------------------------------------------------------
 
 def target_layers(model: nn.Module, config: FamilyConfig) -> tuple[dict[str, nn.Module], dict[str, str]]:

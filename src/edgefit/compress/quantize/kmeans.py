@@ -15,6 +15,11 @@ its centroid and stored as a ``bits``-bit index into the layer's codebook.
   codebook as they are (re-quantizing is lossless).
 * Fine-tuning (paper Sec. 3.3): each centroid moves by the sum of the gradients
   of the weights that share it, ``dL/dc_k = sum_{ij} dL/dW_ij 1(I_ij = k)``.
+* Activations (``act_bits``, optional): the lectures' summary table runs weight
+  sharing with 16-bit activations. Each quantized layer's input goes through the
+  linear family's calibrated uniform quantizer (:class:`.activation.UniformAct`,
+  range by ``minmax``, ``percentile`` or ``mse`` on calibration data seen by the
+  float model), installed as a forward pre-hook and stored in the ``.efz``.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ import torch
 from torch import nn
 
 from edgefit.compress._layers import check_each, check_int_range, per_layer, select_layers
+from edgefit.compress.quantize._family import calibrate_inputs, check_bits
+from edgefit.compress.quantize.activation import CALIBRATION_METHODS, UniformAct
 from edgefit.errors import ConfigError
 
 _INITS = ("linear", "density", "random")
 KMEANS_BITS = (1, 16)
+KMEANS_ACT_BITS = (2, 16)  # the linear family's uniform activation widths
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,9 @@ class KMeansConfig:
         max_iter: Lloyd iterations at most.
         seed: for ``init="random"``.
         layers: layers to quantize (default: all Linear/Conv, or the keys of a mapping).
+        act_bits: uniform activation bits of each quantized layer's input, 2..16
+            (the lectures: 16), calibrated on data; None keeps float activations.
+        calibration: activation range method: ``minmax``, ``percentile`` or ``mse``.
     """
 
     bits: int | Mapping[str, int] = 5
@@ -51,9 +62,17 @@ class KMeansConfig:
     max_iter: int = 100
     seed: int = 0
     layers: tuple[str, ...] | None = None
+    act_bits: int | None = None
+    calibration: str = "minmax"
+
+    family = "kmeans"
 
     def __post_init__(self) -> None:
         check_each(self.bits, check_int_range(*KMEANS_BITS), "bits")
+        if self.act_bits is not None:
+            check_bits(self.act_bits, *KMEANS_ACT_BITS, "activations", self.family)
+        if self.calibration not in CALIBRATION_METHODS:
+            raise ConfigError(f"calibration must be one of {CALIBRATION_METHODS}, got {self.calibration!r}")
         if self.init not in _INITS:
             raise ConfigError(f"init must be one of {_INITS}, got {self.init!r}")
         if not isinstance(self.max_iter, int) or self.max_iter < 1:
@@ -70,11 +89,15 @@ class KMeansState:
         codebook: float32 centroids, sorted ascending, at most ``2**bits``.
         labels: int64, the weight's shape; ``-1`` marks a pruned (zero) weight.
         bits: the configured index width.
+        act: JSON spec of the layer's activation quantizer (None: float activations).
+        act_bits: activation bits (32 when float).
     """
 
     codebook: torch.Tensor
     labels: torch.Tensor
     bits: int
+    act: dict | None = None
+    act_bits: int = 32
 
     def weight(self) -> torch.Tensor:
         """The shared weights as a float32 tensor (pruned entries are +0.0)."""
@@ -130,14 +153,19 @@ def kmeans_1d(
     return c32, _assign(x, c32.astype(np.float64)).astype(np.int64)
 
 
-def kmeans_quantize_(model: nn.Module, config: KMeansConfig) -> dict[str, KMeansState]:
+def kmeans_quantize_(model: nn.Module, config: KMeansConfig, *, calibration=None) -> dict[str, KMeansState]:
     """Share weights per layer in place; returns ``{layer: KMeansState}``.
 
     The state is also kept on the module as ``module.edgefit_kmeans`` so that the
-    file writer and fine-tuning find it.
+    file writer and fine-tuning find it. With ``config.act_bits``, each layer's
+    input range is calibrated on ``calibration`` (inputs or a dataset) through
+    the float model first, then its activation quantizer is installed.
     """
     names = config.layers or (tuple(config.bits) if isinstance(config.bits, Mapping) else None)
     layers = select_layers(model, names)
+    stats = {}
+    if config.act_bits is not None:
+        stats = calibrate_inputs(model, list(layers), calibration, f"kmeans activation quantization (act_bits={config.act_bits})")
     states = {}
     for name, bits in per_layer(config.bits, layers, "bits").items():
         m = layers[name]
@@ -149,6 +177,10 @@ def kmeans_quantize_(model: nn.Module, config: KMeansConfig) -> dict[str, KMeans
         state = KMeansState(torch.from_numpy(cb.copy()), torch.from_numpy(labels), int(bits))
         with torch.no_grad():
             m.weight.copy_(state.weight().to(m.weight.dtype))
+        if name in stats:
+            act = UniformAct.calibrated(stats[name], config.act_bits, config.calibration)
+            act.install(m)
+            state.act, state.act_bits = act.spec(), act.bits
         m.edgefit_kmeans = state
         states[name] = state
     return states
@@ -208,7 +240,7 @@ def finetune_centroids_(model: nn.Module, data, train_config=None, *, on_epoch=N
         order = torch.argsort(cb, stable=True)
         inv = torch.empty_like(order)
         inv[order] = torch.arange(len(order))
-        new = KMeansState(cb[order], torch.where(kept[n], inv[s.labels.clamp(min=0)], -1), s.bits)
+        new = KMeansState(cb[order], torch.where(kept[n], inv[s.labels.clamp(min=0)], -1), s.bits, s.act, s.act_bits)
         mods[n].edgefit_kmeans = new
         states[n] = new
     return states

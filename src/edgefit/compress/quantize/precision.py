@@ -45,7 +45,7 @@ def layer_precisions(model: nn.Module) -> dict[str, LayerPrecision]:
             p = m.edgefit_precision
             out[n] = LayerPrecision(p["family"], int(p["weight_bits"]), int(p["act_bits"]))
         elif getattr(m, "edgefit_kmeans", None) is not None:
-            out[n] = LayerPrecision("kmeans", m.edgefit_kmeans.bits, 32)
+            out[n] = LayerPrecision("kmeans", m.edgefit_kmeans.bits, m.edgefit_kmeans.act_bits)
     return out
 
 
@@ -77,10 +77,10 @@ def file_precisions(meta: dict, fname: str = "efz file") -> dict[str, LayerPreci
         if layer in packed and packed[layer] != p.weight_bits:
             raise CompressedFileError(f"{fname}: the quantization entry of {layer!r} records {p.weight_bits}-bit weights;"
                                       f" its codes are stored at {packed[layer]} bits")
-    for e in meta["t"]:  # k-means layers record only the code width
+    for e in meta["t"]:  # k-means layers: the code width of their stream (activations from their q entry, if any)
         layer, _, leaf = e[0].rpartition(".")
-        if leaf == "weight" and layer not in out and e[2] in ("fixed", "huff"):
-            out[layer] = LayerPrecision("kmeans", int(e[4]), 32)
+        if leaf == "weight" and e[2] in ("fixed", "huff") and (layer not in out or out[layer].family == "kmeans"):
+            out[layer] = LayerPrecision("kmeans", int(e[4]), out[layer].act_bits if layer in out else 32)
     return out
 
 

@@ -67,8 +67,8 @@ class QuantizeResult:
 def quantize_model(model: nn.Module, data, config, *, train_config=None, on_epoch=None) -> QuantizeResult:
     """Quantize ``model`` in place (with quantization-aware training when ``train_config.epochs > 0``).
 
-    Activation ranges are calibrated on 512 training images of ``data``; k-means
-    fine-tunes its centroids instead of training with the straight-through estimator.
+    Activation ranges are calibrated on 512 training images of ``data`` (k-means
+    included); k-means fine-tunes its centroids instead of training with the straight-through estimator.
     """
     from edgefit.compress.quantize import finetune_centroids_, quantize_, quantize_aware_train_
     from edgefit.compress.quantize.kmeans import KMeansConfig
@@ -78,7 +78,7 @@ def quantize_model(model: nn.Module, data, config, *, train_config=None, on_epoc
     res = QuantizeResult(name, {"float": evaluate(model, data)})
     epochs = train_config.epochs if train_config is not None else 0
     if isinstance(config, KMeansConfig):
-        res.states = quantize_(model, config)
+        res.states = quantize_(model, config, calibration=data)
         if epochs:
             res.states = finetune_centroids_(model, data, train_config, on_epoch=on_epoch)
     elif epochs:

@@ -15,9 +15,8 @@ from torch import nn
 from edgefit.compress._layers import select_layers
 from edgefit.compress.quantize._family import (
     QuantStates,
-    as_inputs,
+    calibrate_inputs,
     finalize_layer,
-    observe_inputs,
     target_layers,
 )
 from edgefit.errors import ConfigError, RegistryError, close_names
@@ -33,7 +32,8 @@ class Family:
         weight: ``(config, module) -> WeightQuantizer`` (None for whole-model quantizers).
         act: ``(config, module, stats or None) -> ActQuantizer or None``.
         act_needs_data: the activation quantizer is calibrated (needs calibration data).
-        apply: ``(model, config) -> states``, for a family that quantizes the whole model itself (k-means).
+        apply: ``(model, config, calibration=...) -> states``, for a family that quantizes the whole
+            model itself (k-means).
         prepare: ``(model, config) -> None`` run first (batch-norm folding).
         image_input_float: the first layer's input (the image) is not an activation
             and stays as it is (BNN, XNOR-Net: "the first layer's input is not binary").
@@ -86,13 +86,8 @@ def plan(model: nn.Module, config, calibration=None) -> tuple[dict, dict[str, st
     stats = {}
     wants_act = fam.act is not None and getattr(config, "act_bits", 1) is not None
     if wants_act and fam.act_needs_data:
-        inputs = as_inputs(calibration)
-        if inputs is None:
-            raise ConfigError(
-                f"{fam.name} activation quantization (act_bits={config.act_bits}) needs calibration data:"
-                " pass calibration= (a batch of inputs or a dataset)"
-            )
-        stats = observe_inputs(model, list(layers), inputs)
+        stats = calibrate_inputs(model, list(layers), calibration,
+                                 f"{fam.name} activation quantization (act_bits={config.act_bits})")
     out = {}
     first = next(iter(select_layers(model, None)), None)
     for n, m in layers.items():
@@ -123,6 +118,6 @@ def quantize_(model: nn.Module, config, *, calibration=None) -> dict:
     """
     fam = family_of(config)
     if fam.apply is not None:
-        return fam.apply(model, config)
+        return fam.apply(model, config, calibration=calibration)
     entries, skipped = plan(model, config, calibration)
     return QuantStates({n: finalize_layer(n, m, wq, act) for n, (m, wq, act) in entries.items()}, skipped=skipped)
