@@ -8,6 +8,7 @@ an attention matmul). Rows keep the order of their first op.
 from __future__ import annotations
 
 import fnmatch
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -31,27 +32,38 @@ _AVG_ARG_POS = {"kernel_size": 1, "stride": 2, "padding": 3, "ceil_mode": 4}
 
 
 def _attributes(op) -> dict:
-    if op.name == "convolution":
-        d = {k: _plain(op.args[i]) for k, i in _CONV_ARG_POS.items() if i < len(op.args)}
-        d["kernel_size"] = list(op.args[1].shape[2:])
+    name = op.name
+    args = op.args
+    if name == "convolution":
+        if len(args) == 9:  # every call: the schema has no defaults
+            return {
+                "stride": _plain(args[3]), "padding": _plain(args[4]), "dilation": _plain(args[5]),
+                "transposed": _plain(args[6]), "output_padding": _plain(args[7]), "groups": _plain(args[8]),
+                "kernel_size": list(args[1].shape[2:]),
+            }
+        d = {k: _plain(args[i]) for k, i in _CONV_ARG_POS.items() if i < len(args)}
+        d["kernel_size"] = list(args[1].shape[2:])
         return d
-    if op.name == "max_pool2d_with_indices":
-        return {k: _plain(op.args[i]) for k, i in _POOL_ARG_POS.items() if i < len(op.args)}
-    if op.name == "avg_pool2d":
-        return {k: _plain(op.args[i]) for k, i in _AVG_ARG_POS.items() if i < len(op.args)}
+    if name == "max_pool2d_with_indices":
+        return {k: _plain(args[i]) for k, i in _POOL_ARG_POS.items() if i < len(args)}
+    if name == "avg_pool2d":
+        return {k: _plain(args[i]) for k, i in _AVG_ARG_POS.items() if i < len(args)}
     return {}
 
 
 def _plain(v):
-    if isinstance(v, (list, tuple)):
-        return [int(x) for x in v]
-    if isinstance(v, bool):
+    kind = type(v)
+    if kind is list or kind is tuple or isinstance(v, (list, tuple)):
+        return list(map(int, v))
+    if kind is bool or kind is int:
         return v
     return int(v) if isinstance(v, int) else v
 
 
 def _is_bias(name: str) -> bool:
-    return name.rsplit(".", 1)[-1].endswith("bias")
+    """Whether a parameter is a bias: its last name component ends with ``bias``
+    (the same as the whole name ending with it: no dot in those four letters)."""
+    return name.endswith("bias")
 
 
 def _bits_resolver(bits: int | Mapping[str, int]):
@@ -141,13 +153,16 @@ class _Tally:
             attrs = _attributes(op)
             if attrs:
                 row.attrs = attrs
+        if not outputs:
+            return
         if not op.view:
             producer_row = self.producer_row
             for o in outputs:
-                if o.role == "activation" and o.value not in producer_row:
-                    producer_row[o.value] = module
-                    row.produced[o.value] = o.numel
-        if outputs and name != "empty" and name != "empty_like":
+                value = o.value
+                if o.role == "activation" and value not in producer_row:
+                    producer_row[value] = module
+                    row.produced[value] = math.prod(o.shape)
+        if name != "empty" and name != "empty_like":
             row.out_shape = outputs[0].shape
 
     def _inputs(self, op, row: _Row) -> int:
@@ -156,20 +171,28 @@ class _Tally:
         module = op.module
         producer_row, consumers, param_row = self.producer_row, self.consumers, self.param_row
         in_elems = 0
-        seen: set[int] = set()
+        seen = None  # values counted so far, once a second activation comes
+        first = None
         row_inputs = row.inputs
         for spec in op.inputs:
             role = spec.role
             if role == "activation":
                 value = spec.value
-                numel = spec.numel
-                if value not in seen:
-                    seen.add(value)
-                    in_elems += numel
+                shape = spec.shape
+                numel = math.prod(shape)
+                if first is None:
+                    first = value
+                    in_elems = numel
+                elif value != first:
+                    if seen is None:
+                        seen = {first}
+                    if value not in seen:
+                        seen.add(value)
+                        in_elems += numel
                 if producer_row.get(value) != module:
                     prev = row_inputs.get(value)
                     if prev is None or prev[0] < numel:
-                        row_inputs[value] = (numel, spec.shape)
+                        row_inputs[value] = (numel, shape)
                 users = consumers.get(value)
                 if users is None:
                     consumers[value] = {module}

@@ -5,11 +5,17 @@ each. Dispatching that op through torch's Python dispatch mode costs more than
 everything the tracer does with it: ``F.batch_norm``'s argument checks, the C++
 dispatcher, the mode's trampoline, the walk up the Python frames to find the
 module. For these stock layers the op and its arguments follow from the layer's
-configuration, so `LeafShortcuts` gives each one a ``forward`` that hands the
+configuration, so `LeafShortcuts` gives each one a call that hands the
 recorder exactly the op and arguments torch would have dispatched (same aten
 overload, same argument list, same shape rule), as that module's op. The `Trace`
 is the one a full dispatch gives, op for op; ``tests/trace/test_leaves.py``
 checks it for every zoo model and for models written as torchvision writes them.
+
+The call is installed as the module's ``_compiled_call_impl``, the slot that
+``nn.Module.__call__`` runs instead of its hook checks and ``forward`` (what
+``torch.compile`` fills): a module with no hooks calls it directly, and the
+tracer removes it again on exit. Calling ``module.forward(x)`` directly still
+dispatches, as any other forward does.
 
 Shortcuts, each exactly what the module's ``forward`` dispatches:
 
@@ -36,7 +42,7 @@ import weakref
 import torch
 from torch import nn
 
-from edgefit.trace.replay import _HOOKS, _any_global_hook, _ReplayForward
+from edgefit.trace.replay import _HOOKS, _LEAF_MARK, _any_global_hook
 
 _F32 = torch.float32
 _META = torch.device("meta")
@@ -209,21 +215,26 @@ class _Cached:
         if not _OPS:
             _load_ops()
         self.cell = _Cell()
-        self.leaves: list[tuple[weakref.ref, object, _ReplayForward]] = []
+        self.leaves: list[tuple[weakref.ref, object, object]] = []
         for path, m in named:
             kind = type(m)
             if kind is nn.Dropout:
-                self.leaves.append((weakref.ref(m), _dropout_ok, _ReplayForward(_identity(weakref.ref(m)))))
+                call = _identity(weakref.ref(m))
+                self.leaves.append((weakref.ref(m), _dropout_ok, call))
             elif kind in _BUILDERS and _float32_weights(m):
                 make_args, ok = _BUILDERS[kind]
                 ref = weakref.ref(m)
-                self.leaves.append((ref, ok, _ReplayForward(_shortcut(self.cell, ref, path, make_args))))
+                call = _shortcut(self.cell, ref, path, make_args)
+                self.leaves.append((ref, ok, call))
+            else:
+                continue
+            setattr(call, _LEAF_MARK, True)
 
 
 class LeafShortcuts:
-    """Installs recording ``forward`` shortcuts on the stock leaf modules of one traced model.
+    """Installs recording shortcuts on the stock leaf modules of one traced model.
 
-    Enter it inside the recorder's dispatch mode; it restores every ``forward`` on exit.
+    Enter it inside the recorder's dispatch mode; it removes every shortcut on exit.
 
     Args:
         rec: the recorder.
@@ -248,23 +259,25 @@ class LeafShortcuts:
         cached.cell.rec = self.rec
         self.cached = cached
         installed = self.installed
-        for ref, ok, forward in cached.leaves:
+        for ref, ok, call in cached.leaves:
             m = ref()
             if m is not None and _plain_module(m) and ok(m):
-                m.__dict__["forward"] = forward
+                # What ``Module.__call__`` runs instead of its hook checks and ``forward``
+                # when set (``torch.compile`` sets it): the module has no hooks, checked above.
+                m.__dict__["_compiled_call_impl"] = call
                 installed.append(m)
         return self
 
     def __exit__(self, *exc):
         for m in self.installed:
-            m.__dict__.pop("forward", None)
+            m.__dict__.pop("_compiled_call_impl", None)
         self.installed.clear()
         if self.cached is not None:
             self.cached.cell.rec = None
 
 
 def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args):
-    """The ``forward`` of one leaf: record its op from its configuration, or run the real one."""
+    """The call of one leaf: record its op from its configuration, or run the real ``forward``."""
     guard = torch._C._DisableTorchDispatch
 
     def shortcut(*args, **kwargs):
