@@ -229,7 +229,8 @@ def _layer_stats(tally: _Tally, bits_of, act_of, act_default: int, uniform: bool
         b = bits_of(name)
         a = act_of(name)
         weight_bytes = p * b / 8
-        in_elems = sum([e for e, _ in row.inputs.values()])
+        inputs = row.inputs
+        in_elems = sum([e for e, _ in inputs.values()])
         # a value leaves the row if it is a model output or another row reads it
         outs = [
             (v, e) for v, e in row.produced.items()
@@ -239,32 +240,34 @@ def _layer_stats(tally: _Tally, bits_of, act_of, act_default: int, uniform: bool
         if width is None:
             act_bytes = (in_elems + out_elems) * a / 8
         else:
-            act_bytes = (sum(e * width(v) for v, (e, _) in row.inputs.items()) + sum(e * width(v) for v, e in outs)) / 8
+            act_bytes = (sum(e * width(v) for v, (e, _) in inputs.items()) + sum(e * width(v) for v, e in outs)) / 8
         info = modules.get(name)
+        ops = row.ops
+        macs = row.macs
         layers.append(
-            LayerStats._fast(
-                name=name,
-                kind=row.kind,
-                ops=tuple(dict.fromkeys(row.ops)),
-                calls=info.calls if info is not None else 1,
-                input_shapes=tuple([tuple(shape) for _, shape in row.inputs.values()]),
-                output_shape=tuple(row.out_shape) if row.out_shape is not None else None,
-                params=p,
-                params_without_bias=p_nb,
-                macs=row.macs,
-                flops=2 * row.macs,
-                other_ops=row.other,
-                activations=row.activations,
-                input_elements=in_elems,
-                output_elements=out_elems,
-                peak_activations=row.peak,
-                weight_bytes=weight_bytes,
-                bytes_moved=weight_bytes + act_bytes,
-                bits=b,
-                attributes=row.attrs,
-                activation_bits=a,
-                bit_ops=2 * row.macs if b == 1 and a == 1 else 0,
-            )
+            LayerStats._fast({
+                "name": name,
+                "kind": row.kind,
+                "ops": (ops[0],) if len(ops) == 1 else tuple(dict.fromkeys(ops)),
+                "calls": info.calls if info is not None else 1,
+                "input_shapes": tuple([tuple(shape) for _, shape in inputs.values()]),
+                "output_shape": tuple(row.out_shape) if row.out_shape is not None else None,
+                "params": p,
+                "params_without_bias": p_nb,
+                "macs": macs,
+                "flops": 2 * macs,
+                "other_ops": row.other,
+                "activations": row.activations,
+                "input_elements": in_elems,
+                "output_elements": out_elems,
+                "peak_activations": row.peak,
+                "weight_bytes": weight_bytes,
+                "bytes_moved": weight_bytes + act_bytes,
+                "bits": b,
+                "attributes": row.attrs,
+                "activation_bits": a,
+                "bit_ops": 2 * macs if b == 1 and a == 1 else 0,
+            })
         )
     return layers
 
@@ -306,19 +309,28 @@ def _tensor_width(tally: _Tally, act_of, out_values: set[int], default: int):
 def _totals(tally: _Tally, layers: list[LayerStats], bits_of, act_bits: int) -> Totals:
     """Whole-model figures; parameters no op used still count in the model size."""
     tr = tally.tr
-    unused = [n for n in tr.params if n not in tally.param_row]
-    total_bits = sum(r.params * r.bits for r in layers)
-    total_bits += sum(tr.params[n][0] * bits_of(tr.param_owner.get(n, "")) for n in unused)
+    params = tr.params
+    unused = [n for n in params if n not in tally.param_row]
+    total_bits = macs = other_ops = activations = bit_ops = 0
+    peak_row = None
+    for r in layers:  # integer sums, in one pass
+        total_bits += r.params * r.bits
+        macs += r.macs
+        other_ops += r.other_ops
+        activations += r.activations
+        bit_ops += r.bit_ops
+        if peak_row is None or r.peak_activations > peak_row.peak_activations:
+            peak_row = r
+    total_bits += sum(params[n][0] * bits_of(tr.param_owner.get(n, "")) for n in unused)
     input_elems = sum(s.numel for s in tr.inputs)
-    peak_row = max(layers, key=lambda r: r.peak_activations, default=None)
     live, live_at, _ = _peak_live(tr)
     return Totals(
-        params=sum(n for n, _ in tr.params.values()),
-        params_without_bias=sum(n for k, (n, _) in tr.params.items() if not _is_bias(k)),
-        macs=sum(r.macs for r in layers),
-        flops=2 * sum(r.macs for r in layers),
-        other_ops=sum(r.other_ops for r in layers),
-        activations=input_elems + sum(r.activations for r in layers),
+        params=sum([n for n, _ in params.values()]),
+        params_without_bias=sum([n for k, (n, _) in params.items() if not _is_bias(k)]),
+        macs=macs,
+        flops=2 * macs,
+        other_ops=other_ops,
+        activations=input_elems + activations,
         input_activations=input_elems,
         peak_activations=peak_row.peak_activations if peak_row else 0,
         peak_activations_layer=peak_row.name if peak_row else "",
@@ -326,9 +338,9 @@ def _totals(tally: _Tally, layers: list[LayerStats], bits_of, act_bits: int) -> 
         peak_live_layer=tr.ops[live_at].module if 0 <= live_at < len(tr.ops) else "",
         peak_live_bytes=live * act_bits / 8,
         model_size_bytes=total_bits / 8,
-        bytes_moved=sum(r.bytes_moved for r in layers),
-        unused_params=sum(tr.params[n][0] for n in unused),
-        bit_ops=sum(r.bit_ops for r in layers),
+        bytes_moved=sum([r.bytes_moved for r in layers]),
+        unused_params=sum(params[n][0] for n in unused),
+        bit_ops=bit_ops,
     )
 
 

@@ -162,7 +162,7 @@ def _batch_norm_eval(args, kwargs):
     """Batch norm's shape rule (`edgefit.trace.shapes`) for a 4-D input whose saved
     statistics ``F.batch_norm`` drops: they are recorded without a tensor behind them."""
     x = args[0]
-    shape = x.shape
+    shape = tuple(x.shape)  # torch.empty takes a tuple faster than a torch.Size
     stats = _Unseen(torch.Size((shape[1],)), x.dtype)
     return torch.empty(shape, dtype=x.dtype, device=_META), stats, stats
 

@@ -353,6 +353,12 @@ def _convolution(args, kwargs):
     x, w = args[0], args[1]
     xs, ws = x.shape, w.shape
     stride, padding, dilation, transposed, output_padding, groups = args[3:9]
+    if len(xs) == 4 and len(ws) == 4 and not transposed:  # batched 2-D, most of a CNN: the loop below, unrolled
+        if xs[1] == ws[1] * groups:
+            h = (xs[2] + 2 * padding[0] - dilation[0] * (ws[2] - 1) - 1) // stride[0] + 1
+            w = (xs[3] + 2 * padding[1] - dilation[1] * (ws[3] - 1) - 1) // stride[1] + 1
+            if h > 0 and w > 0:
+                return torch.empty((xs[0], ws[0], h, w), dtype=x.dtype, device=_META)
     n = len(ws) - 2
     if len(xs) != n + 2 and len(xs) != n + 1:
         raise RuntimeError(f"Expected {n + 1}D (unbatched) or {n + 2}D (batched) input to conv{n}d, but got input of size: {list(xs)}")
