@@ -71,7 +71,9 @@ def _conv_ok(m: nn.Conv2d) -> bool:
     return (
         state.get("padding_mode") == "zeros"
         and state.get("transposed") is False
-        and all(_int_pair(state.get(k)) for k in ("stride", "padding", "dilation"))
+        and _int_pair(state.get("stride"))
+        and _int_pair(state.get("padding"))
+        and _int_pair(state.get("dilation"))
         and type(state.get("groups")) is int
         and _registered(m, ("weight", "bias"), ())
         and m._parameters["weight"] is not None
@@ -85,9 +87,13 @@ def _int_pair(v) -> bool:
 def _registered(m: nn.Module, params: tuple, buffers: tuple) -> bool:
     """``m.name`` finds these in ``_parameters`` / ``_buffers`` (what the shortcut reads)."""
     state, p, b = m.__dict__, m._parameters, m._buffers
-    return all(k in p and k not in b and k not in state for k in params) and all(
-        k in b and k not in p and k not in state for k in buffers
-    )
+    for k in params:
+        if k not in p or k in b or k in state:
+            return False
+    for k in buffers:
+        if k not in b or k in p or k in state:
+            return False
+    return True
 
 
 def _batch_norm_ok(m: nn.BatchNorm2d) -> bool:

@@ -319,11 +319,46 @@ class _Recorder(TorchDispatchMode):
 
     def record_meta(self, func, info: tuple, args: list, tensors: list, where: str):
         """`record` for arguments already on meta whose tensors, in order, are ``tensors``;
-        ``info`` is the op's `func_info` (its rule may return `Unseen` results)."""
+        ``info`` is the op's `func_info`, with a shape rule (it may return `Unseen` results).
+
+        What `_run` records, found with fewer checks where the rule's results tell it
+        all: tensors it made (new values) or, for an in-place op, its first argument
+        when that is an activation (a new value of the same storage). Anything else
+        goes through `_run`.
+        """
         index = len(self.ops)
-        spec = self.spec
-        inputs = [spec(t, index, True) for t in tensors]
-        return self._run(func, info, where, args, {}, inputs, tensors)
+        weight_specs = self.weight_specs
+        inputs = []
+        for t in tensors:
+            known = weight_specs.get(id(t))
+            if known is None or known.dtype is not t.dtype or known.shape != t.shape:
+                known = self.spec(t, index, True)
+            inputs.append(known)
+        name, overload, inplace, rule, _ = info
+        if inplace:
+            if inputs[0].role != "activation":
+                return self._run(func, info, where, args, {}, inputs, tensors)
+            try:
+                out = rule(args, _NO_KWARGS)
+            except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
+                raise _OpFailed(func, exc) from exc
+            if out is not tensors[0]:
+                return self._run(func, info, where, args, {}, inputs, tensors)
+            outputs = (TensorSpec(out.shape, out.dtype, "activation", self.new_value(out, index)),)
+        else:
+            try:
+                out = rule(args, _NO_KWARGS)
+            except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
+                raise _OpFailed(func, exc) from exc
+            outputs = tuple([self._made(t, index) for t in ((out,) if type(out) is torch.Tensor else out)])
+        self.ops.append(OpRecord(index, name, overload, where, tuple(args), {}, tuple(inputs), outputs, inplace, False))
+        return out
+
+    def _made(self, t, index: int) -> TensorSpec:
+        """The spec of a result a shape rule made: a new value (`Unseen` ones too)."""
+        if type(t) is Unseen:
+            return self._unseen_value(t, index)
+        return TensorSpec(t.shape, t.dtype, "activation", self.new_value(t, index))
 
     def _run(self, func, info: tuple, where: str, run_args: list, run_kwargs: dict, inputs: list, tensors):
         """Run the op (its shape rule if it has one), record its outputs and the `OpRecord`.
@@ -403,6 +438,7 @@ def _func_info(func) -> tuple:
     return info
 
 _EMPTY = torch.ops.aten.empty.memory_format
+_NO_KWARGS: dict = {}  # the keyword arguments of a leaf shortcut's op (none; never written)
 _ALIASING = frozenset({"_unsafe_view", "_reshape_alias"})
 _PLAIN = frozenset({int, float, bool, str, type(None), torch.dtype, torch.memory_format, torch.layout})
 
