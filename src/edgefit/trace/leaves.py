@@ -17,6 +17,13 @@ The call is installed as the module's ``_compiled_call_impl``, the slot that
 tracer removes it again on exit. Calling ``module.forward(x)`` directly still
 dispatches, as any other forward does.
 
+A leaf's new output tensor (convolution, batch norm, out-of-place activations) is
+the one it made in the model's previous trace when nothing else holds that tensor
+any more (no trace, no code, no view) and it is still as ``torch.empty`` made it
+(`_Spare`): making and freeing a hundred meta tensors was a tenth of a profile.
+A tensor anyone kept is never handed out again, so each trace's tensors stay
+distinct while any of them is alive.
+
 Shortcuts, each exactly what the module's ``forward`` dispatches:
 
 * ``nn.Conv2d`` (numeric padding, ``padding_mode="zeros"``): ``aten.convolution``.
@@ -37,12 +44,15 @@ and batch norm.
 
 from __future__ import annotations
 
+import math
+import sys
 import weakref
 
 import torch
 from torch import nn
 
 from edgefit.trace.replay import _HOOKS, _LEAF_MARK, _any_global_hook
+from edgefit.trace.shapes import conv_output_shape
 
 _F32 = torch.float32
 _META = torch.device("meta")
@@ -62,7 +72,7 @@ def _conv(m: nn.Conv2d, x: torch.Tensor):
     params, state = m._parameters, m.__dict__
     w, b = params["weight"], params["bias"]
     args = [x, w, b, list(state["stride"]), list(state["padding"]), list(state["dilation"]), False, [0, 0], state["groups"]]
-    return *_OPS["convolution"], args, [x, w] if b is None else [x, w, b]
+    return "convolution", args, [x, w] if b is None else [x, w, b]
 
 
 def _conv_ok(m: nn.Conv2d) -> bool:
@@ -118,16 +128,16 @@ def _batch_norm(m: nn.BatchNorm2d, x: torch.Tensor):
     momentum = state["momentum"]
     w, b = params["weight"], params["bias"]
     args = [x, w, b, mean, var, False, 0.0 if momentum is None else momentum, state["eps"]]
-    return *_OPS["native_batch_norm"], args, [t for t in args[:5] if t is not None]
+    return "native_batch_norm", args, [t for t in args[:5] if t is not None]
 
 
 def _relu(m: nn.ReLU, x: torch.Tensor):
-    return *_OPS["relu_" if m.__dict__["inplace"] else "relu"], [x], [x]
+    return "relu_" if m.__dict__["inplace"] else "relu", [x], [x]
 
 
 def _hardtanh(m: nn.Hardtanh, x: torch.Tensor):
     state = m.__dict__
-    return *_OPS["hardtanh_" if state["inplace"] else "hardtanh"], [x, state["min_val"], state["max_val"]], [x]
+    return "hardtanh_" if state["inplace"] else "hardtanh", [x, state["min_val"], state["max_val"]], [x]
 
 
 def _hardtanh_ok(m: nn.Hardtanh) -> bool:
@@ -149,6 +159,7 @@ _BUILDERS = {
 }
 _Unseen = None  # edgefit.trace.tracer.Unseen, set with _OPS
 _OPS: dict = {}  # name -> (aten overload, its recorder info), looked up on first use (not at import)
+_guard = torch._C._DisableTorchDispatch
 
 
 def _load_ops() -> None:
@@ -160,17 +171,56 @@ def _load_ops() -> None:
     for name in ("convolution", "native_batch_norm", "relu", "relu_", "hardtanh", "hardtanh_"):
         func = getattr(aten, name).default
         _OPS[name] = (func, func_info(func))
-    func, info = _OPS["native_batch_norm"]
-    _OPS["native_batch_norm"] = (func, (*info[:3], _batch_norm_eval, info[4]))
 
 
-def _batch_norm_eval(args, kwargs):
-    """Batch norm's shape rule (`edgefit.trace.shapes`) for a 4-D input whose saved
-    statistics ``F.batch_norm`` drops: they are recorded without a tensor behind them."""
-    x = args[0]
-    shape = tuple(x.shape)  # torch.empty takes a tuple faster than a torch.Size
-    stats = _Unseen(torch.Size((shape[1],)), x.dtype)
-    return torch.empty(shape, dtype=x.dtype, device=_META), stats, stats
+class _Spare:
+    """The output tensor a leaf made in its previous trace, handed out again by its next
+    call when nothing else holds it: no trace (its records keep their tensors), no
+    code, no view, and it is still as made (shape, strides, storage, flags)."""
+
+    __slots__ = ("tensor", "stride")
+
+    def __init__(self):
+        self.tensor = None
+        self.stride = None
+
+    def empty(self, shape: tuple) -> torch.Tensor:
+        """A contiguous float32 meta tensor of ``shape`` no other code holds."""
+        t = self.tensor
+        if (
+            t is not None
+            and sys.getrefcount(t) == 3  # self.tensor, t, the argument: no one else
+            and t.shape == shape
+            and t.stride() == self.stride
+            and t.dtype is _F32
+            and not t.requires_grad
+            and t.storage_offset() == 0
+            and t.untyped_storage().nbytes() == 4 * math.prod(shape)
+        ):
+            return t
+        with _guard():  # the recorder's dispatch mode is running: make it without dispatching
+            t = torch.empty(shape, dtype=_F32, device=_META)
+        self.tensor, self.stride = t, t.stride()
+        return t
+
+
+def _spare_rules(cell) -> dict:
+    """Shape rules (`edgefit.trace.shapes`) of the leaf ops that make a new float32 tensor,
+    taking it from the running leaf's `_Spare` (``cell.spare``)."""
+
+    def conv(args, kwargs):
+        return cell.spare.empty(conv_output_shape(args))
+
+    def batch_norm_eval(args, kwargs):
+        # a 4-D input in eval: ``F.batch_norm`` drops the saved statistics, recorded without a tensor
+        shape = tuple(args[0].shape)
+        stats = _Unseen(torch.Size((shape[1],)), _F32)
+        return cell.spare.empty(shape), stats, stats
+
+    def unary(args, kwargs):
+        return cell.spare.empty(tuple(args[0].shape))
+
+    return {"convolution": conv, "native_batch_norm": batch_norm_eval, "relu": unary, "hardtanh": unary}
 
 
 _STOCK_FORWARDS = {kind: kind.forward for kind in (*_BUILDERS, nn.Dropout)}
@@ -200,12 +250,14 @@ def _context_is_plain() -> bool:
 
 
 class _Cell:
-    """The recorder of the running trace, read by the cached shortcuts."""
+    """The recorder of the running trace, read by the cached shortcuts, and the running
+    leaf's `_Spare`, read by their shape rules."""
 
-    __slots__ = ("rec",)
+    __slots__ = ("rec", "spare")
 
     def __init__(self):
         self.rec = None
+        self.spare = None
 
 
 class _Cached:
@@ -221,6 +273,8 @@ class _Cached:
         if not _OPS:
             _load_ops()
         self.cell = _Cell()
+        rules = _spare_rules(self.cell)
+        ops = {name: (func, (*info[:3], rules.get(name, info[3]), info[4])) for name, (func, info) in _OPS.items()}
         self.leaves: list[tuple[weakref.ref, object, object]] = []
         for path, m in named:
             kind = type(m)
@@ -230,7 +284,7 @@ class _Cached:
             elif kind in _BUILDERS and _float32_weights(m):
                 make_args, ok = _BUILDERS[kind]
                 ref = weakref.ref(m)
-                call = _shortcut(self.cell, ref, path, make_args)
+                call = _shortcut(self.cell, ref, path, make_args, ops)
                 self.leaves.append((ref, ok, call))
             else:
                 continue
@@ -282,9 +336,13 @@ class LeafShortcuts:
             self.cached.cell.rec = None
 
 
-def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args):
-    """The call of one leaf: record its op from its configuration, or run the real ``forward``."""
-    guard = torch._C._DisableTorchDispatch
+def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args, ops: dict):
+    """The call of one leaf: record its op from its configuration, or run the real ``forward``.
+
+    ``ops``: op name -> (aten overload, recorder info whose rule takes a new output
+    from ``cell.spare`` or runs none).
+    """
+    spare = _Spare()
 
     def shortcut(*args, **kwargs):
         m = ref()
@@ -295,11 +353,13 @@ def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args):
             op = make_args(m, x)
         if op is None:
             return type(m).forward(m, *args, **kwargs)
+        name, op_args, tensors = op
+        func, info = ops[name]
         rec.where = path
         rec.enter(path, type(m).__name__)
         rec.leaf_ops += 1
-        with guard():
-            out = rec.record_meta(*op, path)
+        cell.spare = spare
+        out = rec.record_meta(func, info, op_args, tensors, path)
         return out[0] if type(out) is tuple else out
 
     return shortcut
