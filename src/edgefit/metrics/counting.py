@@ -8,6 +8,7 @@ an attention matmul). Rows keep the order of their first op.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -29,17 +30,18 @@ class UncountedOpsWarning(UserWarning):
 _CONV_ARG_POS = {"stride": 3, "padding": 4, "dilation": 5, "transposed": 6, "output_padding": 7, "groups": 8}
 _POOL_ARG_POS = {"kernel_size": 1, "stride": 2, "padding": 3, "dilation": 4, "ceil_mode": 5}
 _AVG_ARG_POS = {"kernel_size": 1, "stride": 2, "padding": 3, "ceil_mode": 4}
+_PLAIN_CONV_ARGS = (list, list, list, bool, list, int)  # stride, padding, dilation, transposed, output_padding, groups
 
 
 def _attributes(op) -> dict:
     name = op.name
     args = op.args
     if name == "convolution":
-        if len(args) == 9:  # every call: the schema has no defaults
+        if len(args) == 9 and _PLAIN_CONV_ARGS == tuple(map(type, args[3:9])):  # as every call passes them
             return {
-                "stride": _plain(args[3]), "padding": _plain(args[4]), "dilation": _plain(args[5]),
-                "transposed": _plain(args[6]), "output_padding": _plain(args[7]), "groups": _plain(args[8]),
-                "kernel_size": list(args[1].shape[2:]),
+                "stride": list(map(int, args[3])), "padding": list(map(int, args[4])),
+                "dilation": list(map(int, args[5])), "transposed": args[6],
+                "output_padding": list(map(int, args[7])), "groups": args[8], "kernel_size": list(args[1].shape[2:]),
             }
         d = {k: _plain(args[i]) for k, i in _CONV_ARG_POS.items() if i < len(args)}
         d["kernel_size"] = list(args[1].shape[2:])
@@ -398,29 +400,31 @@ def _peak_live(tr: Trace) -> tuple[int, int, int]:
     A storage is alive from the op that first writes it to the last op that
     reads it (model outputs: to the end; inputs: from the start).
     """
-    span: dict[int, list[int]] = {}
-    size: dict[int, int] = {}
+    span: dict[int, list[int]] = {}  # storage -> [first write, last read, largest value]
     for v in tr.values.values():
-        s = span.get(v.storage)
-        start = max(v.producer, 0)
+        key = v.storage
+        start = v.producer if v.producer > 0 else 0
+        s = span.get(key)
         if s is None:
-            span[v.storage] = [start, v.last_use]
-            size[v.storage] = v.numel
+            span[key] = [start, v.last_use, v.numel]
         else:
-            s[0] = min(s[0], start)
-            s[1] = max(s[1], v.last_use)
-            size[v.storage] = max(size[v.storage], v.numel)
+            if start < s[0]:
+                s[0] = start
+            if v.last_use > s[1]:
+                s[1] = v.last_use
+            if v.numel > s[2]:
+                s[2] = v.numel
     n = len(tr.ops) + 1
     delta = [0] * (n + 1)
-    for key, (a, b) in span.items():
-        b = min(b, n - 1)
-        delta[a] += size[key]
-        delta[b + 1] -= size[key]
-    best = best_at = cur = 0
-    for i in range(n):
-        cur += delta[i]
-        if cur > best:
-            best, best_at = cur, i
+    for a, b, size in span.values():
+        delta[a] += size
+        delta[(b if b < n - 1 else n - 1) + 1] -= size
+    alive = list(itertools.accumulate(delta[:n]))  # elements alive at each op
+    best = max(alive, default=0)
+    if best <= 0:
+        best = best_at = 0
+    else:
+        best_at = alive.index(best)  # the first op where it happens
     return best, min(best_at, len(tr.ops) - 1), best
 
 
