@@ -8,6 +8,7 @@ an attention matmul). Rows keep the order of their first op.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import itertools
 import math
 import warnings
@@ -250,7 +251,7 @@ def _layer_stats(tally: _Tally, bits_of, act_of, act_default: int, uniform: bool
             LayerStats._fast({
                 "name": name,
                 "kind": row.kind,
-                "ops": (ops[0],) if len(ops) == 1 else tuple(dict.fromkeys(ops)),
+                "ops": _single_op(ops[0]) if len(ops) == 1 else tuple(dict.fromkeys(ops)),
                 "calls": info.calls if info is not None else 1,
                 "input_shapes": tuple([tuple(shape) for _, shape in inputs.values()]),
                 "output_shape": tuple(row.out_shape) if row.out_shape is not None else None,
@@ -272,6 +273,12 @@ def _layer_stats(tally: _Tally, bits_of, act_of, act_default: int, uniform: bool
             })
         )
     return layers
+
+
+@functools.lru_cache(maxsize=1024)
+def _single_op(name: str) -> tuple[str]:
+    """``(name,)``, one tuple per op name for all the rows that ran only that op."""
+    return (name,)
 
 
 def _first_op(row: _Row) -> int:

@@ -343,6 +343,7 @@ def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args, ops: dict):
     from ``cell.spare`` or runs none).
     """
     spare = _Spare()
+    kind = type(ref()).__name__
 
     def shortcut(*args, **kwargs):
         m = ref()
@@ -356,7 +357,7 @@ def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args, ops: dict):
         name, op_args, tensors = op
         func, info = ops[name]
         rec.where = path
-        rec.enter(path, type(m).__name__)
+        rec.enter(path, kind)
         rec.leaf_ops += 1
         cell.spare = spare
         out = rec.record_meta(func, info, op_args, tensors, path)

@@ -350,7 +350,10 @@ class _Recorder(TorchDispatchMode):
                 out = rule(args, _NO_KWARGS)
             except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
                 raise _OpFailed(func, exc) from exc
-            outputs = tuple([self._made(t, index) for t in ((out,) if type(out) is torch.Tensor else out)])
+            if type(out) is torch.Tensor:
+                outputs = (TensorSpec(out.shape, out.dtype, "activation", self.new_value(out, index)),)
+            else:
+                outputs = tuple([self._made(t, index) for t in out])
         self.ops.append(OpRecord(index, name, overload, where, tuple(args), {}, tuple(inputs), outputs, inplace, False))
         return out
 
