@@ -229,12 +229,7 @@ _STOCK_FORWARDS = {kind: kind.forward for kind in (*_BUILDERS, nn.Dropout)}
 def _plain_module(m: nn.Module) -> bool:
     """No hooks, no instance ``forward``, not compiled: its call runs the class's ``forward``."""
     state = m.__dict__
-    if "forward" in state or state.get("_compiled_call_impl") is not None:
-        return False
-    for hooks in _HOOKS:
-        if state.get(hooks):
-            return False
-    return True
+    return not ("forward" in state or state.get("_compiled_call_impl") is not None or any(map(state.get, _HOOKS)))
 
 
 def _context_is_plain() -> bool:
