@@ -489,7 +489,7 @@ class _Plan:
     """
 
     __slots__ = (
-        "tree", "forwards", "names", "codes", "entries", "swaps", "weights", "specs", "params", "owner",
+        "tree", "forwards", "names", "codes", "checks", "swaps", "weights", "specs", "params", "owner",
         "buffers", "cache",
     )
 
@@ -505,8 +505,9 @@ class _Plan:
         kinds = {type(m) for _, m in named}
         self.forwards = [(kind, getattr(kind, "forward", None)) for kind in kinds]
         self.codes = _forward_codes(kinds)
-        self.entries: list[tuple[dict, str, torch.Tensor, torch.Tensor, tuple]] = []  # every weight
-        self.swaps: list[tuple[dict, str, torch.Tensor, torch.Tensor, tuple]] = []  # those not on meta
+        # every weight: (its table, name, tensor, shape, dtype); those not on meta: (table, name, tensor, twin)
+        self.checks: list[tuple[dict, str, torch.Tensor, torch.Size, torch.dtype]] = []
+        self.swaps: list[tuple[dict, str, torch.Tensor, torch.Tensor]] = []
         # What other parts of the tracer derive from the model's structure and weights
         # (leaf shortcuts, candidate twin blocks): valid as long as the plan is.
         self.cache: dict = {}
@@ -532,10 +533,9 @@ class _Plan:
                             self.owner[full] = mod_name
                         else:
                             self.buffers[full] = tensor.numel()
-                    entry = (table, attr, tensor, twin, (tensor.shape, tensor.dtype))
-                    self.entries.append(entry)
+                    self.checks.append((table, attr, tensor, tensor.shape, tensor.dtype))
                     if twin is not tensor:
-                        self.swaps.append(entry)
+                        self.swaps.append((table, attr, tensor, twin))
 
     def named(self) -> list[tuple[str, nn.Module]] | None:
         """``named_modules()`` as it was when the plan was made, or ``None`` if it no longer is:
@@ -562,7 +562,7 @@ class _Plan:
 
     def weights_unchanged(self) -> bool:
         """The same tensors in every parameter table, with the same shapes and dtypes."""
-        for table, attr, tensor, _, (shape, dtype) in self.entries:
+        for table, attr, tensor, shape, dtype in self.checks:
             if table.get(attr) is not tensor or tensor.dtype is not dtype or tensor.shape != shape:
                 return False
         return True
@@ -597,12 +597,12 @@ def _meta_weights(plan: _Plan):
     """Swap parameters and buffers for their meta twins in ``plan``; restore them afterwards."""
     done = 0
     try:
-        for table, attr, _, twin, _ in plan.swaps:
+        for table, attr, _, twin in plan.swaps:
             table[attr] = twin
             done += 1
         yield plan
     finally:
-        for table, attr, tensor, _, _ in plan.swaps[:done]:
+        for table, attr, tensor, _ in plan.swaps[:done]:
             table[attr] = tensor
 
 
