@@ -229,7 +229,6 @@ def _layer_stats(tally: _Tally, bits_of, act_of, act_default: int, uniform: bool
     # one tuple per distinct shape (and list of input shapes): a layer's output is the next
     # one's input, and fewer objects are fewer for the garbage collector to visit
     shapes: dict = {}
-    same = shapes.setdefault
     for row in sorted(tally.rows.values(), key=_first_op):
         name = row.name
         p, p_nb = row_params.get(name, (0, 0))
@@ -251,17 +250,15 @@ def _layer_stats(tally: _Tally, bits_of, act_of, act_default: int, uniform: bool
         info = modules.get(name)
         ops = row.ops
         macs = row.macs
-        in_shapes = tuple([same(t, t) for t in [tuple(shape) for _, shape in inputs.values()]])
-        out_shape = None if row.out_shape is None else tuple(row.out_shape)
-        if out_shape is not None:
-            out_shape = same(out_shape, out_shape)
+        in_shapes = tuple([_shared(shapes, shape) for _, shape in inputs.values()])
+        out_shape = None if row.out_shape is None else _shared(shapes, row.out_shape)
         layers.append(
             LayerStats._fast({
                 "name": name,
                 "kind": row.kind,
                 "ops": _single_op(ops[0]) if len(ops) == 1 else tuple(dict.fromkeys(ops)),
                 "calls": info.calls if info is not None else 1,
-                "input_shapes": same(in_shapes, in_shapes),
+                "input_shapes": _shared(shapes, in_shapes),
                 "output_shape": out_shape,
                 "params": p,
                 "params_without_bias": p_nb,
@@ -281,6 +278,15 @@ def _layer_stats(tally: _Tally, bits_of, act_of, act_default: int, uniform: bool
             })
         )
     return layers
+
+
+def _shared(shapes: dict, shape: tuple) -> tuple:
+    """The plain tuple equal to ``shape`` (a ``torch.Size`` or a tuple) kept in ``shapes``."""
+    t = shapes.get(shape)  # a torch.Size hashes and compares as the tuple of its sizes
+    if t is None:
+        t = shape if type(shape) is tuple else tuple(shape)
+        shapes[t] = t
+    return t
 
 
 @functools.lru_cache(maxsize=1024)
