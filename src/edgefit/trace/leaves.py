@@ -44,6 +44,7 @@ and batch norm.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import weakref
@@ -204,6 +205,12 @@ class _Spare:
         return t
 
 
+@functools.lru_cache(maxsize=256)
+def _batch_norm_stats(channels: int):
+    """Batch norm's saved mean (and inverse std) for this many channels, as an `Unseen` result."""
+    return _Unseen(torch.Size((channels,)), _F32)
+
+
 def _spare_rules(cell) -> dict:
     """Shape rules (`edgefit.trace.shapes`) of the leaf ops that make a new float32 tensor,
     taking it from the running leaf's `_Spare` (``cell.spare``)."""
@@ -214,7 +221,7 @@ def _spare_rules(cell) -> dict:
     def batch_norm_eval(args, kwargs):
         # a 4-D input in eval: ``F.batch_norm`` drops the saved statistics, recorded without a tensor
         shape = tuple(args[0].shape)
-        stats = _Unseen(torch.Size((shape[1],)), _F32)
+        stats = _batch_norm_stats(shape[1])
         return cell.spare.empty(shape), stats, stats
 
     def unary(args, kwargs):
