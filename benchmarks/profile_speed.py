@@ -435,15 +435,17 @@ def render(records: list[dict[str, Any]], cases: list[str], tools: list[str], ve
         "the script), so no first call pays for compiling source.\n"
     )
     L.append(
-        "Since the previous run (quiet host, load 1.0-1.3: MobileNetV2 0.74x of thop on the zoo's model, 0.41x "
-        "of ptflops aten on the torchvision-style one, the two misses of 13 cases), edgefit records the op of "
-        "each stock layer (`nn.Conv2d`, `nn.BatchNorm2d` in eval, ReLU, ReLU6, Hardtanh; `nn.Dropout` in eval "
-        "runs none) from the layer's configuration instead of dispatching it through torch's Python dispatch "
-        "mode (`edgefit.trace.leaves`; the trace is the same op for op, checked on every zoo model and the "
-        "torchvision-style ones by `tests/trace/test_leaves.py`; anything unusual dispatches), keeps per-model "
-        "work (shortcuts, candidate twin blocks, weight specs) with the weight-swap plan, and spends less per "
-        "counted row. `benchmarks/trace_shortcuts.py` times the trace with and without the shortcuts and splits "
-        "a profile into trace and counting.\n"
+        "Since the previous run (quiet host, load 0.77-1.15: MobileNetV2 0.32x of ptflops aten on the zoo's "
+        "model, 0.40x on the torchvision-style one, the two misses of 13 cases), edgefit's profile of a model "
+        "with real weights does less per call, the trace being the same op for op and the profile the same "
+        "number for number (`tests/trace`, `tests/metrics`): the weight-swap plan also keeps the module tree, "
+        "paths and each class's forward code, checked instead of walking `named_modules()` (any change to "
+        "the model is seen: tested); a stock layer's shortcut sits in `nn.Module.__call__`'s compiled-call "
+        "slot (no hook checks: a module with hooks gets none); its op's record takes its weights' known specs "
+        "and its shape rule's result directly; its output tensor is the one it made in the previous trace "
+        "when nothing else holds it (`edgefit.trace.leaves._Spare`) instead of a new meta tensor; the "
+        "counting builds rows, totals and the liveness peak with fewer calls. "
+        "`benchmarks/trace_shortcuts.py` splits one profile into trace and counting.\n"
     )
     L.append("## Tools\n")
     L.append("| tool | version | status |")

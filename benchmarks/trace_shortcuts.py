@@ -117,6 +117,14 @@ def main(argv: list[str] | None = None) -> int:
             "One `edgefit.profile` is the trace (with shortcuts and replay) and the counting of it "
             "(`build_profile`: formulas, rows, totals, liveness), timed in that order with the garbage collector "
             "paused as `profile` does; median (minimum) CPU ms, and per traced op in microseconds.\n",
+            "Since the previous run (torchvision-style MobileNetV2: trace 4.33, counting 2.26 CPU-ms), the tracer "
+            "keeps the module tree, paths and forward code objects with the weight-swap plan and checks them "
+            "instead of walking `named_modules()`; a leaf's shortcut sits in `nn.Module.__call__`'s compiled-call "
+            "slot (no hook checks, which cannot fire: hooked modules get none); a leaf records its weights' known "
+            "specs and its shape rule's fresh result directly; a leaf's output tensor is the one it made in the "
+            "previous trace when nothing else holds it (`leaves._Spare`); and the counting builds its rows, "
+            "totals and liveness peak with fewer calls. Each was checked op for op and profile for profile "
+            "against the previous code on every zoo model and the torchvision-style ones.\n",
             "| model | trace ms | counting ms | total ms | trace us/op | counting us/op |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
             *[r[1] for r in rows],

@@ -288,3 +288,68 @@ def test_dropout_with_an_invalid_probability_fails_as_its_own_forward_does():
         with pytest.raises(edgefit.errors.TraceError, match="module '1' raised.*dropout probability"):
             trace(model, input_shape=(1, 3, 4, 4), leaf_shortcuts=shortcuts)
     assert not any("forward" in vars(m) for m in model.modules())
+
+
+# --------------------------------------------------------------------------- outputs made again
+
+
+def _activations_read(tr) -> list:
+    """The activation tensors the trace's ops read first."""
+    return [op.args[0] for op in tr.ops if op.inputs and op.inputs[0].role == "activation"]
+
+
+def test_a_leaf_output_nothing_holds_is_made_again_from_the_previous_trace():
+    torch.manual_seed(0)
+    model = _foreign().BUILDERS["mobilenet_v2"]().eval()
+    full = canonical(trace(model, input_shape=(1, 3, 64, 64), leaf_shortcuts=False, reuse_blocks=False))
+    first = trace(model, input_shape=(1, 3, 64, 64))
+    kept = trace(model, input_shape=(1, 3, 64, 64))  # ``first`` holds its tensors: new ones
+    assert not {id(t) for t in _activations_read(first)} & {id(t) for t in _activations_read(kept)}
+    assert canonical(first) == canonical(kept) == full
+    made = [weakref.ref(t) for t in _activations_read(kept)]
+    del first, kept
+    kept_by_leaves = {id(r()): r for r in made if r() is not None}  # weakly: they must be free
+    # every output a leaf made and a later op reads first (the ten residual adds read theirs second)
+    assert len(kept_by_leaves) == 52 + 52 - 10
+    again = trace(model, input_shape=(1, 3, 64, 64))  # nothing else holds them now: handed out again
+    read = {id(t) for t in _activations_read(again)}
+    assert all(r() is not None and id(r()) in read for r in kept_by_leaves.values())
+    assert canonical(again) == full
+    assert edgefit.profile(model, input_shape=(1, 3, 64, 64)).totals == build_profile(again).totals
+
+
+class _Stash(nn.Module):
+    """Keeps, views or changes its convolution's output: that tensor must never come back."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.conv, self.act, self.how = nn.Conv2d(2, 2, 1), nn.ReLU(), how
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.how == "keep":
+            self.kept = y
+        elif self.how == "view":
+            self.kept = y.view(-1)
+        elif self.how == "grad":
+            y.requires_grad_()
+        elif self.how == "strides":
+            y.as_strided_(y.shape, (18, 1, 6, 2))
+        return self.act(y)
+
+
+@pytest.mark.parametrize("how", ["keep", "view", "grad", "strides"])
+def test_an_output_a_model_kept_viewed_or_changed_is_not_made_again(how):
+    model = _Stash(how)
+    trace(model, input_shape=(1, 2, 3, 3))
+    kept = getattr(model, "kept", None)
+    model.how = "none"  # the second call leaves its output alone
+    tr = trace(model, input_shape=(1, 2, 3, 3))
+    y = tr.ops[1].args[0]  # the convolution's output, read by the ReLU
+    if how == "keep":
+        assert y is not kept
+    elif how == "view":
+        assert y.untyped_storage()._cdata != kept.untyped_storage()._cdata
+    else:  # as torch.empty makes it, not as the first call left it
+        assert not y.requires_grad and y.stride() == (18, 9, 3, 1)
+    assert canonical(tr) == canonical(trace(model, input_shape=(1, 2, 3, 3), leaf_shortcuts=False))

@@ -1,5 +1,7 @@
 """The tracer: no weights touched, nothing left behind, attribution, liveness, errors."""
 
+import gc
+
 import pytest
 import torch
 from torch import nn
@@ -222,3 +224,91 @@ def test_a_view_that_does_not_fit_is_an_input_error():
 
     with pytest.raises(InputShapeError, match="view"):
         edgefit.profile(Reshape(), input_shape=(3, 4))
+
+
+def test_a_changed_module_tree_between_profiles_is_seen():
+    """The swap plan keeps the module tree; any change to it (added, removed, reordered,
+    replaced children, at any depth) makes a new one."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU()))
+    p = edgefit.profile(net, input_shape=(1, 3, 6, 6))
+    assert [r.name for r in p.layers] == ["0", "1.0", "1.1"] and p.totals.macs == 4 * 16 * 27 + 4 * 16 * 4
+    net[1].add_module("2", nn.Conv2d(4, 8, 1))  # a new grandchild
+    p = edgefit.profile(net, input_shape=(1, 3, 6, 6))
+    assert [r.name for r in p.layers] == ["0", "1.0", "1.1", "1.2"] and p.totals.macs == 1728 + 256 + 8 * 16 * 4
+    net[1]._modules = {"2": net[1]._modules["2"], "0": net[1]._modules["0"]}  # reordered, ReLU gone
+    with pytest.raises(InputShapeError):  # 8 channels out of "1.2" do not fit "1.0"
+        edgefit.profile(net, input_shape=(1, 3, 6, 6))
+    net[1] = nn.Conv2d(4, 2, 1)  # replaced
+    p = edgefit.profile(net, input_shape=(1, 3, 6, 6))
+    assert [r.name for r in p.layers] == ["0", "1"] and p.totals.params == 4 * 27 + 4 + 2 * 4 + 2
+
+
+def test_a_module_freed_and_replaced_between_profiles_is_seen():
+    net = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 4))
+    assert edgefit.profile(net, input_shape=(1, 8)).totals.macs == 64 + 32
+    for width in (2, 3, 4, 5):
+        net[1] = None  # the old layer dies before the new one is made: its address may be reused
+        gc.collect()
+        net[1] = nn.Linear(8, width)
+        assert edgefit.profile(net, input_shape=(1, 8)).totals.macs == 64 + 8 * width
+
+
+def test_a_weight_whose_shape_changed_in_place_is_seen():
+    lin = nn.Linear(8, 4, bias=False)
+    assert edgefit.profile(lin, input_shape=(1, 8)).totals.params == 32
+    with torch.no_grad():
+        lin.weight.data = torch.randn(6, 8)  # same Parameter object, another shape
+    p = edgefit.profile(lin, input_shape=(1, 8))
+    assert (p.totals.params, p.totals.macs, p.layers[0].output_shape) == (48, 48, (1, 6))
+    lin.weight.data = lin.weight.data.double()  # another dtype
+    assert edgefit.profile(lin, example_inputs=(torch.zeros(1, 8, dtype=torch.float64),)).totals.model_size_bytes == 48 * 4
+
+
+def test_a_class_forward_patched_between_profiles_is_seen():
+    """The plan keeps the code of each class's forward (to attribute ops to modules):
+    a class whose forward changed gets its ops attributed by the new code."""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    def doubled(self, x):
+        return self.conv(x) * 2  # a functional op of the block itself
+
+    net = nn.Sequential(Block())
+    assert [r.name for r in edgefit.profile(net, input_shape=(1, 2, 3, 3)).layers] == ["0.conv"]
+    original = Block.forward
+    Block.forward = doubled
+    try:
+        p = edgefit.profile(net, input_shape=(1, 2, 3, 3))
+    finally:
+        Block.forward = original
+    assert [(r.name, r.ops) for r in p.layers] == [("0.conv", ("convolution",)), ("0", ("mul",))]
+
+
+def test_hooks_and_modes_set_between_profiles_are_seen():
+    net = nn.Sequential(nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2), nn.ReLU())
+    first = trace(net, input_shape=(1, 2, 3, 3))
+    assert first.leaf_ops == 3
+    seen = []
+    handle = net[1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    assert trace(net, input_shape=(1, 2, 3, 3)).leaf_ops == 2 and seen == [torch.Size([1, 2, 3, 3])]
+    handle.remove()
+    assert trace(net, input_shape=(1, 2, 3, 3)).leaf_ops == 3 and len(seen) == 1
+    net.train()  # the model's own flags: batch statistics (8 ops per element), one step count add
+    p = edgefit.profile(net, input_shape=(1, 2, 3, 3), mode=None)
+    assert p.layer("1").other_ops == 8 * 18 + 1 and p.layer("1").ops == ("add_", "native_batch_norm")
+    net.eval()
+    assert edgefit.profile(net, input_shape=(1, 2, 3, 3), mode=None).layer("1").other_ops == 2 * 18
+
+
+def test_no_shortcut_is_left_on_a_module():
+    net = nn.Sequential(nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2), nn.ReLU(), nn.Dropout())
+    trace(net, input_shape=(1, 2, 3, 3))
+    with pytest.raises(InputShapeError):
+        trace(net, input_shape=(1, 3, 3, 3))
+    assert not any({"forward", "_compiled_call_impl"} & set(vars(m)) for m in net.modules())

@@ -8,6 +8,9 @@ an attention matmul). Rows keep the order of their first op.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import itertools
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -28,30 +31,42 @@ class UncountedOpsWarning(UserWarning):
 _CONV_ARG_POS = {"stride": 3, "padding": 4, "dilation": 5, "transposed": 6, "output_padding": 7, "groups": 8}
 _POOL_ARG_POS = {"kernel_size": 1, "stride": 2, "padding": 3, "dilation": 4, "ceil_mode": 5}
 _AVG_ARG_POS = {"kernel_size": 1, "stride": 2, "padding": 3, "ceil_mode": 4}
+_PLAIN_CONV_ARGS = (list, list, list, bool, list, int)  # stride, padding, dilation, transposed, output_padding, groups
 
 
 def _attributes(op) -> dict:
-    if op.name == "convolution":
-        d = {k: _plain(op.args[i]) for k, i in _CONV_ARG_POS.items() if i < len(op.args)}
-        d["kernel_size"] = list(op.args[1].shape[2:])
+    name = op.name
+    args = op.args
+    if name == "convolution":
+        if len(args) == 9 and _PLAIN_CONV_ARGS == tuple(map(type, args[3:9])):  # as every call passes them
+            return {
+                "stride": list(map(int, args[3])), "padding": list(map(int, args[4])),
+                "dilation": list(map(int, args[5])), "transposed": args[6],
+                "output_padding": list(map(int, args[7])), "groups": args[8], "kernel_size": list(args[1].shape[2:]),
+            }
+        d = {k: _plain(args[i]) for k, i in _CONV_ARG_POS.items() if i < len(args)}
+        d["kernel_size"] = list(args[1].shape[2:])
         return d
-    if op.name == "max_pool2d_with_indices":
-        return {k: _plain(op.args[i]) for k, i in _POOL_ARG_POS.items() if i < len(op.args)}
-    if op.name == "avg_pool2d":
-        return {k: _plain(op.args[i]) for k, i in _AVG_ARG_POS.items() if i < len(op.args)}
+    if name == "max_pool2d_with_indices":
+        return {k: _plain(args[i]) for k, i in _POOL_ARG_POS.items() if i < len(args)}
+    if name == "avg_pool2d":
+        return {k: _plain(args[i]) for k, i in _AVG_ARG_POS.items() if i < len(args)}
     return {}
 
 
 def _plain(v):
-    if isinstance(v, (list, tuple)):
-        return [int(x) for x in v]
-    if isinstance(v, bool):
+    kind = type(v)
+    if kind is list or kind is tuple or isinstance(v, (list, tuple)):
+        return list(map(int, v))
+    if kind is bool or kind is int:
         return v
     return int(v) if isinstance(v, int) else v
 
 
 def _is_bias(name: str) -> bool:
-    return name.rsplit(".", 1)[-1].endswith("bias")
+    """Whether a parameter is a bias: its last name component ends with ``bias``
+    (the same as the whole name ending with it: no dot in those four letters)."""
+    return name.endswith("bias")
 
 
 def _bits_resolver(bits: int | Mapping[str, int]):
@@ -141,13 +156,16 @@ class _Tally:
             attrs = _attributes(op)
             if attrs:
                 row.attrs = attrs
+        if not outputs:
+            return
         if not op.view:
             producer_row = self.producer_row
             for o in outputs:
-                if o.role == "activation" and o.value not in producer_row:
-                    producer_row[o.value] = module
-                    row.produced[o.value] = o.numel
-        if outputs and name != "empty" and name != "empty_like":
+                value = o.value
+                if o.role == "activation" and value not in producer_row:
+                    producer_row[value] = module
+                    row.produced[value] = math.prod(o.shape)
+        if name != "empty" and name != "empty_like":
             row.out_shape = outputs[0].shape
 
     def _inputs(self, op, row: _Row) -> int:
@@ -156,20 +174,28 @@ class _Tally:
         module = op.module
         producer_row, consumers, param_row = self.producer_row, self.consumers, self.param_row
         in_elems = 0
-        seen: set[int] = set()
+        seen = None  # values counted so far, once a second activation comes
+        first = None
         row_inputs = row.inputs
         for spec in op.inputs:
             role = spec.role
             if role == "activation":
                 value = spec.value
-                numel = spec.numel
-                if value not in seen:
-                    seen.add(value)
-                    in_elems += numel
+                shape = spec.shape
+                numel = math.prod(shape)
+                if first is None:
+                    first = value
+                    in_elems = numel
+                elif value != first:
+                    if seen is None:
+                        seen = {first}
+                    if value not in seen:
+                        seen.add(value)
+                        in_elems += numel
                 if producer_row.get(value) != module:
                     prev = row_inputs.get(value)
                     if prev is None or prev[0] < numel:
-                        row_inputs[value] = (numel, spec.shape)
+                        row_inputs[value] = (numel, shape)
                 users = consumers.get(value)
                 if users is None:
                     consumers[value] = {module}
@@ -200,13 +226,17 @@ def _layer_stats(tally: _Tally, bits_of, act_of, act_default: int, uniform: bool
     width = None if uniform else _tensor_width(tally, act_of, out_values, act_default)
     consumers, modules = tally.consumers, tr.modules
     layers = []
+    # one tuple per distinct shape (and list of input shapes): a layer's output is the next
+    # one's input, and fewer objects are fewer for the garbage collector to visit
+    shapes: dict = {}
     for row in sorted(tally.rows.values(), key=_first_op):
         name = row.name
         p, p_nb = row_params.get(name, (0, 0))
         b = bits_of(name)
         a = act_of(name)
         weight_bytes = p * b / 8
-        in_elems = sum([e for e, _ in row.inputs.values()])
+        inputs = row.inputs
+        in_elems = sum([e for e, _ in inputs.values()])
         # a value leaves the row if it is a model output or another row reads it
         outs = [
             (v, e) for v, e in row.produced.items()
@@ -216,34 +246,53 @@ def _layer_stats(tally: _Tally, bits_of, act_of, act_default: int, uniform: bool
         if width is None:
             act_bytes = (in_elems + out_elems) * a / 8
         else:
-            act_bytes = (sum(e * width(v) for v, (e, _) in row.inputs.items()) + sum(e * width(v) for v, e in outs)) / 8
+            act_bytes = (sum(e * width(v) for v, (e, _) in inputs.items()) + sum(e * width(v) for v, e in outs)) / 8
         info = modules.get(name)
+        ops = row.ops
+        macs = row.macs
+        in_shapes = tuple([_shared(shapes, shape) for _, shape in inputs.values()])
+        out_shape = None if row.out_shape is None else _shared(shapes, row.out_shape)
         layers.append(
-            LayerStats._fast(
-                name=name,
-                kind=row.kind,
-                ops=tuple(dict.fromkeys(row.ops)),
-                calls=info.calls if info is not None else 1,
-                input_shapes=tuple([tuple(shape) for _, shape in row.inputs.values()]),
-                output_shape=tuple(row.out_shape) if row.out_shape is not None else None,
-                params=p,
-                params_without_bias=p_nb,
-                macs=row.macs,
-                flops=2 * row.macs,
-                other_ops=row.other,
-                activations=row.activations,
-                input_elements=in_elems,
-                output_elements=out_elems,
-                peak_activations=row.peak,
-                weight_bytes=weight_bytes,
-                bytes_moved=weight_bytes + act_bytes,
-                bits=b,
-                attributes=row.attrs,
-                activation_bits=a,
-                bit_ops=2 * row.macs if b == 1 and a == 1 else 0,
-            )
+            LayerStats._fast({
+                "name": name,
+                "kind": row.kind,
+                "ops": _single_op(ops[0]) if len(ops) == 1 else tuple(dict.fromkeys(ops)),
+                "calls": info.calls if info is not None else 1,
+                "input_shapes": _shared(shapes, in_shapes),
+                "output_shape": out_shape,
+                "params": p,
+                "params_without_bias": p_nb,
+                "macs": macs,
+                "flops": 2 * macs,
+                "other_ops": row.other,
+                "activations": row.activations,
+                "input_elements": in_elems,
+                "output_elements": out_elems,
+                "peak_activations": row.peak,
+                "weight_bytes": weight_bytes,
+                "bytes_moved": weight_bytes + act_bytes,
+                "bits": b,
+                "attributes": row.attrs,
+                "activation_bits": a,
+                "bit_ops": 2 * macs if b == 1 and a == 1 else 0,
+            })
         )
     return layers
+
+
+def _shared(shapes: dict, shape: tuple) -> tuple:
+    """The plain tuple equal to ``shape`` (a ``torch.Size`` or a tuple) kept in ``shapes``."""
+    t = shapes.get(shape)  # a torch.Size hashes and compares as the tuple of its sizes
+    if t is None:
+        t = shape if type(shape) is tuple else tuple(shape)
+        shapes[t] = t
+    return t
+
+
+@functools.lru_cache(maxsize=1024)
+def _single_op(name: str) -> tuple[str]:
+    """``(name,)``, one tuple per op name for all the rows that ran only that op."""
+    return (name,)
 
 
 def _first_op(row: _Row) -> int:
@@ -283,19 +332,28 @@ def _tensor_width(tally: _Tally, act_of, out_values: set[int], default: int):
 def _totals(tally: _Tally, layers: list[LayerStats], bits_of, act_bits: int) -> Totals:
     """Whole-model figures; parameters no op used still count in the model size."""
     tr = tally.tr
-    unused = [n for n in tr.params if n not in tally.param_row]
-    total_bits = sum(r.params * r.bits for r in layers)
-    total_bits += sum(tr.params[n][0] * bits_of(tr.param_owner.get(n, "")) for n in unused)
+    params = tr.params
+    unused = [n for n in params if n not in tally.param_row]
+    total_bits = macs = other_ops = activations = bit_ops = 0
+    peak_row = None
+    for r in layers:  # integer sums, in one pass
+        total_bits += r.params * r.bits
+        macs += r.macs
+        other_ops += r.other_ops
+        activations += r.activations
+        bit_ops += r.bit_ops
+        if peak_row is None or r.peak_activations > peak_row.peak_activations:
+            peak_row = r
+    total_bits += sum(params[n][0] * bits_of(tr.param_owner.get(n, "")) for n in unused)
     input_elems = sum(s.numel for s in tr.inputs)
-    peak_row = max(layers, key=lambda r: r.peak_activations, default=None)
     live, live_at, _ = _peak_live(tr)
     return Totals(
-        params=sum(n for n, _ in tr.params.values()),
-        params_without_bias=sum(n for k, (n, _) in tr.params.items() if not _is_bias(k)),
-        macs=sum(r.macs for r in layers),
-        flops=2 * sum(r.macs for r in layers),
-        other_ops=sum(r.other_ops for r in layers),
-        activations=input_elems + sum(r.activations for r in layers),
+        params=sum([n for n, _ in params.values()]),
+        params_without_bias=sum([n for k, (n, _) in params.items() if not _is_bias(k)]),
+        macs=macs,
+        flops=2 * macs,
+        other_ops=other_ops,
+        activations=input_elems + activations,
         input_activations=input_elems,
         peak_activations=peak_row.peak_activations if peak_row else 0,
         peak_activations_layer=peak_row.name if peak_row else "",
@@ -303,9 +361,9 @@ def _totals(tally: _Tally, layers: list[LayerStats], bits_of, act_bits: int) -> 
         peak_live_layer=tr.ops[live_at].module if 0 <= live_at < len(tr.ops) else "",
         peak_live_bytes=live * act_bits / 8,
         model_size_bytes=total_bits / 8,
-        bytes_moved=sum(r.bytes_moved for r in layers),
-        unused_params=sum(tr.params[n][0] for n in unused),
-        bit_ops=sum(r.bit_ops for r in layers),
+        bytes_moved=sum([r.bytes_moved for r in layers]),
+        unused_params=sum(params[n][0] for n in unused),
+        bit_ops=bit_ops,
     )
 
 
@@ -363,29 +421,31 @@ def _peak_live(tr: Trace) -> tuple[int, int, int]:
     A storage is alive from the op that first writes it to the last op that
     reads it (model outputs: to the end; inputs: from the start).
     """
-    span: dict[int, list[int]] = {}
-    size: dict[int, int] = {}
+    span: dict[int, list[int]] = {}  # storage -> [first write, last read, largest value]
     for v in tr.values.values():
-        s = span.get(v.storage)
-        start = max(v.producer, 0)
+        key = v.storage
+        start = v.producer if v.producer > 0 else 0
+        s = span.get(key)
         if s is None:
-            span[v.storage] = [start, v.last_use]
-            size[v.storage] = v.numel
+            span[key] = [start, v.last_use, v.numel]
         else:
-            s[0] = min(s[0], start)
-            s[1] = max(s[1], v.last_use)
-            size[v.storage] = max(size[v.storage], v.numel)
+            if start < s[0]:
+                s[0] = start
+            if v.last_use > s[1]:
+                s[1] = v.last_use
+            if v.numel > s[2]:
+                s[2] = v.numel
     n = len(tr.ops) + 1
     delta = [0] * (n + 1)
-    for key, (a, b) in span.items():
-        b = min(b, n - 1)
-        delta[a] += size[key]
-        delta[b + 1] -= size[key]
-    best = best_at = cur = 0
-    for i in range(n):
-        cur += delta[i]
-        if cur > best:
-            best, best_at = cur, i
+    for a, b, size in span.values():
+        delta[a] += size
+        delta[(b if b < n - 1 else n - 1) + 1] -= size
+    alive = list(itertools.accumulate(delta[:n]))  # elements alive at each op
+    best = max(alive, default=0)
+    if best <= 0:
+        best = best_at = 0
+    else:
+        best_at = alive.index(best)  # the first op where it happens
     return best, min(best_at, len(tr.ops) - 1), best
 
 

@@ -5,11 +5,24 @@ each. Dispatching that op through torch's Python dispatch mode costs more than
 everything the tracer does with it: ``F.batch_norm``'s argument checks, the C++
 dispatcher, the mode's trampoline, the walk up the Python frames to find the
 module. For these stock layers the op and its arguments follow from the layer's
-configuration, so `LeafShortcuts` gives each one a ``forward`` that hands the
+configuration, so `LeafShortcuts` gives each one a call that hands the
 recorder exactly the op and arguments torch would have dispatched (same aten
 overload, same argument list, same shape rule), as that module's op. The `Trace`
 is the one a full dispatch gives, op for op; ``tests/trace/test_leaves.py``
 checks it for every zoo model and for models written as torchvision writes them.
+
+The call is installed as the module's ``_compiled_call_impl``, the slot that
+``nn.Module.__call__`` runs instead of its hook checks and ``forward`` (what
+``torch.compile`` fills): a module with no hooks calls it directly, and the
+tracer removes it again on exit. Calling ``module.forward(x)`` directly still
+dispatches, as any other forward does.
+
+A leaf's new output tensor (convolution, batch norm, out-of-place activations) is
+the one it made in the model's previous trace when nothing else holds that tensor
+any more (no trace, no code, no view) and it is still as ``torch.empty`` made it
+(`_Spare`): making and freeing a hundred meta tensors was a tenth of a profile.
+A tensor anyone kept is never handed out again, so each trace's tensors stay
+distinct while any of them is alive.
 
 Shortcuts, each exactly what the module's ``forward`` dispatches:
 
@@ -31,12 +44,16 @@ and batch norm.
 
 from __future__ import annotations
 
+import functools
+import math
+import sys
 import weakref
 
 import torch
 from torch import nn
 
-from edgefit.trace.replay import _HOOKS, _any_global_hook, _ReplayForward
+from edgefit.trace.replay import _HOOKS, _LEAF_MARK, _any_global_hook
+from edgefit.trace.shapes import conv_output_shape
 
 _F32 = torch.float32
 _META = torch.device("meta")
@@ -56,7 +73,7 @@ def _conv(m: nn.Conv2d, x: torch.Tensor):
     params, state = m._parameters, m.__dict__
     w, b = params["weight"], params["bias"]
     args = [x, w, b, list(state["stride"]), list(state["padding"]), list(state["dilation"]), False, [0, 0], state["groups"]]
-    return *_OPS["convolution"], args, [x, w] if b is None else [x, w, b]
+    return "convolution", args, [x, w] if b is None else [x, w, b]
 
 
 def _conv_ok(m: nn.Conv2d) -> bool:
@@ -65,7 +82,9 @@ def _conv_ok(m: nn.Conv2d) -> bool:
     return (
         state.get("padding_mode") == "zeros"
         and state.get("transposed") is False
-        and all(_int_pair(state.get(k)) for k in ("stride", "padding", "dilation"))
+        and _int_pair(state.get("stride"))
+        and _int_pair(state.get("padding"))
+        and _int_pair(state.get("dilation"))
         and type(state.get("groups")) is int
         and _registered(m, ("weight", "bias"), ())
         and m._parameters["weight"] is not None
@@ -79,9 +98,13 @@ def _int_pair(v) -> bool:
 def _registered(m: nn.Module, params: tuple, buffers: tuple) -> bool:
     """``m.name`` finds these in ``_parameters`` / ``_buffers`` (what the shortcut reads)."""
     state, p, b = m.__dict__, m._parameters, m._buffers
-    return all(k in p and k not in b and k not in state for k in params) and all(
-        k in b and k not in p and k not in state for k in buffers
-    )
+    for k in params:
+        if k not in p or k in b or k in state:
+            return False
+    for k in buffers:
+        if k not in b or k in p or k in state:
+            return False
+    return True
 
 
 def _batch_norm_ok(m: nn.BatchNorm2d) -> bool:
@@ -106,16 +129,16 @@ def _batch_norm(m: nn.BatchNorm2d, x: torch.Tensor):
     momentum = state["momentum"]
     w, b = params["weight"], params["bias"]
     args = [x, w, b, mean, var, False, 0.0 if momentum is None else momentum, state["eps"]]
-    return *_OPS["native_batch_norm"], args, [t for t in args[:5] if t is not None]
+    return "native_batch_norm", args, [t for t in args[:5] if t is not None]
 
 
 def _relu(m: nn.ReLU, x: torch.Tensor):
-    return *_OPS["relu_" if m.__dict__["inplace"] else "relu"], [x], [x]
+    return "relu_" if m.__dict__["inplace"] else "relu", [x], [x]
 
 
 def _hardtanh(m: nn.Hardtanh, x: torch.Tensor):
     state = m.__dict__
-    return *_OPS["hardtanh_" if state["inplace"] else "hardtanh"], [x, state["min_val"], state["max_val"]], [x]
+    return "hardtanh_" if state["inplace"] else "hardtanh", [x, state["min_val"], state["max_val"]], [x]
 
 
 def _hardtanh_ok(m: nn.Hardtanh) -> bool:
@@ -137,6 +160,7 @@ _BUILDERS = {
 }
 _Unseen = None  # edgefit.trace.tracer.Unseen, set with _OPS
 _OPS: dict = {}  # name -> (aten overload, its recorder info), looked up on first use (not at import)
+_guard = torch._C._DisableTorchDispatch
 
 
 def _load_ops() -> None:
@@ -148,17 +172,62 @@ def _load_ops() -> None:
     for name in ("convolution", "native_batch_norm", "relu", "relu_", "hardtanh", "hardtanh_"):
         func = getattr(aten, name).default
         _OPS[name] = (func, func_info(func))
-    func, info = _OPS["native_batch_norm"]
-    _OPS["native_batch_norm"] = (func, (*info[:3], _batch_norm_eval, info[4]))
 
 
-def _batch_norm_eval(args, kwargs):
-    """Batch norm's shape rule (`edgefit.trace.shapes`) for a 4-D input whose saved
-    statistics ``F.batch_norm`` drops: they are recorded without a tensor behind them."""
-    x = args[0]
-    shape = x.shape
-    stats = _Unseen(torch.Size((shape[1],)), x.dtype)
-    return torch.empty(shape, dtype=x.dtype, device=_META), stats, stats
+class _Spare:
+    """The output tensor a leaf made in its previous trace, handed out again by its next
+    call when nothing else holds it: no trace (its records keep their tensors), no
+    code, no view, and it is still as made (shape, strides, storage, flags)."""
+
+    __slots__ = ("tensor", "stride")
+
+    def __init__(self):
+        self.tensor = None
+        self.stride = None
+
+    def empty(self, shape: tuple) -> torch.Tensor:
+        """A contiguous float32 meta tensor of ``shape`` no other code holds."""
+        t = self.tensor
+        if (
+            t is not None
+            and sys.getrefcount(t) == 3  # self.tensor, t, the argument: no one else
+            and t.shape == shape
+            and t.stride() == self.stride
+            and t.dtype is _F32
+            and not t.requires_grad
+            and t.storage_offset() == 0
+            and t.untyped_storage().nbytes() == 4 * math.prod(shape)
+        ):
+            return t
+        with _guard():  # the recorder's dispatch mode is running: make it without dispatching
+            t = torch.empty(shape, dtype=_F32, device=_META)
+        self.tensor, self.stride = t, t.stride()
+        return t
+
+
+@functools.lru_cache(maxsize=256)
+def _batch_norm_stats(channels: int):
+    """Batch norm's saved mean (and inverse std) for this many channels, as an `Unseen` result."""
+    return _Unseen(torch.Size((channels,)), _F32)
+
+
+def _spare_rules(cell) -> dict:
+    """Shape rules (`edgefit.trace.shapes`) of the leaf ops that make a new float32 tensor,
+    taking it from the running leaf's `_Spare` (``cell.spare``)."""
+
+    def conv(args, kwargs):
+        return cell.spare.empty(conv_output_shape(args))
+
+    def batch_norm_eval(args, kwargs):
+        # a 4-D input in eval: ``F.batch_norm`` drops the saved statistics, recorded without a tensor
+        shape = tuple(args[0].shape)
+        stats = _batch_norm_stats(shape[1])
+        return cell.spare.empty(shape), stats, stats
+
+    def unary(args, kwargs):
+        return cell.spare.empty(tuple(args[0].shape))
+
+    return {"convolution": conv, "native_batch_norm": batch_norm_eval, "relu": unary, "hardtanh": unary}
 
 
 _STOCK_FORWARDS = {kind: kind.forward for kind in (*_BUILDERS, nn.Dropout)}
@@ -167,12 +236,7 @@ _STOCK_FORWARDS = {kind: kind.forward for kind in (*_BUILDERS, nn.Dropout)}
 def _plain_module(m: nn.Module) -> bool:
     """No hooks, no instance ``forward``, not compiled: its call runs the class's ``forward``."""
     state = m.__dict__
-    if "forward" in state or state.get("_compiled_call_impl") is not None:
-        return False
-    for hooks in _HOOKS:
-        if state.get(hooks):
-            return False
-    return True
+    return not ("forward" in state or state.get("_compiled_call_impl") is not None or any(map(state.get, _HOOKS)))
 
 
 def _context_is_plain() -> bool:
@@ -188,12 +252,14 @@ def _context_is_plain() -> bool:
 
 
 class _Cell:
-    """The recorder of the running trace, read by the cached shortcuts."""
+    """The recorder of the running trace, read by the cached shortcuts, and the running
+    leaf's `_Spare`, read by their shape rules."""
 
-    __slots__ = ("rec",)
+    __slots__ = ("rec", "spare")
 
     def __init__(self):
         self.rec = None
+        self.spare = None
 
 
 class _Cached:
@@ -209,21 +275,28 @@ class _Cached:
         if not _OPS:
             _load_ops()
         self.cell = _Cell()
-        self.leaves: list[tuple[weakref.ref, object, _ReplayForward]] = []
+        rules = _spare_rules(self.cell)
+        ops = {name: (func, (*info[:3], rules.get(name, info[3]), info[4])) for name, (func, info) in _OPS.items()}
+        self.leaves: list[tuple[weakref.ref, object, object]] = []
         for path, m in named:
             kind = type(m)
             if kind is nn.Dropout:
-                self.leaves.append((weakref.ref(m), _dropout_ok, _ReplayForward(_identity(weakref.ref(m)))))
+                call = _identity(weakref.ref(m))
+                self.leaves.append((weakref.ref(m), _dropout_ok, call))
             elif kind in _BUILDERS and _float32_weights(m):
                 make_args, ok = _BUILDERS[kind]
                 ref = weakref.ref(m)
-                self.leaves.append((ref, ok, _ReplayForward(_shortcut(self.cell, ref, path, make_args))))
+                call = _shortcut(self.cell, ref, path, make_args, ops)
+                self.leaves.append((ref, ok, call))
+            else:
+                continue
+            setattr(call, _LEAF_MARK, True)
 
 
 class LeafShortcuts:
-    """Installs recording ``forward`` shortcuts on the stock leaf modules of one traced model.
+    """Installs recording shortcuts on the stock leaf modules of one traced model.
 
-    Enter it inside the recorder's dispatch mode; it restores every ``forward`` on exit.
+    Enter it inside the recorder's dispatch mode; it removes every shortcut on exit.
 
     Args:
         rec: the recorder.
@@ -248,24 +321,31 @@ class LeafShortcuts:
         cached.cell.rec = self.rec
         self.cached = cached
         installed = self.installed
-        for ref, ok, forward in cached.leaves:
+        for ref, ok, call in cached.leaves:
             m = ref()
             if m is not None and _plain_module(m) and ok(m):
-                m.__dict__["forward"] = forward
+                # What ``Module.__call__`` runs instead of its hook checks and ``forward``
+                # when set (``torch.compile`` sets it): the module has no hooks, checked above.
+                m.__dict__["_compiled_call_impl"] = call
                 installed.append(m)
         return self
 
     def __exit__(self, *exc):
         for m in self.installed:
-            m.__dict__.pop("forward", None)
+            m.__dict__.pop("_compiled_call_impl", None)
         self.installed.clear()
         if self.cached is not None:
             self.cached.cell.rec = None
 
 
-def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args):
-    """The ``forward`` of one leaf: record its op from its configuration, or run the real one."""
-    guard = torch._C._DisableTorchDispatch
+def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args, ops: dict):
+    """The call of one leaf: record its op from its configuration, or run the real ``forward``.
+
+    ``ops``: op name -> (aten overload, recorder info whose rule takes a new output
+    from ``cell.spare`` or runs none).
+    """
+    spare = _Spare()
+    kind = type(ref()).__name__
 
     def shortcut(*args, **kwargs):
         m = ref()
@@ -276,11 +356,13 @@ def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args):
             op = make_args(m, x)
         if op is None:
             return type(m).forward(m, *args, **kwargs)
+        name, op_args, tensors = op
+        func, info = ops[name]
         rec.where = path
-        rec.enter(path, type(m).__name__)
+        rec.enter(path, kind)
         rec.leaf_ops += 1
-        with guard():
-            out = rec.record_meta(*op, path)
+        cell.spare = spare
+        out = rec.record_meta(func, info, op_args, tensors, path)
         return out[0] if type(out) is tuple else out
 
     return shortcut

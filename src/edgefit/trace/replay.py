@@ -53,7 +53,7 @@ _INTERNAL = frozenset(
         "_parameters", "_buffers", "_modules", "training", "_non_persistent_buffers_set",
         "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
         "_load_state_dict_post_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
-        "_forward_pre_hooks_with_kwargs", "_is_full_backward_hook", "forward", *_HOOKS,
+        "_forward_pre_hooks_with_kwargs", "_is_full_backward_hook", "forward", "_compiled_call_impl", *_HOOKS,
     }
 )
 _PLAIN_TYPES = frozenset(_PLAIN)
@@ -68,6 +68,11 @@ _fake_keys = itertools.count(-1, -1)  # storage keys of replayed values that hol
 
 class _NotPlain(Exception):
     pass
+
+
+# Set on the call a leaf shortcut (`edgefit.trace.leaves`) installs as a module's
+# ``_compiled_call_impl``: that module is still plain to `_signature`.
+_LEAF_MARK = "_edgefit_leaf_call"
 
 
 class _ReplayForward:
@@ -116,9 +121,10 @@ def _signature(m: nn.Module, memo: dict) -> tuple | None:
     state = m.__dict__
     memo[key] = None
     forward = state.get("forward")
+    compiled = state.get("_compiled_call_impl")
     if (
         (forward is not None and type(forward) is not _ReplayForward)
-        or state.get("_compiled_call_impl") is not None
+        or (compiled is not None and not getattr(compiled, _LEAF_MARK, False))
         or type(m).__call__ is not _MODULE_CALL
         or any(state.get(h) for h in _HOOKS)
     ):
@@ -223,7 +229,7 @@ class BlockMemo:
         self.groups = [(sig, g) for sig, g in groups.items() if len(g) >= _MIN_TWINS]
 
     def __enter__(self):
-        names = {key: name for key, (_, name) in self.rec.weights.items()}
+        names = {key: name for key, (_, name) in self.rec.weights.items()} if self.groups else {}
         for gid, (_, group) in enumerate(self.groups):
             for path, m in group:
                 if _owns_weights(names, path, m):

@@ -26,6 +26,8 @@ def _empty(shape, dtype) -> torch.Tensor:
 
 
 def _broadcast(*shapes) -> tuple[int, ...]:
+    if len(shapes) == 2 and shapes[0] == shapes[1]:  # a residual add: nothing to broadcast
+        return tuple(shapes[0])
     ndim = max(len(s) for s in shapes)
     out = [1] * ndim
     for s in shapes:
@@ -350,9 +352,21 @@ def _avg_pool2d(args, kwargs):
 
 @_rule("convolution.default")
 def _convolution(args, kwargs):
+    return torch.empty(conv_output_shape(args), dtype=args[0].dtype, device=_META)
+
+
+def conv_output_shape(args) -> tuple[int, ...]:
+    """The output shape of ``aten.convolution`` with these arguments; raises as torch does
+    for an input that does not fit."""
     x, w = args[0], args[1]
     xs, ws = x.shape, w.shape
     stride, padding, dilation, transposed, output_padding, groups = args[3:9]
+    if len(xs) == 4 and len(ws) == 4 and not transposed:  # batched 2-D, most of a CNN: the loop below, unrolled
+        if xs[1] == ws[1] * groups:
+            h = (xs[2] + 2 * padding[0] - dilation[0] * (ws[2] - 1) - 1) // stride[0] + 1
+            w = (xs[3] + 2 * padding[1] - dilation[1] * (ws[3] - 1) - 1) // stride[1] + 1
+            if h > 0 and w > 0:
+                return (xs[0], ws[0], h, w)
     n = len(ws) - 2
     if len(xs) != n + 2 and len(xs) != n + 1:
         raise RuntimeError(f"Expected {n + 1}D (unbatched) or {n + 2}D (batched) input to conv{n}d, but got input of size: {list(xs)}")
@@ -377,7 +391,7 @@ def _convolution(args, kwargs):
             (spatial_in[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (ws[2 + i] - 1) + output_padding[i] + 1
             for i in range(n)
         ]
-    return torch.empty((*xs[:-n - 1], out_c, *spatial), dtype=x.dtype, device=_META)
+    return (*xs[:-n - 1], out_c, *spatial)
 
 
 @_rule("embedding.default")

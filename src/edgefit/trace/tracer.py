@@ -24,6 +24,7 @@ import contextlib
 import gc
 import math
 import sys
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -318,11 +319,49 @@ class _Recorder(TorchDispatchMode):
 
     def record_meta(self, func, info: tuple, args: list, tensors: list, where: str):
         """`record` for arguments already on meta whose tensors, in order, are ``tensors``;
-        ``info`` is the op's `func_info` (its rule may return `Unseen` results)."""
+        ``info`` is the op's `func_info`, with a shape rule (it may return `Unseen` results).
+
+        What `_run` records, found with fewer checks where the rule's results tell it
+        all: tensors it made (new values) or, for an in-place op, its first argument
+        when that is an activation (a new value of the same storage). Anything else
+        goes through `_run`.
+        """
         index = len(self.ops)
-        spec = self.spec
-        inputs = [spec(t, index, True) for t in tensors]
-        return self._run(func, info, where, args, {}, inputs, tensors)
+        weight_specs = self.weight_specs
+        inputs = []
+        for t in tensors:
+            known = weight_specs.get(id(t))
+            if known is None or known.dtype is not t.dtype or known.shape != t.shape:
+                known = self.spec(t, index, True)
+            inputs.append(known)
+        name, overload, inplace, rule, _ = info
+        if inplace:
+            if inputs[0].role != "activation":
+                return self._run(func, info, where, args, {}, inputs, tensors)
+            try:
+                out = rule(args, _NO_KWARGS)
+            except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
+                raise _OpFailed(func, exc) from exc
+            if out is not tensors[0]:
+                return self._run(func, info, where, args, {}, inputs, tensors)
+            outputs = (TensorSpec(out.shape, out.dtype, "activation", self.new_value(out, index)),)
+        else:
+            try:
+                out = rule(args, _NO_KWARGS)
+            except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
+                raise _OpFailed(func, exc) from exc
+            if type(out) is torch.Tensor:
+                outputs = (TensorSpec(out.shape, out.dtype, "activation", self.new_value(out, index)),)
+            else:
+                outputs = tuple([self._made(t, index) for t in out])
+        self.ops.append(OpRecord(index, name, overload, where, tuple(args), {}, tuple(inputs), outputs, inplace, False))
+        return out
+
+    def _made(self, t, index: int) -> TensorSpec:
+        """The spec of a result a shape rule made: a new value (`Unseen` ones too)."""
+        if type(t) is Unseen:
+            return self._unseen_value(t, index)
+        return TensorSpec(t.shape, t.dtype, "activation", self.new_value(t, index))
 
     def _run(self, func, info: tuple, where: str, run_args: list, run_kwargs: dict, inputs: list, tensors):
         """Run the op (its shape rule if it has one), record its outputs and the `OpRecord`.
@@ -402,6 +441,7 @@ def _func_info(func) -> tuple:
     return info
 
 _EMPTY = torch.ops.aten.empty.memory_format
+_NO_KWARGS: dict = {}  # the keyword arguments of a leaf shortcut's op (none; never written)
 _ALIASING = frozenset({"_unsafe_view", "_reshape_alias"})
 _PLAIN = frozenset({int, float, bool, str, type(None), torch.dtype, torch.memory_format, torch.layout})
 
@@ -440,15 +480,34 @@ def gc_paused():
 
 
 class _Plan:
-    """How to swap one model's weights for meta twins, reused while the model is unchanged."""
+    """How to swap one model's weights for meta twins, reused while the model is unchanged.
 
-    __slots__ = ("key", "sizes", "entries", "swaps", "weights", "specs", "params", "owner", "buffers", "cache")
+    Also keeps what the tracer derives from the model's module tree (paths, the
+    code of each class's ``forward``), checked on every trace without walking
+    ``named_modules()`` again. Modules are held by weak reference: the plan lives
+    as long as the model (`_PLANS`) and must not keep it alive.
+    """
+
+    __slots__ = (
+        "tree", "forwards", "names", "codes", "checks", "swaps", "weights", "specs", "params", "owner",
+        "buffers", "cache",
+    )
 
     def __init__(self, named):
-        self.key = [(path, id(m)) for path, m in named]
-        self.sizes = [len(m._parameters) + len(m._buffers) for _, m in named]
-        self.entries: list[tuple[dict, str, torch.Tensor, torch.Tensor, tuple]] = []  # every weight
-        self.swaps: list[tuple[dict, str, torch.Tensor, torch.Tensor, tuple]] = []  # those not on meta
+        # per module, in named_modules() order: (path, weak ref, child names, child ids, weight count);
+        # equal child names and ids at every module mean named_modules() would list the same tree
+        self.tree = [
+            (path, weakref.ref(m), tuple(m._modules), tuple(map(id, m._modules.values())),
+             len(m._parameters) + len(m._buffers))
+            for path, m in named
+        ]
+        self.names = {id(m): path for path, m in named}
+        kinds = {type(m) for _, m in named}
+        self.forwards = [(kind, getattr(kind, "forward", None)) for kind in kinds]
+        self.codes = _forward_codes(kinds)
+        # every weight: (its table, name, tensor, shape, dtype); those not on meta: (table, name, tensor, twin)
+        self.checks: list[tuple[dict, str, torch.Tensor, torch.Size, torch.dtype]] = []
+        self.swaps: list[tuple[dict, str, torch.Tensor, torch.Tensor]] = []
         # What other parts of the tracer derive from the model's structure and weights
         # (leaf shortcuts, candidate twin blocks): valid as long as the plan is.
         self.cache: dict = {}
@@ -474,19 +533,37 @@ class _Plan:
                             self.owner[full] = mod_name
                         else:
                             self.buffers[full] = tensor.numel()
-                    entry = (table, attr, tensor, twin, (tensor.shape, tensor.dtype))
-                    self.entries.append(entry)
+                    self.checks.append((table, attr, tensor, tensor.shape, tensor.dtype))
                     if twin is not tensor:
-                        self.swaps.append(entry)
+                        self.swaps.append((table, attr, tensor, twin))
 
-    def valid_for(self, named) -> bool:
-        """Same modules at the same paths, same parameter tables, same tensors with the same shapes and dtypes."""
-        if [(path, id(m)) for path, m in named] != self.key:
-            return False
-        if [len(m._parameters) + len(m._buffers) for _, m in named] != self.sizes:
-            return False
-        for table, attr, tensor, _, sig in self.entries:
-            if table.get(attr) is not tensor or (tensor.shape, tensor.dtype) != sig:
+    def named(self) -> list[tuple[str, nn.Module]] | None:
+        """``named_modules()`` as it was when the plan was made, or ``None`` if it no longer is:
+        a module died or holds other children (names, objects or order) or another number of
+        parameters and buffers, or a class's ``forward`` changed."""
+        named = []
+        for path, ref, keys, ids, n_weights in self.tree:
+            m = ref()
+            if m is None:
+                return None
+            children = m._modules
+            if children:
+                if tuple(children) != keys or tuple(map(id, children.values())) != ids:
+                    return None
+            elif keys:
+                return None
+            if len(m._parameters) + len(m._buffers) != n_weights:
+                return None
+            named.append((path, m))
+        for kind, forward in self.forwards:
+            if getattr(kind, "forward", None) is not forward:
+                return None
+        return named
+
+    def weights_unchanged(self) -> bool:
+        """The same tensors in every parameter table, with the same shapes and dtypes."""
+        for table, attr, tensor, shape, dtype in self.checks:
+            if table.get(attr) is not tensor or tensor.dtype is not dtype or tensor.shape != shape:
                 return False
         return True
 
@@ -505,26 +582,27 @@ def _make_twin(tensor: torch.Tensor, role: str) -> torch.Tensor:
 _PLANS = WeakIdKeyDictionary()
 
 
-@contextlib.contextmanager
-def _meta_weights(model: nn.Module, named: list | None = None):
-    """Swap parameters and buffers for meta twins; restore them afterwards.
-
-    Yields the `_Plan` (``weights``: storage key -> (role, name), ``specs``: id(twin)
-    -> `TensorSpec`, ``params``, ``owner``, ``buffers``, ``cache``); do not change it.
-    """
-    if named is None:
-        named = list(model.named_modules(remove_duplicate=True))
+def _plan_for(model: nn.Module) -> tuple[_Plan, list[tuple[str, nn.Module]]]:
+    """The model's swap plan, made anew if the model changed, and its ``named_modules()``."""
     plan = _PLANS.get(model)
-    if plan is None or not plan.valid_for(named):
+    named = plan.named() if plan is not None else None
+    if named is None or named[0][1] is not model or not plan.weights_unchanged():
+        named = list(model.named_modules(remove_duplicate=True))
         plan = _PLANS[model] = _Plan(named)
+    return plan, named
+
+
+@contextlib.contextmanager
+def _meta_weights(plan: _Plan):
+    """Swap parameters and buffers for their meta twins in ``plan``; restore them afterwards."""
     done = 0
     try:
-        for table, attr, _, twin, _ in plan.swaps:
+        for table, attr, _, twin in plan.swaps:
             table[attr] = twin
             done += 1
         yield plan
     finally:
-        for table, attr, tensor, _, _ in plan.swaps[:done]:
+        for table, attr, tensor, _ in plan.swaps[:done]:
             table[attr] = tensor
 
 
@@ -622,11 +700,9 @@ def trace(
         inputs = make_inputs(input_shape, input_dtype)
     else:
         inputs = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    named = list(model.named_modules(remove_duplicate=True))
-    names = {id(m): n for n, m in named}
-    codes = _forward_codes(m for _, m in named)
-    with _meta_weights(model, named) as plan, _eval_mode(model, mode, named):
-        rec = _Recorder(names, plan.weights, codes, plan.specs)
+    plan, named = _plan_for(model)
+    with _meta_weights(plan), _eval_mode(model, mode, named):
+        rec = _Recorder(plan.names, plan.weights, plan.codes, plan.specs)
         meta_inputs = []
         input_specs = []
         for x in inputs:
@@ -684,12 +760,12 @@ def _flatten_output(out):
 _SHAPE_WORDS = ("shape", "size", "dimension", "dim", "mat1 and mat2", "channels", "expected input", "must match")
 
 
-def _forward_codes(modules) -> frozenset:
-    """Code objects of the ``forward`` methods of these modules' classes (unwrapped too)."""
+def _forward_codes(classes) -> frozenset:
+    """Code objects of the ``forward`` methods of these module classes (unwrapped too)."""
     import inspect
 
     codes = set()
-    for cls in {type(m) for m in modules}:
+    for cls in classes:
         fn = getattr(cls, "forward", None)
         for f in (fn, inspect.unwrap(fn) if fn is not None else None):
             code = getattr(f, "__code__", None)
