@@ -353,3 +353,15 @@ def test_an_output_a_model_kept_viewed_or_changed_is_not_made_again(how):
     else:  # as torch.empty makes it, not as the first call left it
         assert not y.requires_grad and y.stride() == (18, 9, 3, 1)
     assert canonical(tr) == canonical(trace(model, input_shape=(1, 2, 3, 3), leaf_shortcuts=False))
+
+
+def test_a_spare_output_is_handed_out_again_only_when_nothing_else_holds_it():
+    from edgefit.trace.leaves import _ALONE, _Spare
+
+    spare = _Spare()
+    spare.empty((2, 3))
+    first = id(spare.tensor)
+    assert _ALONE > 0 and id(spare.empty((2, 3))) == first  # free: reused
+    kept = spare.empty((2, 3))
+    assert spare.empty((2, 3)) is not kept  # held by this test: a new tensor
+    assert spare.empty((4,)).shape == (4,)  # another shape: a new tensor

@@ -185,12 +185,17 @@ class _Spare:
         self.tensor = None
         self.stride = None
 
+    def references(self) -> int:
+        """``sys.getrefcount`` of the held tensor as read here: the slot, the local, and
+        whatever the interpreter adds for the call (`_ALONE` when nothing else holds it)."""
+        t = self.tensor
+        return sys.getrefcount(t)
+
     def empty(self, shape: tuple) -> torch.Tensor:
         """A contiguous float32 meta tensor of ``shape`` no other code holds."""
-        t = self.tensor
+        t = self.tensor if self.tensor is not None and self.references() == _ALONE else None  # no one else holds it
         if (
             t is not None
-            and sys.getrefcount(t) == 3  # self.tensor, t, the argument: no one else
             and t.shape == shape
             and t.stride() == self.stride
             and t.dtype is _F32
@@ -203,6 +208,20 @@ class _Spare:
             t = torch.empty(shape, dtype=_F32, device=_META)
         self.tensor, self.stride = t, t.stride()
         return t
+
+
+def _alone_references() -> int:
+    """What `_Spare.references` reads for an object only the spare holds, measured on this
+    interpreter (CPython versions differ in the references a call borrows); -1 where
+    ``sys.getrefcount`` does not exist, so that no tensor is ever reused there."""
+    if not hasattr(sys, "getrefcount"):
+        return -1
+    probe = _Spare()
+    probe.tensor = object()
+    return probe.references()
+
+
+_ALONE = _alone_references()
 
 
 @functools.lru_cache(maxsize=256)
