@@ -111,6 +111,27 @@ def test_bench_on_torch_int8_names_every_fp32_side_in_text(capsys):
     assert len(judged) == 2 and sorted(judged + beside) == sorted(sides)  # every side named once
 
 
+def test_bench_on_torch_int8_text_figures_are_the_rows(monkeypatch, capsys):
+    from edgefit.accel import torch_int8
+
+    def side(ms):
+        return {"median_s": ms / 1e3, "p90_s": 1.5 * ms / 1e3}
+
+    def fake(model, shape, **kw):
+        row = {"batch": 1, "fp32_eager": side(21.9), "fp32": side(19.5), "fp32_channels_last": side(15.5),
+               "fp32_torchscript": side(12.8), "int8": side(7.8), "int8_torchscript": side(4.8)}
+        return [torch_int8.best_of_each_precision(row)]
+
+    monkeypatch.setattr(torch_int8, "bench_torch_int8", fake)
+    assert main(["bench", "lenet5_digits", "--runtime", "torch-int8", "-n", "1", "--warmup", "0",
+                 "--batch-sizes", "1"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  batch   1: "))
+    # speed-up = fastest BN-folded fp32 / fastest int8 = 12.8 / 4.8 = 2.67; p90 = 1.5 x median
+    assert line == ("  batch   1: fp32 BN folded TorchScript 12.80 ms (p90 19.20), int8 TorchScript 4.80 ms"
+                    " (p90 7.20) -> 2.67x; fp32 BN folded 19.50 ms; fp32 BN folded channels-last 15.50 ms;"
+                    " fp32 eager 21.90 ms; int8 7.80 ms")
+
+
 @pytest.mark.parametrize("source, runtime, message", [
     ("import torch\nfrom torch import nn\n\nclass M(nn.Module):\n    def __init__(self):\n"
      "        super().__init__()\n        self.fc = nn.Linear(4, 3)\n\n    def forward(self, x):\n"
