@@ -179,3 +179,13 @@ def test_bad_per_layer_bits_are_one_line(tmp_path, lenet5_weights, capsys, bits,
                  "-o", str(tmp_path / "b.efz")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_demo_sweep_labels_per_layer_widths_as_a_span():
+    from edgefit.cli.quantize_cmd import _bits_label
+    from edgefit.compress.quantize import BWNConfig, LogConfig
+
+    assert _bits_label(LogConfig(bits={"features.0": 5, "classifier.0": 4, "classifier.2": 4})) == "4-5"
+    assert _bits_label(LogConfig(bits={"features.0": 5})) == "5"
+    assert _bits_label(LogConfig(bits=3)) == "3"
+    assert _bits_label(BWNConfig()) == "1"
