@@ -181,6 +181,20 @@ def test_bad_per_layer_bits_are_one_line(tmp_path, lenet5_weights, capsys, bits,
     assert message in err and err.count("\n") == 1
 
 
+def test_bench_on_onnxruntime_text_figures_are_the_rows(monkeypatch, capsys):
+    from edgefit.accel import onnx
+
+    def fake(model, shape, **kw):  # the rows bench_onnxruntime returns: fp32, int8 and fp32 / int8
+        return [{"batch": 8, "fp32": {"median_s": 0.0758, "p90_s": 0.08}, "int8": {"median_s": 0.0337, "p90_s": 0.04},
+                 "speedup": 0.0758 / 0.0337}]
+
+    monkeypatch.setattr(onnx, "bench_onnxruntime", fake)
+    assert main(["bench", "lenet5_digits", "--runtime", "onnxruntime", "-n", "1", "--warmup", "0",
+                 "--batch-sizes", "8"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2:] == ["lenet5_digits on ONNX Runtime (CPU provider, 1 thread(s)); int8 = QDQ, per-channel int8 weights",
+                        "  batch   8: fp32 75.80 ms (p90 80.00), int8 33.70 ms (p90 40.00) -> 2.25x"]  # 75.8 / 33.7
+
 def test_demo_sweep_labels_per_layer_widths_as_a_span():
     from edgefit.cli.quantize_cmd import _bits_label
     from edgefit.compress.quantize import BWNConfig, LogConfig
