@@ -134,8 +134,8 @@ WHAT_CHANGED = [
     "a 2 B RF 103.47, a large buffer 12.70), from the same scripts; the earlier model traded them byte for byte.",
     "The band is the paper's figure for the CONV layers together (energy summed over CONV1-5, its Fig. 'Dataflow "
     "Comparison: CONV Layers' in reference/003); per layer, WS on CONV1 lies above it (its 11 x 11 planes leave "
-    "room for at most 2 planes on 256 PEs, so ifmaps are refetched from DRAM for nearly every filter) and OS-A / "
-    "OS-B on CONV1-2 just below it.",
+    "room for at most 2 planes on 256 PEs, so ifmaps are refetched from DRAM for nearly every filter) and OS-A on "
+    "CONV1-2 and OS-B on CONV1 just below it.",
     "Remaining differences from the paper: the paper's figures come from a genetic-algorithm search that may stop "
     "short of the optimum this exhaustive search finds (for RS as for the others); its OS-A RF (98 B) is sized "
     "for AlexNet CONV1 and kept for every layer, as in the scripts; the paper does not list per-layer ratios, "

@@ -14,7 +14,9 @@ standard deviation, so a tie within noise reads as one.
 Speed (``--part speed``, run under ``flock /tmp/edgefit-bench.lock``): int8
 (ONNX Runtime, QDQ; all layers, and with the first conv kept fp32) vs fp32 (ONNX
 Runtime, same session options) and int8 on PyTorch's own kernels (torch.ao FX
-graph mode, x86 engine) vs fp32 torch (eager), all in the same interleaved rounds,
+graph mode, x86 engine; the faster of Python and TorchScript) vs the fastest
+BN-folded fp32 torch (NCHW, channels-last or TorchScript; eager for reference),
+all in the same interleaved rounds,
 for MobileNetV2 and ResNet-50 at 224x224, batch 1 and 8; the bit-packed XNOR + popcount kernels (numba, and the numpy fallback) vs
 fp32 torch, one thread each, on the AlexNet/VGG FC shapes and a few conv layers
 at batch 1; the bytes of each layer's weights. Medians over rounds, interleaved,

@@ -68,6 +68,22 @@ def test_relu6_folds_into_the_convolution_output_range():
     assert float((out - ref).abs().max()) < float((out_plain - ref).abs().max())  # a finer grid than the conv's range
 
 
+def test_relu6_below_6_keeps_the_convolutions_calibrated_top():
+    from edgefit.accel.torch_int8 import fold_relu6_
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU6()).eval()
+    with torch.no_grad():
+        net[0].weight.mul_(0.1)  # every output well inside (-6, 6)
+    m = convert_torch_int8(net, torch.randn(32, 1, 6, 6), TorchInt8Config(fold_relu6=False))
+    conv = getattr(m, "0")
+    top = (255 - conv.zero_point) * conv.scale  # the top of the convolution's uint8 range
+    assert 0 < top < 6
+    assert fold_relu6_(m) == ["0"]
+    fused = getattr(m, "0")
+    assert type(fused).__name__ == "ConvReLU2d" and (fused.zero_point, fused.scale) == (0, top / 255)
+
+
 @pytest.fixture(scope="module")
 def digits_pair(digits_convnet):
     net, data = digits_convnet(20)

@@ -111,6 +111,27 @@ def test_bench_on_torch_int8_names_every_fp32_side_in_text(capsys):
     assert len(judged) == 2 and sorted(judged + beside) == sorted(sides)  # every side named once
 
 
+def test_bench_on_torch_int8_text_figures_are_the_rows(monkeypatch, capsys):
+    from edgefit.accel import torch_int8
+
+    def side(ms):
+        return {"median_s": ms / 1e3, "p90_s": 1.5 * ms / 1e3}
+
+    def fake(model, shape, **kw):
+        row = {"batch": 1, "fp32_eager": side(21.9), "fp32": side(19.5), "fp32_channels_last": side(15.5),
+               "fp32_torchscript": side(12.8), "int8": side(7.8), "int8_torchscript": side(4.8)}
+        return [torch_int8.best_of_each_precision(row)]
+
+    monkeypatch.setattr(torch_int8, "bench_torch_int8", fake)
+    assert main(["bench", "lenet5_digits", "--runtime", "torch-int8", "-n", "1", "--warmup", "0",
+                 "--batch-sizes", "1"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  batch   1: "))
+    # speed-up = fastest BN-folded fp32 / fastest int8 = 12.8 / 4.8 = 2.67; p90 = 1.5 x median
+    assert line == ("  batch   1: fp32 BN folded TorchScript 12.80 ms (p90 19.20), int8 TorchScript 4.80 ms"
+                    " (p90 7.20) -> 2.67x; fp32 BN folded 19.50 ms; fp32 BN folded channels-last 15.50 ms;"
+                    " fp32 eager 21.90 ms; int8 7.80 ms")
+
+
 @pytest.mark.parametrize("source, runtime, message", [
     ("import torch\nfrom torch import nn\n\nclass M(nn.Module):\n    def __init__(self):\n"
      "        super().__init__()\n        self.fc = nn.Linear(4, 3)\n\n    def forward(self, x):\n"
@@ -158,3 +179,27 @@ def test_bad_per_layer_bits_are_one_line(tmp_path, lenet5_weights, capsys, bits,
                  "-o", str(tmp_path / "b.efz")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_bench_on_onnxruntime_text_figures_are_the_rows(monkeypatch, capsys):
+    from edgefit.accel import onnx
+
+    def fake(model, shape, **kw):  # the rows bench_onnxruntime returns: fp32, int8 and fp32 / int8
+        return [{"batch": 8, "fp32": {"median_s": 0.0758, "p90_s": 0.08}, "int8": {"median_s": 0.0337, "p90_s": 0.04},
+                 "speedup": 0.0758 / 0.0337}]
+
+    monkeypatch.setattr(onnx, "bench_onnxruntime", fake)
+    assert main(["bench", "lenet5_digits", "--runtime", "onnxruntime", "-n", "1", "--warmup", "0",
+                 "--batch-sizes", "8"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2:] == ["lenet5_digits on ONNX Runtime (CPU provider, 1 thread(s)); int8 = QDQ, per-channel int8 weights",
+                        "  batch   8: fp32 75.80 ms (p90 80.00), int8 33.70 ms (p90 40.00) -> 2.25x"]  # 75.8 / 33.7
+
+def test_demo_sweep_labels_per_layer_widths_as_a_span():
+    from edgefit.cli.quantize_cmd import _bits_label
+    from edgefit.compress.quantize import BWNConfig, LogConfig
+
+    assert _bits_label(LogConfig(bits={"features.0": 5, "classifier.0": 4, "classifier.2": 4})) == "4-5"
+    assert _bits_label(LogConfig(bits={"features.0": 5})) == "5"
+    assert _bits_label(LogConfig(bits=3)) == "3"
+    assert _bits_label(BWNConfig()) == "1"

@@ -255,7 +255,8 @@ def bench_torch_int8(model: nn.Module, input_shape: tuple[int, ...], *, batches=
     Callables timed in interleaved rounds, with ``threads`` intra-op threads
     (restored afterwards) under ``torch.inference_mode``:
 
-    - ``fp32_eager``: the model as given;
+    - ``fp32_eager``: the model as given (a copy, without a simulated model's
+      activation quantizers, as every side);
     - ``fp32``: batch norms folded (:func:`fold_bn_fp32`), in Python;
     - ``fp32_channels_last``: the same with model and input in channels-last
       memory format, the layout oneDNN's convolutions run natively (4-D inputs);

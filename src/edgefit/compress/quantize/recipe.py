@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from edgefit.compress.quantize.registry import method
+from edgefit.compress.quantize.registry import family_of, method
 from edgefit.errors import ConfigError
 
 
@@ -74,7 +74,7 @@ def quantize_model(model: nn.Module, data, config, *, train_config=None, on_epoc
     from edgefit.compress.quantize.kmeans import KMeansConfig
     from edgefit.data.train import evaluate
 
-    name = type(config).family if hasattr(type(config), "family") else "kmeans"
+    name = family_of(config).name
     res = QuantizeResult(name, {"float": evaluate(model, data)})
     epochs = train_config.epochs if train_config is not None else 0
     if isinstance(config, KMeansConfig):
