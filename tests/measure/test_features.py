@@ -132,6 +132,17 @@ def test_feature_correction_validates():
         FeatureCorrection(({"hot": 1.0},) * 8, (1.0,) * 8, (1.0,) * 8)  # features missing
     with pytest.raises(ConfigError):
         FeatureCorrection.from_json("{}")
+    with pytest.raises(ConfigError):  # the load ratio is checked as a per-regime correction's is
+        FeatureCorrection((_feats(),) * 8, (1.0,) * 8, (1.0,) * 8, load_ratio=0.9)
+
+
+def test_a_network_correction_carries_the_calibration_state():
+    state = dict(networks=("a",) * 8, canary_s=2e-4, created=1000.0, retakes=3, load_ratio=1.2)
+    fc = FeatureCorrection((_feats(),) * 8, (1.0,) * 8, (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8), **state)
+    corr = fc.correction_for(_feats(), "hot")
+    assert fc.calibration_state() == state and corr.calibration_state() == state
+    assert fc.stale(3e-4) and corr.stale(3e-4) and not fc.stale(2.1e-4)
+    assert FeatureCorrection.from_json(fc.to_json()).calibration_state() == state
 
 
 def test_prediction_applies_the_stored_feature_correction(tmp_path):

@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 from edgefit.errors import ConfigError
+from edgefit.measure.correction import CalibrationState
 
 OP_CLASSES = ("conv", "depthwise", "linear", "elementwise", "pooling", "overhead")
 FEATURE_NAMES = (
@@ -198,30 +199,25 @@ def held_out_residuals(x, y) -> list[float]:
 
 
 @dataclass(frozen=True)
-class FeatureCorrection:
+class FeatureCorrection(CalibrationState):
     """The calibration networks' features and measured / table ratios; the fitted model on demand.
 
     Attributes:
         features: one `FEATURE_NAMES` dict per calibration network.
         table_s, measured_s: their table sums and measured uncontended latencies.
-        networks: their labels.
-        canary_s, created, retakes, load_ratio: host state at calibration (as
-            `edgefit.measure.correction.HostCorrection`).
+        networks, canary_s, created, retakes, load_ratio: their labels and the host's
+            state at calibration (`edgefit.measure.correction.CalibrationState`, keyword-only).
         seconds: how long the calibration took.
     """
 
     features: tuple[dict, ...]
     table_s: tuple[float, ...]
     measured_s: tuple[float, ...]
-    networks: tuple[str, ...] = ()
-    canary_s: float | None = None
-    created: float = 0.0
-    retakes: int = 0
-    load_ratio: float = 1.0
     seconds: float = 0.0
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         n = len(self.features)
         if n < MIN_NETWORKS or len(self.table_s) != n or len(self.measured_s) != n:
             raise ConfigError(
@@ -265,20 +261,10 @@ class FeatureCorrection:
             regime,
             self.factor(features),
             self.residuals,
-            networks=self.networks,
-            canary_s=self.canary_s,
-            created=self.created,
-            retakes=self.retakes,
-            load_ratio=self.load_ratio,
             interval_method="conformal",
             model="features",
+            **self.calibration_state(),
         )
-
-    def stale(self, canary_s: float | None) -> bool:
-        """As `edgefit.measure.correction.HostCorrection.stale`."""
-        from edgefit.measure.correction import canary_moved
-
-        return canary_moved(self.canary_s, canary_s)
 
     def coefficients(self) -> dict[str, float]:
         """The fitted model's coefficients per feature (in standardised units) and its intercept."""
