@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
@@ -288,13 +287,3 @@ class FeatureCorrection(CalibrationState):
             return cls(**d)
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"stored feature correction is not usable: {exc}") from None
-
-
-def median_ratio(corr: FeatureCorrection) -> float:
-    """The calibration networks' median measured / table sum (what one factor would be).
-
-    >>> f = {k: 0.0 for k in FEATURE_NAMES}
-    >>> median_ratio(FeatureCorrection((f,) * 8, (1.0,) * 8, (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7)))
-    1.35
-    """
-    return statistics.median(m / t for t, m in zip(corr.table_s, corr.measured_s, strict=True))
