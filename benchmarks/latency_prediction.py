@@ -583,9 +583,7 @@ def report(args, bench, host, rows, lrows, rounds_done, elapsed):
             f"{pct(inside_share(inside, 'flow', 'fhigh'))} |"
         )
     nets = [r for r in allrows if "low" in r]
-    ins_all = (
-        sum(r["low"] <= r["meas"] <= r["high"] for r in nets) / len(nets) if nets else float("nan")
-    )
+    ins_all = inside_share(nets, "low", "high")
     rnd = sum(r["inside_rounds"] for r in rows) / max(1, sum(len(r["per_round"]) for r in rows))
     typ = sum(r["low"] <= r["typical"] <= r["high"] for r in nets) / max(1, len(nets))
     lines += [

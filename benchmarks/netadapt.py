@@ -13,8 +13,8 @@ training. The final network of the host-latency run carries the table's predicti
 with its interval beside a measurement (``AdaptResult.measured``).
 
 Why 48x48: at 32x32 the table prices the network with every block at 8 channels
-at about four fifths of the unadapted one (per-layer call costs that do not fall
-with channels), so a 50% budget cannot be met there; at 48x48 the floor is about
+at 61-83% of the unadapted one in the two runs (per-layer call costs that do not
+fall with channels), so a 50% budget cannot be met there; at 48x48 the floor is about
 two fifths and half the channels price at about half, so the budget is reachable,
 and one training epoch takes about 20 s on this host (64x64, floor about 30%: 66 s
 at load 3 and about 100 s at load 10, too long for the searches and 3 seeds of

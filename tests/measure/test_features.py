@@ -132,6 +132,17 @@ def test_feature_correction_validates():
         FeatureCorrection(({"hot": 1.0},) * 8, (1.0,) * 8, (1.0,) * 8)  # features missing
     with pytest.raises(ConfigError):
         FeatureCorrection.from_json("{}")
+    with pytest.raises(ConfigError):  # the load ratio is checked as a per-regime correction's is
+        FeatureCorrection((_feats(),) * 8, (1.0,) * 8, (1.0,) * 8, load_ratio=0.9)
+
+
+def test_a_network_correction_carries_the_calibration_state():
+    state = dict(networks=("a",) * 8, canary_s=2e-4, created=1000.0, retakes=3, load_ratio=1.2)
+    fc = FeatureCorrection((_feats(),) * 8, (1.0,) * 8, (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8), **state)
+    corr = fc.correction_for(_feats(), "hot")
+    assert fc.calibration_state() == state and corr.calibration_state() == state
+    assert fc.stale(3e-4) and corr.stale(3e-4) and not fc.stale(2.1e-4)
+    assert FeatureCorrection.from_json(fc.to_json()).calibration_state() == state
 
 
 def test_prediction_applies_the_stored_feature_correction(tmp_path):
@@ -183,3 +194,23 @@ def test_a_stored_per_regime_factor_is_reused_without_calibrating_features(tmp_p
     pred = predict_latency(_small().eval(), input_shape=(1, 3, 8, 8), table=table, measure=False,
                            correction=True)
     assert pred.correction.model == "factor" and pred.seconds == pytest.approx(1.5 * pred.table_seconds)
+
+
+def test_feature_correction_notes_when_the_host_moved(tmp_path, monkeypatch):
+    import edgefit.measure.correction as C
+    import edgefit.measure.lut as L
+
+    table = _table(tmp_path)
+    ratios = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8)
+    stored = FeatureCorrection((_feats(),) * 8, (1.0,) * 8, ratios, canary_s=1e-4)
+    table.put_text(correction_key("features", torch.get_num_threads()), stored.to_json())
+    monkeypatch.setattr(L, "_canary_reading", lambda table: 2e-4)  # the host now runs 2x slower
+    notes = []
+    assert L.feature_correction(table, calibrate=False, notes=notes) == stored
+    assert notes == ["host state changed since the feature correction was calibrated"]
+    fresh = FeatureCorrection((_feats(),) * 8, (1.0,) * 8, ratios, networks=("n",) * 8, retakes=3,
+                              seconds=12.4, canary_s=2e-4)
+    monkeypatch.setattr(C, "calibrate_features", lambda table, canary_s, **kw: fresh)
+    notes = []
+    assert L.feature_correction(table, calibrate=True, notes=notes) is fresh
+    assert notes == ["feature correction calibrated on 8 random networks in 12 s (3 retakes)"]

@@ -38,7 +38,7 @@ import random
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from edgefit.errors import ConfigError
 
@@ -100,21 +100,54 @@ def _check_confidence(confidence: float) -> None:
         raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
 
 
-@dataclass(frozen=True)
-class HostCorrection:
-    """measured / table-sum on this host for one regime, with out-of-sample residuals.
+@dataclass(frozen=True, kw_only=True)
+class CalibrationState:
+    """The host's state when a correction was calibrated (keyword-only fields of every correction).
 
     Attributes:
-        regime: ``"hot"`` or ``"rotated"`` (how the table timed the layers).
-        factor: the multiplier applied to the table's sum.
-        residuals: leave-one-out relative residuals of the calibration networks.
-        networks: the calibration networks' labels (random zoo-block stacks).
+        networks: the calibration networks' labels (random networks).
         canary_s: the reference convolution's best time when calibrated (host state).
         created: when it was calibrated (seconds since the epoch).
         retakes: measurements taken again during calibration (the host slowed down).
         load_ratio: median over the calibration networks of their passes' median /
             10th percentile: how much the load at calibration time added to a typical
             pass (1.0 on a quiet host). The interval's upper end is raised by it.
+    """
+
+    networks: tuple[str, ...] = ()
+    canary_s: float | None = None
+    created: float = 0.0
+    retakes: int = 0
+    load_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.load_ratio >= 1.0 and math.isfinite(self.load_ratio)):
+            raise ConfigError(f"load ratio must be >= 1, got {self.load_ratio}")
+
+    def calibration_state(self) -> dict:
+        """The `CalibrationState` fields by name (to hand them to another correction)."""
+        return {f.name: getattr(self, f.name) for f in fields(CalibrationState)}
+
+    def stale(self, canary_s: float | None) -> bool:
+        """True if the host's reference convolution now runs ``STALE_RATIO`` off its calibration speed.
+
+        >>> c = HostCorrection("hot", 1.0, (0.0, 0.0, 0.0), canary_s=1e-4)
+        >>> c.stale(1.1e-4), c.stale(1.5e-4), c.stale(None)
+        (False, True, False)
+        """
+        return canary_moved(self.canary_s, canary_s)
+
+
+@dataclass(frozen=True)
+class HostCorrection(CalibrationState):
+    """measured / table-sum on this host for one regime, with out-of-sample residuals.
+
+    Attributes:
+        regime: ``"hot"`` or ``"rotated"`` (how the table timed the layers).
+        factor: the multiplier applied to the table's sum.
+        residuals: leave-one-out relative residuals of the calibration networks.
+        networks, canary_s, created, retakes, load_ratio: the host's state at
+            calibration (`CalibrationState`, keyword-only).
         table_s, measured_s: each calibration network's table sum and measured
             uncontended latency (what the factor was fitted on).
         interval_method: ``"t"`` (Student-t prediction interval of the log residuals)
@@ -126,17 +159,13 @@ class HostCorrection:
     regime: str
     factor: float
     residuals: tuple[float, ...]
-    networks: tuple[str, ...] = ()
-    canary_s: float | None = None
-    created: float = 0.0
-    retakes: int = 0
-    load_ratio: float = 1.0
     table_s: tuple[float, ...] = ()
     measured_s: tuple[float, ...] = ()
     interval_method: str = "t"
     model: str = "factor"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.interval_method not in INTERVAL_METHODS:
             raise ConfigError(
                 f"interval method must be one of {INTERVAL_METHODS}, got {self.interval_method!r}"
@@ -145,8 +174,6 @@ class HostCorrection:
             raise ConfigError(f"regime must be one of {REGIMES}, got {self.regime!r}")
         if not (self.factor > 0 and math.isfinite(self.factor)):
             raise ConfigError(f"correction factor must be positive, got {self.factor}")
-        if not (self.load_ratio >= 1.0 and math.isfinite(self.load_ratio)):
-            raise ConfigError(f"load ratio must be >= 1, got {self.load_ratio}")
         if len(self.residuals) < 3:
             raise ConfigError("a correction needs residuals of at least 3 networks")
 
@@ -191,15 +218,6 @@ class HostCorrection:
         """
         _check_confidence(confidence)
         return seconds * (1 + max(0.0, self._log_bound(confidence))) * self.load_ratio
-
-    def stale(self, canary_s: float | None) -> bool:
-        """True if the host's reference convolution now runs ``STALE_RATIO`` off its calibration speed.
-
-        >>> c = HostCorrection("hot", 1.0, (0.0, 0.0, 0.0), canary_s=1e-4)
-        >>> c.stale(1.1e-4), c.stale(1.5e-4), c.stale(None)
-        (False, True, False)
-        """
-        return canary_moved(self.canary_s, canary_s)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 from edgefit.errors import ConfigError
+from edgefit.measure.correction import CalibrationState
 
 OP_CLASSES = ("conv", "depthwise", "linear", "elementwise", "pooling", "overhead")
 FEATURE_NAMES = (
@@ -198,30 +198,25 @@ def held_out_residuals(x, y) -> list[float]:
 
 
 @dataclass(frozen=True)
-class FeatureCorrection:
+class FeatureCorrection(CalibrationState):
     """The calibration networks' features and measured / table ratios; the fitted model on demand.
 
     Attributes:
         features: one `FEATURE_NAMES` dict per calibration network.
         table_s, measured_s: their table sums and measured uncontended latencies.
-        networks: their labels.
-        canary_s, created, retakes, load_ratio: host state at calibration (as
-            `edgefit.measure.correction.HostCorrection`).
+        networks, canary_s, created, retakes, load_ratio: their labels and the host's
+            state at calibration (`edgefit.measure.correction.CalibrationState`, keyword-only).
         seconds: how long the calibration took.
     """
 
     features: tuple[dict, ...]
     table_s: tuple[float, ...]
     measured_s: tuple[float, ...]
-    networks: tuple[str, ...] = ()
-    canary_s: float | None = None
-    created: float = 0.0
-    retakes: int = 0
-    load_ratio: float = 1.0
     seconds: float = 0.0
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         n = len(self.features)
         if n < MIN_NETWORKS or len(self.table_s) != n or len(self.measured_s) != n:
             raise ConfigError(
@@ -265,20 +260,10 @@ class FeatureCorrection:
             regime,
             self.factor(features),
             self.residuals,
-            networks=self.networks,
-            canary_s=self.canary_s,
-            created=self.created,
-            retakes=self.retakes,
-            load_ratio=self.load_ratio,
             interval_method="conformal",
             model="features",
+            **self.calibration_state(),
         )
-
-    def stale(self, canary_s: float | None) -> bool:
-        """As `edgefit.measure.correction.HostCorrection.stale`."""
-        from edgefit.measure.correction import canary_moved
-
-        return canary_moved(self.canary_s, canary_s)
 
     def coefficients(self) -> dict[str, float]:
         """The fitted model's coefficients per feature (in standardised units) and its intercept."""
@@ -302,13 +287,3 @@ class FeatureCorrection:
             return cls(**d)
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"stored feature correction is not usable: {exc}") from None
-
-
-def median_ratio(corr: FeatureCorrection) -> float:
-    """The calibration networks' median measured / table sum (what one factor would be).
-
-    >>> f = {k: 0.0 for k in FEATURE_NAMES}
-    >>> median_ratio(FeatureCorrection((f,) * 8, (1.0,) * 8, (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7)))
-    1.35
-    """
-    return statistics.median(m / t for t, m in zip(corr.table_s, corr.measured_s, strict=True))

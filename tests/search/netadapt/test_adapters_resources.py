@@ -173,3 +173,16 @@ def test_locked_table_locks_only_to_time():
     sticky.release()
     sticky.release()
     assert log == ["lock", "timed", "timed", "unlock"]
+
+    @contextmanager
+    def busy():  # a lock whose wait timed out
+        raise TimeoutError("held elsewhere")
+        yield
+
+    failing = LockedTable(Table(), busy)
+    with pytest.raises(TimeoutError):
+        failing.lookup_or_measure("b", lambda: 2.0)
+    log.clear()
+    failing._lock = lock  # the next measurement takes the lock again, not a stale "held"
+    failing.lookup_or_measure("c", lambda: 3.0)
+    assert log == ["lock", "timed", "unlock"]

@@ -178,8 +178,9 @@ class LockedTable:
     def _held(self, fn):
         if self._held_by is not None:
             return fn()
-        self._held_by = ExitStack()
-        self._held_by.enter_context(self._lock())
+        held = ExitStack()
+        held.enter_context(self._lock())  # if taking the lock fails, nothing counts as held
+        self._held_by = held
         try:
             return fn()
         finally:
