@@ -290,6 +290,31 @@ def test_dropout_with_an_invalid_probability_fails_as_its_own_forward_does():
     assert not any("forward" in vars(m) for m in model.modules())
 
 
+def test_a_dropout_probability_that_is_not_a_number_is_refused():
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Dropout(0.1)).eval()
+    model[1].p = None  # F.dropout's own comparison reports it, in the dropout's row
+    with pytest.raises(edgefit.errors.TraceError, match="module '1' raised"):
+        trace(model, input_shape=(1, 3, 4, 4))
+    assert not any("_compiled_call_impl" in vars(m) for m in model.modules())
+
+
+def test_a_check_that_fails_while_installing_removes_the_shortcuts_installed(monkeypatch):
+    import edgefit.trace.leaves as leaves
+
+    def broken(m):
+        raise RuntimeError("check failed")
+
+    monkeypatch.setattr(leaves, "_dropout_ok", broken)  # read when the model's shortcuts are built
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Dropout(0.1)).eval()
+    with pytest.raises(Exception, match="check failed"):
+        trace(model, input_shape=(1, 3, 4, 4))
+    assert not any("_compiled_call_impl" in vars(m) for m in model.modules())  # the conv's too
+    seen = []
+    model[0].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model(torch.zeros(1, 3, 4, 4))
+    assert seen == [torch.Size([1, 3, 4, 4])]  # no shortcut left to bypass the hook
+
+
 # --------------------------------------------------------------------------- outputs made again
 
 

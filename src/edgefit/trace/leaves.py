@@ -340,13 +340,17 @@ class LeafShortcuts:
         cached.cell.rec = self.rec
         self.cached = cached
         installed = self.installed
-        for ref, ok, call in cached.leaves:
-            m = ref()
-            if m is not None and _plain_module(m) and ok(m):
-                # What ``Module.__call__`` runs instead of its hook checks and ``forward``
-                # when set (``torch.compile`` sets it): the module has no hooks, checked above.
-                m.__dict__["_compiled_call_impl"] = call
-                installed.append(m)
+        try:
+            for ref, ok, call in cached.leaves:
+                m = ref()
+                if m is not None and _plain_module(m) and ok(m):
+                    # What ``Module.__call__`` runs instead of its hook checks and ``forward``
+                    # when set (``torch.compile`` sets it): the module has no hooks, checked above.
+                    m.__dict__["_compiled_call_impl"] = call
+                    installed.append(m)
+        except BaseException:
+            self.__exit__()  # ``with`` runs no exit for a failed enter: remove what was installed
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -388,7 +392,8 @@ def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args, ops: dict):
 
 
 def _dropout_ok(m: nn.Dropout) -> bool:
-    return not m.training and 0.0 <= m.p <= 1.0
+    p = m.p
+    return not m.training and type(p) in (int, float) and 0.0 <= p <= 1.0
 
 
 def _identity(ref: weakref.ref):
