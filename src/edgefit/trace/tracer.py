@@ -505,8 +505,9 @@ class _Plan:
         kinds = {type(m) for _, m in named}
         self.forwards = [(kind, getattr(kind, "forward", None)) for kind in kinds]
         self.codes = _forward_codes(kinds)
-        # every weight: (its table, name, tensor, shape, dtype); those not on meta: (table, name, tensor, twin)
-        self.checks: list[tuple[dict, str, torch.Tensor, torch.Size, torch.dtype]] = []
+        # every weight: (its table, name, tensor, shape, dtype), an empty slot with Nones;
+        # those not on meta: (table, name, tensor, twin)
+        self.checks: list[tuple[dict, str, torch.Tensor | None, torch.Size | None, torch.dtype | None]] = []
         self.swaps: list[tuple[dict, str, torch.Tensor, torch.Tensor]] = []
         # What other parts of the tracer derive from the model's structure and weights
         # (leaf shortcuts, candidate twin blocks): valid as long as the plan is.
@@ -520,7 +521,8 @@ class _Plan:
         for mod_name, module in named:
             for role, table in (("param", module._parameters), ("buffer", module._buffers)):
                 for attr, tensor in table.items():
-                    if tensor is None:
+                    if tensor is None:  # an empty slot (``bias=False``): checked for staying empty
+                        self.checks.append((table, attr, None, None, None))
                         continue
                     twin = twins.get(id(tensor))
                     if twin is None:
@@ -561,9 +563,12 @@ class _Plan:
         return named
 
     def weights_unchanged(self) -> bool:
-        """The same tensors in every parameter table, with the same shapes and dtypes."""
+        """The same tensors in every parameter table, with the same shapes and dtypes, and
+        the empty slots still empty."""
         for table, attr, tensor, shape, dtype in self.checks:
-            if table.get(attr) is not tensor or tensor.dtype is not dtype or tensor.shape != shape:
+            if table.get(attr) is not tensor:
+                return False
+            if tensor is not None and (tensor.dtype is not dtype or tensor.shape != shape):
                 return False
         return True
 
