@@ -335,25 +335,18 @@ class _Recorder(TorchDispatchMode):
                 known = self.spec(t, index, True)
             inputs.append(known)
         name, overload, inplace, rule, _ = info
-        if inplace:
-            if inputs[0].role != "activation":
-                return self._run(func, info, where, args, {}, inputs, tensors)
-            try:
-                out = rule(args, _NO_KWARGS)
-            except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
-                raise _OpFailed(func, exc) from exc
-            if out is not tensors[0]:
-                return self._run(func, info, where, args, {}, inputs, tensors)
+        if inplace and inputs[0].role != "activation":
+            return self._run(func, info, where, args, {}, inputs, tensors)
+        try:
+            out = rule(args, _NO_KWARGS)
+        except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
+            raise _OpFailed(func, exc) from exc
+        if inplace and out is not tensors[0]:
+            return self._run(func, info, where, args, {}, inputs, tensors)
+        if inplace or type(out) is torch.Tensor:  # in place: its first argument, a new value
             outputs = (TensorSpec(out.shape, out.dtype, "activation", self.new_value(out, index)),)
         else:
-            try:
-                out = rule(args, _NO_KWARGS)
-            except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
-                raise _OpFailed(func, exc) from exc
-            if type(out) is torch.Tensor:
-                outputs = (TensorSpec(out.shape, out.dtype, "activation", self.new_value(out, index)),)
-            else:
-                outputs = tuple([self._made(t, index) for t in out])
+            outputs = tuple([self._made(t, index) for t in out])
         self.ops.append(OpRecord(index, name, overload, where, tuple(args), {}, tuple(inputs), outputs, inplace, False))
         return out
 
