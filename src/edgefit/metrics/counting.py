@@ -55,10 +55,9 @@ def _attributes(op) -> dict:
 
 
 def _plain(v):
-    kind = type(v)
-    if kind is list or kind is tuple or isinstance(v, (list, tuple)):
+    if isinstance(v, (list, tuple)):
         return list(map(int, v))
-    if kind is bool or kind is int:
+    if isinstance(v, bool):
         return v
     return int(v) if isinstance(v, int) else v
 
