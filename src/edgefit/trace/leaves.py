@@ -300,16 +300,16 @@ class _Cached:
         for path, m in named:
             kind = type(m)
             if kind is nn.Dropout:
-                call = _identity(weakref.ref(m))
-                self.leaves.append((weakref.ref(m), _dropout_ok, call))
+                ref, ok = weakref.ref(m), _dropout_ok
+                call = _identity(ref)
             elif kind in _BUILDERS and _float32_weights(m):
                 make_args, ok = _BUILDERS[kind]
                 ref = weakref.ref(m)
                 call = _shortcut(self.cell, ref, path, make_args, ops)
-                self.leaves.append((ref, ok, call))
             else:
                 continue
             setattr(call, _LEAF_MARK, True)
+            self.leaves.append((ref, ok, call))
 
 
 class LeafShortcuts:
