@@ -251,3 +251,21 @@ def test_every_total_of_a_small_model_exactly():
     # per row, weights + inputs + outputs at 4 bytes: a 40 + 4 + 8, relu 8 + 8, b 16 + 8 + 2
     assert [r.bytes_moved for r in p.layers] == [52 * 4, 16 * 4, 26 * 4]
     assert t.bytes_moved == (52 + 16 + 26) * 4
+
+
+def test_convolution_attributes_exactly_and_the_same_from_tuples():
+    from types import SimpleNamespace
+
+    from edgefit.metrics.counting import _attributes
+
+    net = nn.Sequential(nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2))
+    row = edgefit.profile(net, input_shape=(1, 4, 8, 8)).layer("0")
+    expected = {
+        "stride": [2, 2], "padding": [1, 1], "dilation": [1, 1], "transposed": False,
+        "output_padding": [0, 0], "groups": 2, "kernel_size": [3, 3],
+    }
+    assert list(row.attributes.items()) == list(expected.items())  # keys in this order, in the LUT's keys too
+    # the same arguments as tuples (not what F.conv2d passes) take the general path: the same dict
+    w = torch.empty(6, 2, 3, 3, device="meta")
+    op = SimpleNamespace(name="convolution", args=(None, w, None, (2, 2), (1, 1), (1, 1), False, (0, 0), 2))
+    assert list(_attributes(op).items()) == list(expected.items())
