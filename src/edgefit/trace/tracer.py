@@ -487,10 +487,10 @@ class _Plan:
     )
 
     def __init__(self, named):
-        # per module, in named_modules() order: (path, weak ref, child names, child ids, weight count);
+        # per module, in named_modules() order: (path, weak ref, class, child names, child ids, weight count);
         # equal child names and ids at every module mean named_modules() would list the same tree
         self.tree = [
-            (path, weakref.ref(m), tuple(m._modules), tuple(map(id, m._modules.values())),
+            (path, weakref.ref(m), type(m), tuple(m._modules), tuple(map(id, m._modules.values())),
              len(m._parameters) + len(m._buffers))
             for path, m in named
         ]
@@ -534,12 +534,13 @@ class _Plan:
 
     def named(self) -> list[tuple[str, nn.Module]] | None:
         """``named_modules()`` as it was when the plan was made, or ``None`` if it no longer is:
-        a module died or holds other children (names, objects or order) or another number of
-        parameters and buffers, or a class's ``forward`` changed."""
+        a module died, changed class (``__class__`` assigned) or holds other children (names,
+        objects or order) or another number of parameters and buffers, or a class's
+        ``forward`` changed."""
         named = []
-        for path, ref, keys, ids, n_weights in self.tree:
+        for path, ref, kind, keys, ids, n_weights in self.tree:
             m = ref()
-            if m is None:
+            if m is None or type(m) is not kind:
                 return None
             children = m._modules
             if children:
