@@ -327,13 +327,8 @@ class _Recorder(TorchDispatchMode):
         goes through `_run`.
         """
         index = len(self.ops)
-        weight_specs = self.weight_specs
-        inputs = []
-        for t in tensors:
-            known = weight_specs.get(id(t))
-            if known is None or known.dtype is not t.dtype or known.shape != t.shape:
-                known = self.spec(t, index, True)
-            inputs.append(known)
+        spec = self.spec  # a weight's known spec first, as for any op
+        inputs = [spec(t, index, True) for t in tensors]
         name, overload, inplace, rule, _ = info
         if inplace and inputs[0].role != "activation":
             return self._run(func, info, where, args, {}, inputs, tensors)
