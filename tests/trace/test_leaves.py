@@ -398,3 +398,17 @@ def test_a_spare_output_is_handed_out_again_only_when_nothing_else_holds_it():
     kept = spare.empty((2, 3))
     assert spare.empty((2, 3)) is not kept  # held by this test: a new tensor
     assert spare.empty((4,)).shape == (4,)  # another shape: a new tensor
+
+
+def test_without_a_reference_count_no_output_is_handed_out_again(monkeypatch):
+    import sys
+
+    import edgefit.trace.leaves as leaves
+
+    monkeypatch.delattr(sys, "getrefcount")  # an interpreter that cannot count references
+    assert leaves._alone_references() == -1
+    monkeypatch.setattr(leaves, "_ALONE", -1)
+    spare = leaves._Spare()
+    first = spare.empty((2, 3))
+    del first
+    assert spare.empty((2, 3)).shape == (2, 3)  # a new tensor each call, and no count read

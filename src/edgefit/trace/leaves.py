@@ -193,7 +193,8 @@ class _Spare:
 
     def empty(self, shape: tuple) -> torch.Tensor:
         """A contiguous float32 meta tensor of ``shape`` no other code holds."""
-        t = self.tensor if self.tensor is not None and self.references() == _ALONE else None  # no one else holds it
+        # no one else holds it (never known where the count cannot be read: _ALONE is -1)
+        t = self.tensor if self.tensor is not None and _ALONE > 0 and self.references() == _ALONE else None
         if (
             t is not None
             and t.shape == shape
