@@ -220,3 +220,52 @@ def test_peak_live_bytes_follow_the_activation_bit_width():
     assert p.totals.peak_live_activations == 10 + 20  # input alive while the first output is written
     assert p.totals.peak_live_bytes == 30 * 4 / 8
     assert p.totals.model_size_bytes == 300 * 8 / 8
+
+
+class _WithAnUnusedLayer(nn.Module):
+    """Linear(4, 8) -> relu (in the model's own forward) -> Linear(8, 2, no bias); one layer never called."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 8)
+        self.b = nn.Linear(8, 2, bias=False)
+        self.spare = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+def test_every_total_of_a_small_model_exactly():
+    p = edgefit.profile(_WithAnUnusedLayer(), input_shape=(1, 4))
+    t = p.totals
+    # parameters: a 32 + 8, b 16, spare 9 + 3 (never called, still in the size); without biases 32 + 16 + 9
+    assert (t.params, t.params_without_bias, t.unused_params) == (68, 57, 12)
+    assert (t.macs, t.flops, t.bit_ops) == (32 + 16, 2 * 48, 0)
+    assert t.other_ops == 8 + 8  # a's bias add, the relu
+    # input 4 + outputs of the computing ops (a 8, b 2; the relu is not one)
+    assert (t.activations, t.input_activations) == (4 + 8 + 2, 4)
+    assert (t.peak_activations, t.peak_activations_layer) == (4 + 8, "a")  # a's input + output
+    # a's output and the relu's are alive together while the relu writes (the input is dead by then)
+    assert (t.peak_live_activations, t.peak_live_layer, t.peak_live_bytes) == (16, "", 16 * 4)
+    assert t.model_size_bytes == 68 * 4
+    # per row, weights + inputs + outputs at 4 bytes: a 40 + 4 + 8, relu 8 + 8, b 16 + 8 + 2
+    assert [r.bytes_moved for r in p.layers] == [52 * 4, 16 * 4, 26 * 4]
+    assert t.bytes_moved == (52 + 16 + 26) * 4
+
+
+def test_convolution_attributes_exactly_and_the_same_from_tuples():
+    from types import SimpleNamespace
+
+    from edgefit.metrics.counting import _attributes
+
+    net = nn.Sequential(nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2))
+    row = edgefit.profile(net, input_shape=(1, 4, 8, 8)).layer("0")
+    expected = {
+        "stride": [2, 2], "padding": [1, 1], "dilation": [1, 1], "transposed": False,
+        "output_padding": [0, 0], "groups": 2, "kernel_size": [3, 3],
+    }
+    assert list(row.attributes.items()) == list(expected.items())  # keys in this order, in the LUT's keys too
+    # the same arguments as tuples (not what F.conv2d passes) take the general path: the same dict
+    w = torch.empty(6, 2, 3, 3, device="meta")
+    op = SimpleNamespace(name="convolution", args=(None, w, None, (2, 2), (1, 1), (1, 1), False, (0, 0), 2))
+    assert list(_attributes(op).items()) == list(expected.items())

@@ -28,14 +28,22 @@ def _foreign():
     return mod
 
 
+_SLOTS = {"forward", "_compiled_call_impl"}  # where a module's call could be replaced
+
+
+def _slots(model) -> list:
+    """Each module's own ``forward`` and compiled-call slot (a shortcut sits in the latter)."""
+    return [(vars(m).get("forward"), vars(m).get("_compiled_call_impl")) for m in model.modules()]
+
+
 def check(model, shape=(1, 3, 8, 8), **kwargs):
     """Shortcuts on (default) and plain dispatch give the same trace; returns the default one."""
-    before = [vars(m).get("forward") for m in model.modules()]
+    before = _slots(model)
     fast = trace(model, input_shape=shape, **kwargs)
     full = trace(model, input_shape=shape, leaf_shortcuts=False, reuse_blocks=False, **kwargs)
     assert full.leaf_ops == 0
     assert canonical(fast) == canonical(full)
-    assert [vars(m).get("forward") for m in model.modules()] == before  # every shortcut removed
+    assert _slots(model) == before  # every shortcut removed
     return fast
 
 
@@ -208,10 +216,10 @@ def test_a_model_that_fails_restores_every_forward():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Linear(3, 3))
     with pytest.raises(edgefit.errors.EdgefitError):
         trace(model, input_shape=(1, 3, 8, 8))
-    assert not any("forward" in vars(m) for m in model.modules())
+    assert not any(_SLOTS & set(vars(m)) for m in model.modules())
     with pytest.raises(edgefit.errors.InputShapeError, match="module '0'"):
         trace(model, input_shape=(1, 5, 8, 8))  # a shortcut's op fails: same message as dispatch
-    assert not any("forward" in vars(m) for m in model.modules())
+    assert not any(_SLOTS & set(vars(m)) for m in model.modules())
 
 
 def test_what_is_kept_per_model_does_not_keep_the_model_alive():
@@ -287,7 +295,32 @@ def test_dropout_with_an_invalid_probability_fails_as_its_own_forward_does():
     for shortcuts in (True, False):
         with pytest.raises(edgefit.errors.TraceError, match="module '1' raised.*dropout probability"):
             trace(model, input_shape=(1, 3, 4, 4), leaf_shortcuts=shortcuts)
-    assert not any("forward" in vars(m) for m in model.modules())
+    assert not any(_SLOTS & set(vars(m)) for m in model.modules())
+
+
+def test_a_dropout_probability_that_is_not_a_number_is_refused():
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Dropout(0.1)).eval()
+    model[1].p = None  # F.dropout's own comparison reports it, in the dropout's row
+    with pytest.raises(edgefit.errors.TraceError, match="module '1' raised"):
+        trace(model, input_shape=(1, 3, 4, 4))
+    assert not any("_compiled_call_impl" in vars(m) for m in model.modules())
+
+
+def test_a_check_that_fails_while_installing_removes_the_shortcuts_installed(monkeypatch):
+    import edgefit.trace.leaves as leaves
+
+    def broken(m):
+        raise RuntimeError("check failed")
+
+    monkeypatch.setattr(leaves, "_dropout_ok", broken)  # read when the model's shortcuts are built
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Dropout(0.1)).eval()
+    with pytest.raises(Exception, match="check failed"):
+        trace(model, input_shape=(1, 3, 4, 4))
+    assert not any("_compiled_call_impl" in vars(m) for m in model.modules())  # the conv's too
+    seen = []
+    model[0].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model(torch.zeros(1, 3, 4, 4))
+    assert seen == [torch.Size([1, 3, 4, 4])]  # no shortcut left to bypass the hook
 
 
 # --------------------------------------------------------------------------- outputs made again
@@ -365,3 +398,17 @@ def test_a_spare_output_is_handed_out_again_only_when_nothing_else_holds_it():
     kept = spare.empty((2, 3))
     assert spare.empty((2, 3)) is not kept  # held by this test: a new tensor
     assert spare.empty((4,)).shape == (4,)  # another shape: a new tensor
+
+
+def test_without_a_reference_count_no_output_is_handed_out_again(monkeypatch):
+    import sys
+
+    import edgefit.trace.leaves as leaves
+
+    monkeypatch.delattr(sys, "getrefcount")  # an interpreter that cannot count references
+    assert leaves._alone_references() == -1
+    monkeypatch.setattr(leaves, "_ALONE", -1)
+    spare = leaves._Spare()
+    first = spare.empty((2, 3))
+    del first
+    assert spare.empty((2, 3)).shape == (2, 3)  # a new tensor each call, and no count read

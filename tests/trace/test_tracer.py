@@ -264,6 +264,28 @@ def test_a_weight_whose_shape_changed_in_place_is_seen():
     assert edgefit.profile(lin, example_inputs=(torch.zeros(1, 8, dtype=torch.float64),)).totals.model_size_bytes == 48 * 4
 
 
+def test_a_bias_added_to_an_empty_slot_between_profiles_is_seen():
+    net = nn.Sequential(nn.Conv2d(3, 4, 1, bias=False))
+    assert edgefit.profile(net, input_shape=(1, 3, 4, 4)).totals.params == 12
+    net[0].bias = nn.Parameter(torch.zeros(4))  # the same number of slots: 'bias' held None
+    assert edgefit.profile(net, input_shape=(1, 3, 4, 4)).totals.params == 16
+    net[0].bias = None
+    assert edgefit.profile(net, input_shape=(1, 3, 4, 4)).totals.params == 12
+
+
+class _TwiceConv(nn.Conv2d):
+    def forward(self, x):
+        return super().forward(super().forward(x))
+
+
+def test_a_module_whose_class_is_reassigned_between_profiles_is_seen():
+    net = nn.Sequential(nn.Conv2d(4, 4, 1))
+    assert edgefit.profile(net, input_shape=(1, 4, 2, 2)).totals.macs == 4 * 4 * 4
+    net[0].__class__ = _TwiceConv  # a subclass: its own forward runs, no Conv2d shortcut
+    p = edgefit.profile(net, input_shape=(1, 4, 2, 2))
+    assert p.totals.macs == 2 * 4 * 4 * 4 and p.layers[0].kind == "_TwiceConv"
+
+
 def test_a_class_forward_patched_between_profiles_is_seen():
     """The plan keeps the code of each class's forward (to attribute ops to modules):
     a class whose forward changed gets its ops attributed by the new code."""

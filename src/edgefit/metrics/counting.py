@@ -55,10 +55,9 @@ def _attributes(op) -> dict:
 
 
 def _plain(v):
-    kind = type(v)
-    if kind is list or kind is tuple or isinstance(v, (list, tuple)):
+    if isinstance(v, (list, tuple)):
         return list(map(int, v))
-    if kind is bool or kind is int:
+    if isinstance(v, bool):
         return v
     return int(v) if isinstance(v, int) else v
 
@@ -346,7 +345,7 @@ def _totals(tally: _Tally, layers: list[LayerStats], bits_of, act_bits: int) -> 
             peak_row = r
     total_bits += sum(params[n][0] * bits_of(tr.param_owner.get(n, "")) for n in unused)
     input_elems = sum(s.numel for s in tr.inputs)
-    live, live_at, _ = _peak_live(tr)
+    live, live_at = _peak_live(tr)
     return Totals(
         params=sum([n for n, _ in params.values()]),
         params_without_bias=sum([n for k, (n, _) in params.items() if not _is_bias(k)]),
@@ -415,7 +414,7 @@ def build_profile(
     )
 
 
-def _peak_live(tr: Trace) -> tuple[int, int, int]:
+def _peak_live(tr: Trace) -> tuple[int, int]:
     """Most activation elements alive at once, the op index where it happens.
 
     A storage is alive from the op that first writes it to the last op that
@@ -446,7 +445,7 @@ def _peak_live(tr: Trace) -> tuple[int, int, int]:
         best = best_at = 0
     else:
         best_at = alive.index(best)  # the first op where it happens
-    return best, min(best_at, len(tr.ops) - 1), best
+    return best, min(best_at, len(tr.ops) - 1)
 
 
 def profile(

@@ -193,7 +193,8 @@ class _Spare:
 
     def empty(self, shape: tuple) -> torch.Tensor:
         """A contiguous float32 meta tensor of ``shape`` no other code holds."""
-        t = self.tensor if self.tensor is not None and self.references() == _ALONE else None  # no one else holds it
+        # no one else holds it (never known where the count cannot be read: _ALONE is -1)
+        t = self.tensor if self.tensor is not None and _ALONE > 0 and self.references() == _ALONE else None
         if (
             t is not None
             and t.shape == shape
@@ -300,16 +301,16 @@ class _Cached:
         for path, m in named:
             kind = type(m)
             if kind is nn.Dropout:
-                call = _identity(weakref.ref(m))
-                self.leaves.append((weakref.ref(m), _dropout_ok, call))
+                ref, ok = weakref.ref(m), _dropout_ok
+                call = _identity(ref)
             elif kind in _BUILDERS and _float32_weights(m):
                 make_args, ok = _BUILDERS[kind]
                 ref = weakref.ref(m)
                 call = _shortcut(self.cell, ref, path, make_args, ops)
-                self.leaves.append((ref, ok, call))
             else:
                 continue
             setattr(call, _LEAF_MARK, True)
+            self.leaves.append((ref, ok, call))
 
 
 class LeafShortcuts:
@@ -340,13 +341,17 @@ class LeafShortcuts:
         cached.cell.rec = self.rec
         self.cached = cached
         installed = self.installed
-        for ref, ok, call in cached.leaves:
-            m = ref()
-            if m is not None and _plain_module(m) and ok(m):
-                # What ``Module.__call__`` runs instead of its hook checks and ``forward``
-                # when set (``torch.compile`` sets it): the module has no hooks, checked above.
-                m.__dict__["_compiled_call_impl"] = call
-                installed.append(m)
+        try:
+            for ref, ok, call in cached.leaves:
+                m = ref()
+                if m is not None and _plain_module(m) and ok(m):
+                    # What ``Module.__call__`` runs instead of its hook checks and ``forward``
+                    # when set (``torch.compile`` sets it): the module has no hooks, checked above.
+                    m.__dict__["_compiled_call_impl"] = call
+                    installed.append(m)
+        except BaseException:
+            self.__exit__()  # ``with`` runs no exit for a failed enter: remove what was installed
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -388,7 +393,8 @@ def _shortcut(cell: _Cell, ref: weakref.ref, path: str, make_args, ops: dict):
 
 
 def _dropout_ok(m: nn.Dropout) -> bool:
-    return not m.training and 0.0 <= m.p <= 1.0
+    p = m.p
+    return not m.training and type(p) in (int, float) and 0.0 <= p <= 1.0
 
 
 def _identity(ref: weakref.ref):

@@ -327,33 +327,21 @@ class _Recorder(TorchDispatchMode):
         goes through `_run`.
         """
         index = len(self.ops)
-        weight_specs = self.weight_specs
-        inputs = []
-        for t in tensors:
-            known = weight_specs.get(id(t))
-            if known is None or known.dtype is not t.dtype or known.shape != t.shape:
-                known = self.spec(t, index, True)
-            inputs.append(known)
+        spec = self.spec  # a weight's known spec first, as for any op
+        inputs = [spec(t, index, True) for t in tensors]
         name, overload, inplace, rule, _ = info
-        if inplace:
-            if inputs[0].role != "activation":
-                return self._run(func, info, where, args, {}, inputs, tensors)
-            try:
-                out = rule(args, _NO_KWARGS)
-            except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
-                raise _OpFailed(func, exc) from exc
-            if out is not tensors[0]:
-                return self._run(func, info, where, args, {}, inputs, tensors)
+        if inplace and inputs[0].role != "activation":
+            return self._run(func, info, where, args, {}, inputs, tensors)
+        try:
+            out = rule(args, _NO_KWARGS)
+        except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
+            raise _OpFailed(func, exc) from exc
+        if inplace and out is not tensors[0]:
+            return self._run(func, info, where, args, {}, inputs, tensors)
+        if inplace or type(out) is torch.Tensor:  # in place: its first argument, a new value
             outputs = (TensorSpec(out.shape, out.dtype, "activation", self.new_value(out, index)),)
         else:
-            try:
-                out = rule(args, _NO_KWARGS)
-            except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
-                raise _OpFailed(func, exc) from exc
-            if type(out) is torch.Tensor:
-                outputs = (TensorSpec(out.shape, out.dtype, "activation", self.new_value(out, index)),)
-            else:
-                outputs = tuple([self._made(t, index) for t in out])
+            outputs = tuple([self._made(t, index) for t in out])
         self.ops.append(OpRecord(index, name, overload, where, tuple(args), {}, tuple(inputs), outputs, inplace, False))
         return out
 
@@ -494,10 +482,10 @@ class _Plan:
     )
 
     def __init__(self, named):
-        # per module, in named_modules() order: (path, weak ref, child names, child ids, weight count);
+        # per module, in named_modules() order: (path, weak ref, class, child names, child ids, weight count);
         # equal child names and ids at every module mean named_modules() would list the same tree
         self.tree = [
-            (path, weakref.ref(m), tuple(m._modules), tuple(map(id, m._modules.values())),
+            (path, weakref.ref(m), type(m), tuple(m._modules), tuple(map(id, m._modules.values())),
              len(m._parameters) + len(m._buffers))
             for path, m in named
         ]
@@ -505,8 +493,9 @@ class _Plan:
         kinds = {type(m) for _, m in named}
         self.forwards = [(kind, getattr(kind, "forward", None)) for kind in kinds]
         self.codes = _forward_codes(kinds)
-        # every weight: (its table, name, tensor, shape, dtype); those not on meta: (table, name, tensor, twin)
-        self.checks: list[tuple[dict, str, torch.Tensor, torch.Size, torch.dtype]] = []
+        # every weight: (its table, name, tensor, shape, dtype), an empty slot with Nones;
+        # those not on meta: (table, name, tensor, twin)
+        self.checks: list[tuple[dict, str, torch.Tensor | None, torch.Size | None, torch.dtype | None]] = []
         self.swaps: list[tuple[dict, str, torch.Tensor, torch.Tensor]] = []
         # What other parts of the tracer derive from the model's structure and weights
         # (leaf shortcuts, candidate twin blocks): valid as long as the plan is.
@@ -520,7 +509,8 @@ class _Plan:
         for mod_name, module in named:
             for role, table in (("param", module._parameters), ("buffer", module._buffers)):
                 for attr, tensor in table.items():
-                    if tensor is None:
+                    if tensor is None:  # an empty slot (``bias=False``): checked for staying empty
+                        self.checks.append((table, attr, None, None, None))
                         continue
                     twin = twins.get(id(tensor))
                     if twin is None:
@@ -539,12 +529,13 @@ class _Plan:
 
     def named(self) -> list[tuple[str, nn.Module]] | None:
         """``named_modules()`` as it was when the plan was made, or ``None`` if it no longer is:
-        a module died or holds other children (names, objects or order) or another number of
-        parameters and buffers, or a class's ``forward`` changed."""
+        a module died, changed class (``__class__`` assigned) or holds other children (names,
+        objects or order) or another number of parameters and buffers, or a class's
+        ``forward`` changed."""
         named = []
-        for path, ref, keys, ids, n_weights in self.tree:
+        for path, ref, kind, keys, ids, n_weights in self.tree:
             m = ref()
-            if m is None:
+            if m is None or type(m) is not kind:
                 return None
             children = m._modules
             if children:
@@ -561,9 +552,12 @@ class _Plan:
         return named
 
     def weights_unchanged(self) -> bool:
-        """The same tensors in every parameter table, with the same shapes and dtypes."""
+        """The same tensors in every parameter table, with the same shapes and dtypes, and
+        the empty slots still empty."""
         for table, attr, tensor, shape, dtype in self.checks:
-            if table.get(attr) is not tensor or tensor.dtype is not dtype or tensor.shape != shape:
+            if table.get(attr) is not tensor:
+                return False
+            if tensor is not None and (tensor.dtype is not dtype or tensor.shape != shape):
                 return False
         return True
 
