@@ -715,7 +715,7 @@ def second_take_line(args, rounds) -> str:
             part += (
                 f" (second / first take: median {statistics.median(ratios):.2f}, "
                 f"{min(ratios):.2f}..{max(ratios):.2f}; "
-                f"{sum(r < 1 for r in ratios)} faster, so kept)"
+                f"the second take faster, so kept, in {sum(r < 1 for r in ratios)})"
             )
         parts.append(part)
     return (
