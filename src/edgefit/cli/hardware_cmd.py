@@ -212,6 +212,12 @@ def predict(
         help="seconds the speed gate may wait in all (then it measures at once): bounds the "
         "time a table build takes on a host that is never quiet",
     ),
+    second_take_after: float = typer.Option(
+        300.0,
+        "--second-take-after",
+        help="time a table entry measured once again when it is at least this many seconds old "
+        "and keep the faster take (a shared host only adds time); 0: never",
+    ),
 ) -> None:
     """Predict MODEL's latency from a per-layer lookup table (NetAdapt) and compare with a measurement.
 
@@ -236,7 +242,11 @@ def predict(
             f"{model}: the model has no real weights (built on meta); cannot measure it"
         )
     gate = SpeedGate(quiet=False, max_wait_s=1.0, max_total_wait_s=gate_budget_s)
-    table = LatencyTable(gate=gate if speed_gate else None, drift_check=True)
+    table = LatencyTable(
+        gate=gate if speed_gate else None,
+        drift_check=True,
+        second_take_after_s=second_take_after or None,
+    )
     pred = predict_latency(
         resolved.model,
         prof,

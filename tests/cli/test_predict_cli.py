@@ -1,0 +1,42 @@
+"""`edgefit predict --second-take-after`: the flag reaches the lookup table (no timing)."""
+
+from __future__ import annotations
+
+import pytest
+
+import edgefit.measure
+from edgefit.cli.main import main
+from edgefit.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEFIT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def built(monkeypatch):
+    """The keyword arguments of every `LatencyTable` the command builds; the build then stops it."""
+    seen = []
+
+    def fake_table(*args, **kwargs):
+        seen.append(kwargs)
+        raise ConfigError("stopped after building the table")
+
+    monkeypatch.setattr(edgefit.measure, "LatencyTable", fake_table)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"), [([], 300.0), (["--second-take-after", "90"], 90.0), (["--second-take-after", "0"], None)]
+)
+def test_second_take_after_reaches_the_table(built, flag, expected, capsys):
+    assert main(["predict", "zoo:lenet5", "--no-calibrate", *flag]) == 2
+    assert "stopped after building the table" in capsys.readouterr().err
+    assert built == [{"gate": built[0]["gate"], "drift_check": True, "second_take_after_s": expected}]
+
+
+def test_negative_second_take_after_is_one_line(capsys):
+    assert main(["predict", "zoo:lenet5", "--no-calibrate", "--second-take-after", "-5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "second_take_after_s must be finite seconds >= 0" in err and "\n" not in err
