@@ -1,4 +1,4 @@
-"""`edgefit predict --second-take-after`: the flag reaches the lookup table (no timing)."""
+"""`edgefit predict --second-take-after` and `--drift-check`: the flags reach the lookup table (no timing)."""
 
 from __future__ import annotations
 
@@ -40,3 +40,9 @@ def test_negative_second_take_after_is_one_line(capsys):
     assert main(["predict", "zoo:lenet5", "--no-calibrate", "--second-take-after", "-5"]) == 2
     err = capsys.readouterr().err.strip()
     assert "second_take_after_s must be finite seconds >= 0" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], True), (["--no-drift-check"], False)])
+def test_drift_check_flag_reaches_the_table(built, flag, expected):
+    assert main(["predict", "zoo:lenet5", "--no-calibrate", *flag]) == 2
+    assert built[0]["drift_check"] is expected

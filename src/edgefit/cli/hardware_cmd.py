@@ -218,6 +218,12 @@ def predict(
         help="time a table entry measured once again when it is at least this many seconds old "
         "and keep the faster take (a shared host only adds time); 0: never",
     ),
+    drift_check: bool = typer.Option(
+        True,
+        "--drift-check/--no-drift-check",
+        help="re-time the table's reference layers first and rescale its entries if the host's "
+        "speed drifted since they were stored",
+    ),
 ) -> None:
     """Predict MODEL's latency from a per-layer lookup table (NetAdapt) and compare with a measurement.
 
@@ -244,7 +250,7 @@ def predict(
     gate = SpeedGate(quiet=False, max_wait_s=1.0, max_total_wait_s=gate_budget_s)
     table = LatencyTable(
         gate=gate if speed_gate else None,
-        drift_check=True,
+        drift_check=drift_check,
         second_take_after_s=second_take_after or None,
     )
     pred = predict_latency(
