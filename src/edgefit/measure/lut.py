@@ -259,6 +259,11 @@ class LatencyTable:
             ).fetchone()
         return None if row is None else (float(row[0]), int(row[1]), float(row[2]), int(row[3]))
 
+    def will_time(self, key: str) -> bool:
+        """Whether a lookup of ``key`` measures now: no entry yet, or one due for its second take."""
+        stored = self.entry(key)
+        return stored is None or self._second_take_due(stored[2], stored[3])
+
     def _second_take_due(self, created: float, takes: int) -> bool:
         after = self.second_take_after_s
         return after is not None and takes < 2 and time.time() - created >= after

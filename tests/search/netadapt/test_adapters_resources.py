@@ -186,3 +186,27 @@ def test_locked_table_locks_only_to_time():
     failing._lock = lock  # the next measurement takes the lock again, not a stale "held"
     failing.lookup_or_measure("c", lambda: 3.0)
     assert log == ["lock", "timed", "unlock"]
+
+
+def test_locked_table_locks_a_second_take(tmp_path):
+    """A stored entry due for its second take is timed, so it is looked up under the lock."""
+    from contextlib import contextmanager
+
+    from edgefit.measure import LatencyTable
+    from edgefit.search.netadapt.resources import LockedTable
+
+    log = []
+
+    @contextmanager
+    def lock():
+        log.append("lock")
+        yield
+        log.append("unlock")
+
+    table = LatencyTable(tmp_path / "lut.sqlite", timer=lambda: 0.0, second_take_after_s=0.0)
+    table.put("a", 2.0, 10)
+    table.measure = lambda fn: type("S", (), {"p10_s": 1.0, "runs": 10})()  # no real timing
+    locked = LockedTable(table, lock)
+    assert locked.lookup_or_measure("a", None) == (1.0, True)  # the faster take kept
+    assert log == ["lock", "unlock"] and table.second_takes == 1
+    assert locked.lookup_or_measure("a", None) == (1.0, True) and log == ["lock", "unlock"]  # two takes: no lock

@@ -194,8 +194,11 @@ class LockedTable:
             held.close()
 
     def lookup_or_measure(self, key: str, fn: Callable[[], object]) -> tuple[float, bool]:
-        """The wrapped table's answer; under the lock unless the entry is stored already."""
-        if self._held_by is None and self.table.get(key) is not None:
+        """The wrapped table's answer; under the lock unless it answers from storage without timing
+        (an entry due for its second take, `LatencyTable` ``second_take_after_s``, is timed)."""
+        will_time = getattr(self.table, "will_time", None)
+        timing = will_time(key) if will_time is not None else self.table.get(key) is None
+        if self._held_by is None and not timing:
             return self.table.lookup_or_measure(key, fn)
         return self._held(lambda: self.table.lookup_or_measure(key, fn))
 
