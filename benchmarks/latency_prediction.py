@@ -698,7 +698,8 @@ def drift_cells(st) -> str:
         else:
             cells.append(
                 f"{d.median:.2f} ({min(d.ratios):.2f}..{max(d.ratios):.2f}) -> "
-                + ("kept" if d.scale == 1.0 else f"x{d.scale:.3f}")
+                + (f"held (x{d.held:.3f} not yet confirmed)" if d.held != 1.0
+                   else "kept" if d.scale == 1.0 else f"x{d.scale:.3f}")
             )
     return " | ".join(cells)
 

@@ -10,7 +10,14 @@ from torch import nn
 
 from edgefit.errors import ConfigError
 from edgefit.measure import LatencyTable, predict_latency
-from edgefit.measure.drift import REFERENCE_LAYERS, DriftCheck, check_drift, drift_note, drift_scale
+from edgefit.measure.drift import (
+    REFERENCE_LAYERS,
+    DriftCheck,
+    check_drift,
+    drift_note,
+    drift_scale,
+    persistent_scale,
+)
 
 from .test_lut import FakeTimer
 
@@ -91,3 +98,52 @@ def test_drift_check_record():
     assert d.median == 1.0 and d.to_dict()["ratios"] == [0.9, 1.0, 1.1]
     assert drift_note(d).endswith("within the noise, table kept")
     assert torch.get_num_threads() >= 1
+
+
+class _Texts:
+    """The table's text store alone (what `persistent_scale` reads and writes)."""
+
+    def __init__(self):
+        self.texts = {}
+
+    def get_text(self, key):
+        return self.texts.get(key)
+
+    def put_text(self, key, value):
+        self.texts[key] = value
+
+
+def test_a_slower_reading_is_held_until_a_later_check_confirms_it():
+    t = _Texts()
+    assert persistent_scale(t, "hot", 1.4, confirm_after_s=60) == (1.0, 1.4)  # held, table kept
+    first = json.loads(t.texts["drift-held:hot"])
+    # a second slower reading too soon after the first: still held, the first reading's time kept
+    assert persistent_scale(t, "hot", 1.2, confirm_after_s=60) == (1.0, 1.2)
+    assert json.loads(t.texts["drift-held:hot"]) == first
+    # late enough: the smaller of the two slower readings is applied and nothing stays held
+    assert persistent_scale(t, "hot", 1.2, confirm_after_s=0) == (1.2, 1.0)
+    assert not t.texts["drift-held:hot"]
+    assert persistent_scale(t, "rotated", 1.3, confirm_after_s=0) == (1.0, 1.3)  # per method
+    assert persistent_scale(t, "rotated", 1.5, confirm_after_s=0) == (1.3, 1.0)
+
+
+def test_a_faster_or_unmoved_reading_clears_what_was_held():
+    for now in (1.0, 0.8):
+        t = _Texts()
+        persistent_scale(t, "hot", 1.4)
+        assert persistent_scale(t, "hot", now, confirm_after_s=0) == (now, 1.0)  # faster: applied at once
+        assert persistent_scale(t, "hot", 1.3, confirm_after_s=0) == (1.0, 1.3)  # held anew, not applied
+
+
+def test_check_drift_holds_a_slower_host_then_applies_it_when_confirmed(tmp_path):
+    path = tmp_path / "l.sqlite"
+    check_drift(_hot_table(path, 0.001))  # baseline
+    _hot_table(path, 0.001).put(_key("hot-v3"), 1.0, 1)
+    (held,) = check_drift(_hot_table(path, 0.0015), confirm_after_s=3600)
+    assert held.scale == 1.0 and held.held == pytest.approx(1.5) and held.rescaled == 0
+    assert "slower by 1.500, held until a later check confirms it" in drift_note(held)
+    assert _hot_table(path, 0.001).get(_key("hot-v3")) == 1.0
+    slower = _hot_table(path, 0.0015)
+    (applied,) = check_drift(slower, confirm_after_s=0)
+    assert applied.scale == pytest.approx(1.5) and applied.held == 1.0
+    assert slower.get(_key("hot-v3")) == pytest.approx(1.5)

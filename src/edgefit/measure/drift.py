@@ -18,17 +18,30 @@ take alone agrees (`confirmed_scale`), every entry of that method is
 multiplied by it (`edgefit.measure.LatencyTable.rescale`), so the whole table
 speaks of the host as it is now. The first session stores the references (the
 baseline).
+
+The two directions are not alike. Other jobs only ever add time, so references
+that run faster than their entries say the entries carried contention: the
+table is rescaled at once. References that run slower are as likely a slow
+episode of the host as a slower host (in one benchmark run a 38-second round
+read them 1.41x slow on an idle host and the rescaled table missed its networks
+by that much), so a slower reading is held (`DriftCheck.held`, stored in the
+table) and applied only when a check at least ``confirm_after_s`` later (default
+`CONFIRM_AFTER_S`) reads slower too, by the smaller of the two scales.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 NOISE = 0.03  # a median move below this is measurement noise on this kind of host
 TAKES = 2  # the references are measured twice; each take must confirm a drift
+# a slower reading is applied only when a check this much later reads slower too
+CONFIRM_AFTER_S = 60.0
 REFERENCE_LAYERS = (
     ("Linear(64->64) batch 1", "linear", (64, 64), (1, 64)),
     ("Linear(512->256) batch 1", "linear", (512, 256), (1, 512)),
@@ -53,6 +66,7 @@ class DriftCheck:
         scale: the factor every entry of the method was multiplied by (1.0: not moved).
         rescaled: how many entries were rescaled.
         seconds: how long the check took.
+        held: a slower reading not applied yet (waiting for a later check to confirm it), else 1.0.
     """
 
     method: str
@@ -60,6 +74,7 @@ class DriftCheck:
     scale: float = 1.0
     rescaled: int = 0
     seconds: float = 0.0
+    held: float = 1.0
 
     @property
     def median(self) -> float | None:
@@ -73,6 +88,7 @@ class DriftCheck:
             "scale": self.scale,
             "rescaled": self.rescaled,
             "seconds": self.seconds,
+            "held": self.held,
         }
 
 
@@ -139,18 +155,20 @@ def _reference_parts(table, rotate: int):
     return parts
 
 
-def check_drift(table, *, noise: float = NOISE, methods=None) -> tuple[DriftCheck, ...]:
+def check_drift(
+    table, *, noise: float = NOISE, methods=None, confirm_after_s: float = CONFIRM_AFTER_S
+) -> tuple[DriftCheck, ...]:
     """Measure the reference layers again and rescale ``table``'s entries where the host drifted.
 
     Per method (hot, rotated; rotated only if the table rotates): a reference entry
     missing from the table is measured and stored (the baseline); otherwise the fresh
     measurement over the stored one is a ratio, and `drift_scale` of the ratios, when
     not 1, multiplies every entry the method measured (the table's per-host
-    calibration rows with the hot entries). ``methods`` limits the check (default:
-    both). Returns one `DriftCheck` per method.
+    calibration rows with the hot entries): at once when the host got faster, and
+    when it got slower only once a check ``confirm_after_s`` or more after the
+    first slower one confirms it (`persistent_scale`). ``methods`` limits the check
+    (default: both). Returns one `DriftCheck` per method.
     """
-    import time
-
     import torch
 
     from edgefit.measure.latency import steady_allocator
@@ -178,10 +196,41 @@ def check_drift(table, *, noise: float = NOISE, methods=None) -> tuple[DriftChec
                 ratios.append(fresh / stored)
                 for take, out in zip(takes, per_take, strict=True):
                     out.append(take[i] / stored)
-        scale = confirmed_scale(ratios, per_take, noise)
+        scale, held = persistent_scale(
+            table, method, confirmed_scale(ratios, per_take, noise), confirm_after_s
+        )
         changed = table.rescale(rescaled_methods[method], scale) if scale != 1.0 else 0
-        checks.append(DriftCheck(method, tuple(ratios), scale, changed, time.time() - t0))
+        checks.append(DriftCheck(method, tuple(ratios), scale, changed, time.time() - t0, held))
     return tuple(checks)
+
+
+def _held_key(method: str) -> str:
+    return f"drift-held:{method}"
+
+
+def persistent_scale(
+    table, method: str, scale: float, confirm_after_s: float = CONFIRM_AFTER_S
+) -> tuple[float, float]:
+    """(scale to apply, slower reading held) for one method's confirmed reading ``scale``.
+
+    Faster (< 1) is applied at once; slower (> 1) is held in ``table`` until a
+    reading at least ``confirm_after_s`` after the first held one is slower too,
+    and then the smaller of the two is applied. A reading within the noise (1.0)
+    or faster clears what was held.
+    """
+    key, now = _held_key(method), time.time()
+    text = table.get_text(key)
+    held = json.loads(text) if text else None
+    if scale <= 1.0:
+        if held:
+            table.put_text(key, "")
+        return scale, 1.0
+    if held and now - held["at"] >= confirm_after_s:
+        table.put_text(key, "")
+        return min(scale, held["scale"]), 1.0
+    if not held:
+        table.put_text(key, json.dumps({"scale": scale, "at": now}))
+    return 1.0, scale
 
 
 def confirmed_scale(
@@ -228,6 +277,11 @@ def drift_note(check: DriftCheck) -> str:
         f"drift check ({check.method}): reference layers now {check.median:.2f}x their entries "
         f"({min(check.ratios):.2f}..{max(check.ratios):.2f})"
     )
+    if check.held != 1.0:
+        return (
+            head
+            + f": slower by {check.held:.3f}, held until a later check confirms it (table kept)"
+        )
     if check.scale == 1.0:
         return head + ": within the noise, table kept"
     return head + f": {check.rescaled} entries rescaled by {check.scale:.3f}"
