@@ -39,6 +39,7 @@ def assert_consistent(check: dict, budget_s: float | None = None) -> None:
     assert check["measured_s"] > 0
     assert check["low_s"] <= check["predicted_s"] <= check["high_s"]
     assert check["measured_in_interval"] == (check["low_s"] <= check["measured_s"] <= check["high_s"])
+    assert check["measured_s"] <= check["measured_median_s"]  # the uncontended latency: a low quantile
     assert check["predicted_s"] == pytest.approx(1.5 * check["table_s"])  # the stored correction's factor
     assert check["regime"] == "hot" and check["confidence"] == 0.9
     if budget_s is not None:
@@ -154,3 +155,11 @@ def test_search_without_host_latency_measures_nothing():
     result = search(TOY, RandomConfig(seed=0), objectives=["accuracy", "macs"], trials=2, evaluate=score)
     assert result.host_latency == {} and result.host_latency_lines() == []
     assert needs_data(["accuracy"]) and not needs_data(["macs", "latency@host"])
+
+
+def test_check_markdown_shows_the_median_under_load_beside_the_uncontended_latency():
+    check = {"predicted_s": 0.002, "low_s": 0.0018, "high_s": 0.0023, "confidence": 0.9, "measured_s": 0.0021,
+             "measured_median_s": 0.0026, "measured_in_interval": True}
+    assert check_markdown(check) == (
+        "host latency: predicted 2.000 ms [1.800-2.300] (90% interval), measured 2.100 ms: inside the interval"
+        " (median under load 2.600 ms)")
