@@ -147,3 +147,13 @@ def test_check_drift_holds_a_slower_host_then_applies_it_when_confirmed(tmp_path
     (applied,) = check_drift(slower, confirm_after_s=0)
     assert applied.scale == pytest.approx(1.5) and applied.held == 1.0
     assert slower.get(_key("hot-v3")) == pytest.approx(1.5)
+
+
+def test_a_damaged_held_record_counts_as_nothing_held():
+    for text in ("{not json", '{"scale": "x", "at": 1}', '{"at": 1}', "[]", '{"scale": 0.5, "at": 1}'):
+        t = _Texts()
+        t.texts["drift-held:hot"] = text
+        assert persistent_scale(t, "hot", 1.4, confirm_after_s=0) == (1.0, 1.4)  # held anew, not applied
+        assert json.loads(t.texts["drift-held:hot"])["scale"] == 1.4
+        t.texts["drift-held:hot"] = text
+        assert persistent_scale(t, "hot", 0.9) == (0.9, 1.0)  # faster: applied regardless

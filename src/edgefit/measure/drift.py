@@ -208,6 +208,16 @@ def _held_key(method: str) -> str:
     return f"drift-held:{method}"
 
 
+def _held_reading(text: str | None) -> dict | None:
+    """The stored held reading ({"scale", "at"}), or None: none held, or a record not readable as one
+    (a damaged record is dropped, as if nothing were held, rather than stopping the prediction)."""
+    try:
+        held = json.loads(text) if text else None
+        return held if float(held["scale"]) > 1.0 and float(held["at"]) >= 0 else None
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 def persistent_scale(
     table, method: str, scale: float, confirm_after_s: float = CONFIRM_AFTER_S
 ) -> tuple[float, float]:
@@ -219,8 +229,7 @@ def persistent_scale(
     or faster clears what was held.
     """
     key, now = _held_key(method), time.time()
-    text = table.get_text(key)
-    held = json.loads(text) if text else None
+    held = _held_reading(table.get_text(key))
     if scale <= 1.0:
         if held:
             table.put_text(key, "")

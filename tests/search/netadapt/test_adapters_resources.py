@@ -124,18 +124,26 @@ def test_reducible_budgets_are_shares_above_the_floor():
     assert "relative_to" not in total.fingerprint() and reducible.fingerprint()["relative_to"] == "reducible"
 
 
-def test_locked_table_locks_only_to_time():
+def _logged_lock(log: list):
+    """A lock (context manager factory) that appends "lock" and "unlock" to ``log``."""
     from contextlib import contextmanager
-
-    from edgefit.search.netadapt.resources import LockedTable
-
-    log = []
 
     @contextmanager
     def lock():
         log.append("lock")
         yield
         log.append("unlock")
+
+    return lock
+
+
+def test_locked_table_locks_only_to_time():
+    from contextlib import contextmanager
+
+    from edgefit.search.netadapt.resources import LockedTable
+
+    log = []
+    lock = _logged_lock(log)
 
     class Table:  # stores what it measures; its gate runs the measurement
         hits = 0
@@ -190,18 +198,11 @@ def test_locked_table_locks_only_to_time():
 
 def test_locked_table_locks_a_second_take(tmp_path):
     """A stored entry due for its second take is timed, so it is looked up under the lock."""
-    from contextlib import contextmanager
-
     from edgefit.measure import LatencyTable
     from edgefit.search.netadapt.resources import LockedTable
 
     log = []
-
-    @contextmanager
-    def lock():
-        log.append("lock")
-        yield
-        log.append("unlock")
+    lock = _logged_lock(log)
 
     table = LatencyTable(tmp_path / "lut.sqlite", timer=lambda: 0.0, second_take_after_s=0.0)
     table.put("a", 2.0, 10)
