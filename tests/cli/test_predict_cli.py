@@ -46,3 +46,23 @@ def test_negative_second_take_after_is_one_line(capsys):
 def test_drift_check_flag_reaches_the_table(built, flag, expected):
     assert main(["predict", "zoo:lenet5", "--no-calibrate", *flag]) == 2
     assert built[0]["drift_check"] is expected
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], "factor"), (["--correction-model", "features"], "features")])
+def test_correction_model_reaches_the_prediction(monkeypatch, flag, expected):
+    seen = []
+
+    def fake_predict(*args, **kwargs):
+        seen.append(kwargs["correction_model"])
+        raise ConfigError("stopped before predicting")
+
+    monkeypatch.setattr(edgefit.measure, "predict_latency", fake_predict)
+    assert main(["predict", "zoo:lenet5", "--no-calibrate", *flag]) == 2
+    assert seen == [expected]
+
+
+def test_unknown_correction_model_is_one_line(built, capsys):
+    assert main(["predict", "zoo:lenet5", "--correction-model", "mean"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--correction-model must be one of factor, features (got 'mean')" in err and "\n" not in err
+    assert built == []  # nothing built or timed

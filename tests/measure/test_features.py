@@ -153,11 +153,45 @@ def test_prediction_applies_the_stored_feature_correction(tmp_path):
     ratios = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8)
     fc = FeatureCorrection((_feats(),) * 8, (1.0,) * 8, ratios)
     table.put_text(correction_key("features", torch.get_num_threads()), fc.to_json())
-    pred = predict_latency(model, input_shape=(1, 3, 8, 8), table=table, measure=False)
+    pred = predict_latency(model, input_shape=(1, 3, 8, 8), table=table, measure=False,
+                           correction_model="features")
     assert pred.correction.model == "features"
     assert pred.seconds == pytest.approx(base.table_seconds * fc.factor(base.features))
     assert pred.low_s <= pred.seconds <= pred.high_s
     assert pred.to_dict()["features"] == base.features
+    # the default is the per-regime factor: with none stored and no calibration, no correction
+    assert predict_latency(model, input_shape=(1, 3, 8, 8), table=table, measure=False).correction is None
+    corr = HostCorrection("hot", 1.5, (-0.2, 0.0, 0.1, 0.3))
+    table.put_text(correction_key("hot", torch.get_num_threads()), corr.to_json())
+    pred = predict_latency(model, input_shape=(1, 3, 8, 8), table=table, measure=False)
+    assert pred.correction.model == "factor" and pred.seconds == pytest.approx(1.5 * base.table_seconds)
+    with pytest.raises(ConfigError, match="correction model"):
+        predict_latency(model, input_shape=(1, 3, 8, 8), table=table, measure=False, correction_model="mean")
+
+
+def test_the_factor_is_calibrated_on_the_feature_networks(tmp_path, monkeypatch):
+    """Without a stored factor, a prediction with features calibrates on the 40 varied networks
+    (`calibrate_features`, which stores the per-regime factors beside) and applies the factor."""
+    import edgefit.measure.correction as C
+
+    table = _table(tmp_path)
+    stored = HostCorrection("hot", 1.25, (-0.1, 0.0, 0.1), canary_s=1e-4)
+    ratios = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8)
+    fresh = FeatureCorrection((_feats(),) * 8, (1.0,) * 8, ratios, networks=("n",) * 8, seconds=3.0)
+    calls = []
+
+    def fake(table, canary_s, **kw):
+        calls.append(canary_s)
+        table.put_text(correction_key("hot", torch.get_num_threads()), stored.to_json())
+        return fresh
+
+    monkeypatch.setattr(C, "calibrate_features", fake)
+    monkeypatch.setattr(C, "calibrate_correction", lambda *a, **k: pytest.fail("six-network calibration"))
+    pred = predict_latency(_small().eval(), input_shape=(1, 3, 8, 8), table=table, measure=False,
+                           correction=True)
+    assert len(calls) == 1 and pred.correction == stored
+    assert pred.seconds == pytest.approx(1.25 * pred.table_seconds)
+    assert "host correction calibrated on 8 random networks in 3 s (0 retakes)" in pred.notes
 
 
 def test_no_benchmark_network_is_in_the_feature_calibration_set():
@@ -213,4 +247,4 @@ def test_feature_correction_notes_when_the_host_moved(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "calibrate_features", lambda table, canary_s, **kw: fresh)
     notes = []
     assert L.feature_correction(table, calibrate=True, notes=notes) is fresh
-    assert notes == ["feature correction calibrated on 8 random networks in 12 s (3 retakes)"]
+    assert notes == ["host correction calibrated on 8 random networks in 12 s (3 retakes)"]

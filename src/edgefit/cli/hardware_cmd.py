@@ -203,6 +203,13 @@ def predict(
         "stored correction only",
     ),
     confidence: float = typer.Option(0.9, "--confidence", help="the interval's confidence"),
+    correction_model: str = typer.Option(
+        "factor",
+        "--correction-model",
+        help="factor: one measured / table-sum ratio per timing regime (default, the more "
+        "accurate in the benchmark); features: a regression on the network's features "
+        "(nn-Meter style, needs scikit-learn)",
+    ),
     budget_ms: float = typer.Option(
         None, "--budget-ms", help="also say whether this budget is met with --confidence"
     ),
@@ -240,6 +247,12 @@ def predict(
         raise ConfigError(
             f"predict measures layers on this machine; use --device host (got {device!r})"
         )
+    from edgefit.measure.correction import CORRECTION_MODELS
+
+    if correction_model not in CORRECTION_MODELS:
+        raise ConfigError(
+            f"--correction-model must be one of {', '.join(CORRECTION_MODELS)} (got {correction_model!r})"
+        )
     if threads:
         torch.set_num_threads(threads)
     resolved, shapes, prof = _profile(model, input_shape, 32, None, option)
@@ -261,6 +274,7 @@ def predict(
         runs=runs,
         correction=True if calibrate else None,
         confidence=confidence,
+        correction_model=correction_model,
     )
     budget_s = budget_ms * 1e-3 if budget_ms is not None else None
     est = estimate(prof, get_device("host"))

@@ -47,6 +47,7 @@ REGIMES = ("hot", "rotated")
 CALIBRATION_SEED = 1_000_003  # the calibration networks' stream; benchmarks draw from others
 STALE_RATIO = 1.25
 INTERVAL_METHODS = ("t", "conformal")
+CORRECTION_MODELS = ("factor", "features")  # the per-regime factor (default) or the feature model
 
 
 def quantile(values: Sequence[float], q: float) -> float:
