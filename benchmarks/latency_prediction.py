@@ -768,6 +768,7 @@ def drift_cells(st) -> str:
             cells.append(
                 f"{d.median:.2f} ({min(d.ratios):.2f}..{max(d.ratios):.2f}) -> "
                 + (f"held (x{d.held:.3f} not yet confirmed)" if d.held != 1.0
+                   else f"faster: {d.rebased} references re-stored, table kept" if d.rebased
                    else "kept" if d.scale == 1.0 else f"x{d.scale:.3f}")
             )
     return " | ".join(cells)

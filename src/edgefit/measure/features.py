@@ -30,6 +30,10 @@ the model does not extrapolate.
 
 Nothing fitted is stored: the features and targets are (JSON), and the model is
 fitted again on load (milliseconds), so nothing loaded executes code.
+
+It is an option (``predict_latency(correction_model="features")``): the default
+is the per-regime factor fitted on the same networks, which put more of the
+benchmark's networks within +-10% (`edgefit.measure.lut.host_correction`).
 """
 
 from __future__ import annotations

@@ -970,8 +970,8 @@ def host_correction(
 
     Why the factor is the default: over 13 benchmark runs on a shared host the
     feature model, a regression on features the zoo's networks lie outside of,
-    put fewer networks within +-10% (60% against 65%; 67% against 76% in the last
-    seven) and covered fewer with its interval (`docs/latency_correction.md`).
+    put fewer networks within +-10% (61% against 65%; 67% against 76% in the last
+    seven) and its interval covered fewer or as many (`docs/latency_correction.md`).
     """
     import torch
 
