@@ -248,3 +248,27 @@ def test_feature_correction_notes_when_the_host_moved(tmp_path, monkeypatch):
     notes = []
     assert L.feature_correction(table, calibrate=True, notes=notes) is fresh
     assert notes == ["host correction calibrated on 8 random networks in 12 s (3 retakes)"]
+
+
+def test_feature_calibration_times_each_network_at_two_moments(tmp_path, monkeypatch):
+    """Two blocks around a network's lookups, then one more after the whole set; p10 of all three."""
+    import edgefit.measure.correction as C
+    from edgefit.measure.latency import LatencyStats
+
+    nets = [(nn.Sequential(nn.Linear(4, 4 + i)).eval(), (1, 4), f"n{i}") for i in range(8)]
+    monkeypatch.setattr(C, "feature_calibration_networks", lambda count, seed: nets)
+    calls = []
+
+    def fake_measure(table, model, x):
+        calls.append(model)
+        late = calls.count(model) == 3  # the later block ran with the host quiet: 1 ms, else 2 ms
+        return LatencyStats.from_samples([1e-3 if late else 2e-3] * 10)
+
+    monkeypatch.setattr(C, "measure_network", fake_measure)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fc = C.calibrate_features(_table(tmp_path), count=8)
+    order = [m for m, _, _ in nets for _ in range(2)] + [m for m, _, _ in nets]
+    assert [id(m) for m in calls] == [id(m) for m in order]
+    # 10th percentile (nearest rank) of 30 samples, 10 of them 1 ms: the 3rd smallest, 1 ms
+    assert fc.measured_s == pytest.approx((1e-3,) * 8) and fc.networks == tuple(n for *_, n in nets)
