@@ -33,7 +33,19 @@ def built(monkeypatch):
 def test_second_take_after_reaches_the_table(built, flag, expected, capsys):
     assert main(["predict", "zoo:lenet5", "--no-calibrate", *flag]) == 2
     assert "stopped after building the table" in capsys.readouterr().err
-    assert built == [{"gate": built[0]["gate"], "drift_check": True, "second_take_after_s": expected}]
+    assert built == [{"gate": built[0]["gate"], "drift_check": True, "second_take_after_s": expected,
+                      "max_takes": 2}]
+
+
+def test_max_takes_reaches_the_table(built):
+    assert main(["predict", "zoo:lenet5", "--no-calibrate", "--max-takes", "3"]) == 2
+    assert built[0]["max_takes"] == 3
+
+
+def test_max_takes_below_one_is_one_line(capsys):
+    assert main(["predict", "zoo:lenet5", "--no-calibrate", "--max-takes", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "max_takes must be an integer >= 1, got 0" in err and "\n" not in err
 
 
 def test_negative_second_take_after_is_one_line(capsys):

@@ -157,3 +157,26 @@ def test_the_prediction_notes_its_second_takes(tmp_path, wall):
     assert again.to_dict()["notes"] == list(again.notes)
     third = predict()
     assert third.seconds == 2.0 and not any("second" in n for n in third.notes)
+
+
+def test_a_third_take_comes_twice_the_delay_after_the_first_when_allowed(tmp_path, wall):
+    timer = StepTimer(4.0)
+    path = tmp_path / "l.sqlite"
+    table = LatencyTable(path, timer=timer, runs=1, warmup=0, min_sample_s=0, second_take_after_s=60.0,
+                         max_takes=3)
+    calls, fn = _calls()
+    assert table.lookup_or_measure("k", fn) == (4.0, False)
+    wall.now, timer.step = 1060.0, 2.0  # the second take: 60 s after the first
+    assert table.lookup_or_measure("k", fn) == (2.0, True) and _takes(path) == (2.0, 2, 1000.0)
+    wall.now, timer.step = 1119.0, 1.0  # 119 s after the first: the third is not due yet
+    assert table.lookup_or_measure("k", fn) == (2.0, True) and len(calls) == 2
+    wall.now = 1120.0  # 120 s: due; the fastest of the three kept
+    assert table.lookup_or_measure("k", fn) == (1.0, True) and _takes(path) == (1.0, 3, 1000.0)
+    wall.now, timer.step = 10**6, 0.5  # three takes: never again
+    assert table.lookup_or_measure("k", fn) == (1.0, True) and len(calls) == 3
+    assert table.second_takes == 2 and table.second_take_ratios == [0.5, 0.5]
+    two = _table(tmp_path / "two.sqlite", StepTimer(1.0))  # the default: two takes at most
+    assert two.max_takes == 2
+    for bad in (0, -1, 2.5, True, "3"):
+        with pytest.raises(ConfigError, match="max_takes"):
+            LatencyTable(path, max_takes=bad)

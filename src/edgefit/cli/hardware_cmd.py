@@ -225,6 +225,12 @@ def predict(
         help="time a table entry measured once again when it is at least this many seconds old "
         "and keep the faster take (a shared host only adds time); 0: never",
     ),
+    max_takes: int = typer.Option(
+        2,
+        "--max-takes",
+        help="takes a table entry gets at most: take k + 1 on a lookup at least k x "
+        "--second-take-after after the first, the fastest kept",
+    ),
     drift_check: bool = typer.Option(
         True,
         "--drift-check/--no-drift-check",
@@ -265,6 +271,7 @@ def predict(
         gate=gate if speed_gate else None,
         drift_check=drift_check,
         second_take_after_s=second_take_after or None,
+        max_takes=max_takes,
     )
     pred = predict_latency(
         resolved.model,

@@ -190,10 +190,14 @@ class LatencyTable:
         second_take_after_s: when set, a lookup of an entry with one take stored at
             least this many seconds ago measures the configuration again (behind the
             gate, as a new one) and keeps the faster of the two takes, marked as two
-            takes and never re-timed by this rule again. Contention on a shared host
-            only ever adds time, so the minimum of two takes apart in time drops what a
-            slow episode added to the first. ``second_takes`` counts them and
-            ``second_take_ratios`` holds each second / first take. None: never.
+            takes. Contention on a shared host only ever adds time, so the minimum of
+            two takes apart in time drops what a slow episode added to the first.
+            ``second_takes`` counts these later takes and ``second_take_ratios`` holds
+            each new / kept take. None: never.
+        max_takes: the takes an entry gets at most (default 2): with ``max_takes=3`` an
+            entry of two takes is timed a third time on a lookup at least twice
+            ``second_take_after_s`` after its first take, and so on (take ``k + 1``
+            at least ``k`` times it after the first), the fastest kept.
         drift_check: before the first prediction from this instance (a session) that
             reads entries of a method (hot, rotated), re-measure the table's reference
             entries of that method and rescale its entries if the host's speed drifted
@@ -214,8 +218,12 @@ class LatencyTable:
         retakes: int = 2,
         drift_check: bool = False,
         second_take_after_s: float | None = None,
+        max_takes: int = 2,
     ) -> None:
         self.second_take_after_s = _second_take_after(second_take_after_s)
+        if isinstance(max_takes, bool) or not isinstance(max_takes, int) or max_takes < 1:
+            raise ConfigError(f"max_takes must be an integer >= 1, got {max_takes!r}")
+        self.max_takes = max_takes
         self.path = Path(path) if path is not None else default_lut_path()
         timer = timer if timer is not None else default_timer()
         self.warmup, self.runs, self.timer, self.min_sample_s = warmup, runs, timer, min_sample_s
@@ -271,7 +279,7 @@ class LatencyTable:
 
     def _second_take_due(self, created: float, takes: int) -> bool:
         after = self.second_take_after_s
-        return after is not None and takes < 2 and time.time() - created >= after
+        return after is not None and takes < self.max_takes and time.time() - created >= after * takes
 
     def get_text(self, key: str) -> str | None:
         """A stored calibration (JSON text, e.g. a `HostCorrection`), or None."""
@@ -356,7 +364,7 @@ class LatencyTable:
             self.hits += 1
             seconds, _runs, created, takes = stored
             if self._second_take_due(created, takes):
-                seconds = self._second_take(key, fn, seconds)
+                seconds = self._second_take(key, fn, seconds, takes)
             return seconds, True
 
         stats = self.measure(fn)
@@ -364,13 +372,15 @@ class LatencyTable:
         self.measured += 1
         return stats.p10_s, False
 
-    def _second_take(self, key: str, fn: Callable[[], object], first: float) -> float:
-        """``key`` measured again; the faster of ``first`` and the new take stored as two takes."""
+    def _second_take(self, key: str, fn: Callable[[], object], first: float, takes: int = 1) -> float:
+        """``key`` measured again; the faster of ``first`` (the kept one of ``takes`` takes) and the new
+        take stored, with one take more."""
         stats = self.measure(fn)
         kept = min(first, stats.p10_s)
         with self._connect() as db:  # ``created`` stays the first take's time
             db.execute(
-                "UPDATE latency SET seconds = ?, takes = 2 WHERE key = ?", (float(kept), key)
+                "UPDATE latency SET seconds = ?, takes = ? WHERE key = ?",
+                (float(kept), int(takes) + 1, key),
             )
         self.second_takes += 1
         if first > 0:
