@@ -76,5 +76,5 @@ def test_correction_model_reaches_the_prediction(monkeypatch, flag, expected):
 def test_unknown_correction_model_is_one_line(built, capsys):
     assert main(["predict", "zoo:lenet5", "--correction-model", "mean"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "--correction-model must be one of factor, features (got 'mean')" in err and "\n" not in err
+    assert "correction model must be one of factor, features (got 'mean')" in err and "\n" not in err
     assert built == []  # nothing built or timed

@@ -253,12 +253,9 @@ def predict(
         raise ConfigError(
             f"predict measures layers on this machine; use --device host (got {device!r})"
         )
-    from edgefit.measure.correction import CORRECTION_MODELS
+    from edgefit.measure.correction import check_correction_model
 
-    if correction_model not in CORRECTION_MODELS:
-        raise ConfigError(
-            f"--correction-model must be one of {', '.join(CORRECTION_MODELS)} (got {correction_model!r})"
-        )
+    check_correction_model(correction_model)  # before anything is built or timed
     if threads:
         torch.set_num_threads(threads)
     resolved, shapes, prof = _profile(model, input_shape, 32, None, option)

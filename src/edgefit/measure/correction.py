@@ -50,6 +50,17 @@ INTERVAL_METHODS = ("t", "conformal")
 CORRECTION_MODELS = ("factor", "features")  # the per-regime factor (default) or the feature model
 
 
+def check_correction_model(model: str) -> str:
+    """``model`` if it names a correction (`CORRECTION_MODELS`), else a one-line `ConfigError`.
+
+    >>> check_correction_model("factor")
+    'factor'
+    """
+    if model not in CORRECTION_MODELS:
+        raise ConfigError(f"correction model must be one of {', '.join(CORRECTION_MODELS)} (got {model!r})")
+    return model
+
+
 def quantile(values: Sequence[float], q: float) -> float:
     """Linear-interpolation quantile of ``values`` (``q`` in [0, 1]).
 

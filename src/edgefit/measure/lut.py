@@ -52,9 +52,9 @@ from pathlib import Path
 from edgefit._io import sqlite_connection
 from edgefit.errors import ConfigError
 from edgefit.measure.correction import (
-    CORRECTION_MODELS,
     HostCorrection,
     calibrate_correction,
+    check_correction_model,
     correction_key,
 )
 from edgefit.measure.latency import (
@@ -987,8 +987,7 @@ def host_correction(
 
     from edgefit.measure.features import sklearn_available
 
-    if model not in CORRECTION_MODELS:
-        raise ConfigError(f"correction model must be one of {CORRECTION_MODELS}, got {model!r}")
+    check_correction_model(model)
     notes = notes if notes is not None else []
     if model == "features" and features is not None and sklearn_available():
         fc = feature_correction(table, calibrate=calibrate, notes=notes)
@@ -1161,8 +1160,7 @@ def predict_latency(
 
     if not 0.0 < confidence < 1.0:
         raise ConfigError(f"confidence must be in (0, 1), got {confidence}")
-    if correction_model not in CORRECTION_MODELS:
-        raise ConfigError(f"correction model must be one of {CORRECTION_MODELS}, got {correction_model!r}")
+    check_correction_model(correction_model)
     notes: list[str] = []
     if steady and steady_allocator():
         notes.append("allocator pinned (mallopt): no first-touch page faults")
